@@ -1,0 +1,361 @@
+#include "config.h"
+
+#include <otelagent/otelagent.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+
+namespace otelagent {
+
+namespace {
+
+using Settings = std::map<std::string, std::string, std::less<>>;
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (auto &c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// A printable, bounded copy of a bad value for a warning.
+std::string shown(std::string_view v) {
+  std::string out;
+  for (char c : v.substr(0, 64))
+    out += std::isprint(static_cast<unsigned char>(c)) ? c : '?';
+  if (v.size() > 64) out += "...";
+  return out;
+}
+
+class Parser {
+ public:
+  Parser(const Settings &s, std::vector<std::string> *w) : s_(s), w_(w) {}
+
+  // The value of the first of `keys` that is set and not empty.
+  const std::string *get(std::initializer_list<std::string_view> keys,
+                         std::string_view *which = nullptr) const {
+    for (auto k : keys) {
+      auto it = s_.find(k);
+      if (it != s_.end() && !trim(it->second).empty()) {
+        if (which) *which = k;
+        return &it->second;
+      }
+    }
+    return nullptr;
+  }
+
+  void warn(std::string_view key, std::string_view value, std::string_view why,
+            std::string_view used) {
+    w_->push_back(std::string(key) + "=\"" + shown(value) + "\" " +
+                  std::string(why) + "; using " + std::string(used));
+  }
+
+  void boolean(std::initializer_list<std::string_view> keys, bool *out) {
+    std::string_view key;
+    const std::string *v = get(keys, &key);
+    if (!v) return;
+    std::string l = lower(trim(*v));
+    if (l == "true") *out = true;
+    else if (l == "false") *out = false;
+    else warn(key, *v, "is not true or false", *out ? "true" : "false");
+  }
+
+  void number(std::initializer_list<std::string_view> keys, uint32_t *out,
+              uint32_t min, uint32_t max) {
+    std::string_view key;
+    const std::string *v = get(keys, &key);
+    if (!v) return;
+    std::string t(trim(*v));
+    char *end = nullptr;
+    errno = 0;
+    long long n = std::strtoll(t.c_str(), &end, 10);
+    if (errno != 0 || end == t.c_str() || *end != '\0' || n < min || n > max) {
+      warn(key, *v,
+           "is not a whole number from " + std::to_string(min) + " to " +
+               std::to_string(max),
+           std::to_string(*out));
+      return;
+    }
+    *out = static_cast<uint32_t>(n);
+  }
+
+  template <typename E>
+  void choice(std::initializer_list<std::string_view> keys,
+              std::initializer_list<std::pair<std::string_view, E>> options,
+              E *out, std::string_view default_name) {
+    std::string_view key;
+    const std::string *v = get(keys, &key);
+    if (!v) return;
+    std::string l = lower(trim(*v));
+    for (auto &[name, value] : options)
+      if (l == name) {
+        *out = value;
+        return;
+      }
+    warn(key, *v, "is not a supported value", default_name);
+  }
+
+  std::vector<std::string> &warnings() { return *w_; }
+
+ private:
+  const Settings &s_;
+  std::vector<std::string> *w_;
+};
+
+const std::vector<std::string_view> kKeys = {
+    "OTEL_SDK_DISABLED",
+    "OTEL_SERVICE_NAME",
+    "OTEL_RESOURCE_ATTRIBUTES",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_HEADERS",
+    "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+    "OTEL_EXPORTER_OTLP_TIMEOUT",
+    "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+    "OTEL_EXPORTER_OTLP_COMPRESSION",
+    "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_CERTIFICATE",
+    "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
+    "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+    "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY",
+    "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+    "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE",
+    "OTEL_TRACES_EXPORTER",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
+    "OTEL_PROPAGATORS",
+    "OTEL_BSP_SCHEDULE_DELAY",
+    "OTEL_BSP_EXPORT_TIMEOUT",
+    "OTEL_BSP_MAX_QUEUE_SIZE",
+    "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+    "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+    "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+    "OTEL_ATTRIBUTE_COUNT_LIMIT",
+    "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT",
+    "OTEL_SPAN_EVENT_COUNT_LIMIT",
+    "OTEL_SPAN_LINK_COUNT_LIMIT",
+    "OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT",
+    "OTEL_LINK_ATTRIBUTE_COUNT_LIMIT",
+    "OTELAGENT_ID_GENERATOR",
+    "OTELAGENT_RING_BYTES",
+    "OTELAGENT_SHUTDOWN_TIMEOUT_MS",
+    "OTELAGENT_RETRY_INITIAL_MS",
+    "OTELAGENT_RETRY_MAX_MS",
+    "OTELAGENT_RETRY_MAX_ELAPSED_MS",
+};
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+}  // namespace
+
+const std::vector<std::string_view> &config_keys() { return kKeys; }
+
+bool config_key_known(std::string_view key) {
+  return std::find(kKeys.begin(), kKeys.end(), key) != kKeys.end();
+}
+
+bool percent_decode(std::string_view in, std::string *out) {
+  out->clear();
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (in[i] != '%') {
+      *out += in[i];
+      continue;
+    }
+    if (i + 2 >= in.size()) return false;
+    int hi = hex_value(in[i + 1]), lo = hex_value(in[i + 2]);
+    if (hi < 0 || lo < 0) return false;
+    *out += static_cast<char>(hi * 16 + lo);
+    i += 2;
+  }
+  return true;
+}
+
+bool parse_key_values(std::string_view in, KeyValues *out) {
+  out->clear();
+  while (!in.empty()) {
+    size_t comma = in.find(',');
+    std::string_view member = trim(in.substr(0, comma));
+    in = comma == std::string_view::npos ? std::string_view() : in.substr(comma + 1);
+    if (member.empty()) continue;
+    size_t eq = member.find('=');
+    if (eq == std::string_view::npos || eq == 0) {
+      out->clear();
+      return false;
+    }
+    std::string key, value;
+    if (!percent_decode(trim(member.substr(0, eq)), &key) ||
+        !percent_decode(trim(member.substr(eq + 1)), &value) || key.empty()) {
+      out->clear();
+      return false;
+    }
+    out->emplace_back(std::move(key), std::move(value));
+  }
+  return true;
+}
+
+Config config_parse(const Settings &settings, std::vector<std::string> *warnings) {
+  Config c;
+  Parser p(settings, warnings);
+  std::string_view key;
+
+  p.boolean({"OTEL_SDK_DISABLED"}, &c.disabled);
+  if (auto *v = p.get({"OTEL_SERVICE_NAME"})) c.service_name = std::string(trim(*v));
+  if (auto *v = p.get({"OTEL_RESOURCE_ATTRIBUTES"})) {
+    if (!parse_key_values(*v, &c.resource_attrs))
+      p.warn("OTEL_RESOURCE_ATTRIBUTES", *v, "is malformed", "no attributes from it");
+  }
+
+  if (auto *v = p.get({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"})) {
+    c.endpoint = std::string(trim(*v));
+  } else if (auto *b = p.get({"OTEL_EXPORTER_OTLP_ENDPOINT"})) {
+    std::string base(trim(*b));
+    if (base.back() != '/') base += '/';
+    c.endpoint = base + "v1/traces";
+  }
+  if (c.endpoint.rfind("http://", 0) != 0 && c.endpoint.rfind("https://", 0) != 0) {
+    p.warn("OTEL_EXPORTER_OTLP_ENDPOINT", c.endpoint, "is not an http(s) URL",
+           "http://localhost:4318/v1/traces");
+    c.endpoint = "http://localhost:4318/v1/traces";
+  }
+  if (auto *v = p.get({"OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"}, &key)) {
+    if (!parse_key_values(*v, &c.headers))
+      // The value may hold credentials: name the variable, never the value.
+      warnings->push_back(std::string(key) + " is malformed; sending no headers from it");
+  }
+  p.number({"OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"},
+           &c.timeout_ms, 1, 3600000);
+  p.choice<Compression>({"OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION"},
+                        {{"none", Compression::kNone},
+                         {"gzip", Compression::kGzip},
+                         {"zstd", Compression::kZstd}},
+                        &c.compression, "none");
+  if (auto *v = p.get({"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"}, &key)) {
+    std::string l = lower(trim(*v));
+    if (l != "http/protobuf")
+      p.warn(key, *v,
+             l == "grpc" ? "is not supported: libotelagent speaks only http/protobuf "
+                           "(point the endpoint at the collector's OTLP/HTTP port, "
+                           "usually 4318)"
+                         : "is not supported (only http/protobuf)",
+             "http/protobuf");
+  }
+  {
+    // An endpoint on the gRPC port almost always means a misconfiguration.
+    size_t scheme = c.endpoint.find("://");
+    size_t hostend = c.endpoint.find('/', scheme + 3);
+    std::string_view authority =
+        std::string_view(c.endpoint).substr(scheme + 3, hostend - scheme - 3);
+    if (authority.size() >= 5 && authority.substr(authority.size() - 5) == ":4317")
+      warnings->push_back("the OTLP endpoint " + c.endpoint +
+                          " uses port 4317 (gRPC); libotelagent speaks only "
+                          "http/protobuf (usually port 4318)");
+  }
+  if (auto *v = p.get({"OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "OTEL_EXPORTER_OTLP_CERTIFICATE"}))
+    c.certificate = *v;
+  if (auto *v = p.get({"OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", "OTEL_EXPORTER_OTLP_CLIENT_KEY"}))
+    c.client_key = *v;
+  if (auto *v = p.get({"OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE",
+                       "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"}))
+    c.client_certificate = *v;
+
+  if (auto *v = p.get({"OTEL_TRACES_EXPORTER"})) {
+    // A list is allowed by the spec; we honour its first supported member.
+    std::string l = lower(trim(*v));
+    if (l.find(',') != std::string::npos) l = std::string(trim(l.substr(0, l.find(','))));
+    if (l == "otlp") c.exporter = ExporterKind::kOtlp;
+    else if (l == "console") c.exporter = ExporterKind::kConsole;
+    else if (l == "none") c.exporter = ExporterKind::kNone;
+    else p.warn("OTEL_TRACES_EXPORTER", *v, "is not otlp, console or none", "otlp");
+  }
+  p.choice<SamplerKind>({"OTEL_TRACES_SAMPLER"},
+                        {{"always_on", SamplerKind::kAlwaysOn},
+                         {"always_off", SamplerKind::kAlwaysOff},
+                         {"traceidratio", SamplerKind::kRatio},
+                         {"parentbased_always_on", SamplerKind::kParentAlwaysOn},
+                         {"parentbased_always_off", SamplerKind::kParentAlwaysOff},
+                         {"parentbased_traceidratio", SamplerKind::kParentRatio}},
+                        &c.sampler, "parentbased_always_on");
+  if (auto *v = p.get({"OTEL_TRACES_SAMPLER_ARG"})) {
+    std::string t(trim(*v));
+    char *end = nullptr;
+    double r = std::strtod(t.c_str(), &end);
+    if (end == t.c_str() || *end != '\0' || !(r >= 0.0 && r <= 1.0))
+      p.warn("OTEL_TRACES_SAMPLER_ARG", *v, "is not a number from 0 to 1", "1.0");
+    else
+      c.sampler_ratio = r;
+  }
+  if (auto *v = p.get({"OTEL_PROPAGATORS"})) {
+    bool tc = false, bg = false, xr = false;
+    std::string l = lower(*v);
+    std::string_view rest(l);
+    while (!rest.empty()) {
+      size_t comma = rest.find(',');
+      std::string_view name = trim(rest.substr(0, comma));
+      rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+      if (name == "tracecontext") tc = true;
+      else if (name == "baggage") bg = true;
+      else if (name == "xray") xr = true;
+      else if (name == "none" || name.empty()) continue;
+      else p.warn("OTEL_PROPAGATORS", name, "names an unsupported propagator", "the others listed");
+    }
+    c.prop_tracecontext = tc;
+    c.prop_baggage = bg;
+    c.prop_xray = xr;
+  }
+
+  p.number({"OTEL_BSP_SCHEDULE_DELAY"}, &c.schedule_delay_ms, 1, 3600000);
+  p.number({"OTEL_BSP_EXPORT_TIMEOUT"}, &c.export_timeout_ms, 1, 3600000);
+  p.number({"OTEL_BSP_MAX_QUEUE_SIZE"}, &c.max_queue_size, 1, 1u << 24);
+  p.number({"OTEL_BSP_MAX_EXPORT_BATCH_SIZE"}, &c.max_export_batch_size, 1, 1u << 24);
+  if (c.max_export_batch_size > c.max_queue_size) {
+    warnings->push_back("OTEL_BSP_MAX_EXPORT_BATCH_SIZE is larger than OTEL_BSP_MAX_QUEUE_SIZE; using " +
+                        std::to_string(c.max_queue_size));
+    c.max_export_batch_size = c.max_queue_size;
+  }
+
+  Limits &l = c.limits;
+  l = {OTELAGENT_MAX_VALUE_BYTES, OTELAGENT_MAX_ATTRS, OTELAGENT_MAX_EVENTS,
+       OTELAGENT_MAX_LINKS,       OTELAGENT_MAX_ATTRS, OTELAGENT_MAX_ATTRS};
+  p.number({"OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT"},
+           &l.attr_value_chars, 0, OTELAGENT_MAX_VALUE_BYTES);
+  p.number({"OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "OTEL_ATTRIBUTE_COUNT_LIMIT"}, &l.attr_count, 0,
+           OTELAGENT_MAX_ATTRS);
+  p.number({"OTEL_SPAN_EVENT_COUNT_LIMIT"}, &l.event_count, 0, OTELAGENT_MAX_EVENTS);
+  p.number({"OTEL_SPAN_LINK_COUNT_LIMIT"}, &l.link_count, 0, OTELAGENT_MAX_LINKS);
+  p.number({"OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT", "OTEL_ATTRIBUTE_COUNT_LIMIT"}, &l.event_attr_count,
+           0, OTELAGENT_MAX_ATTRS);
+  p.number({"OTEL_LINK_ATTRIBUTE_COUNT_LIMIT", "OTEL_ATTRIBUTE_COUNT_LIMIT"}, &l.link_attr_count,
+           0, OTELAGENT_MAX_ATTRS);
+
+  if (auto *v = p.get({"OTELAGENT_ID_GENERATOR"})) {
+    std::string g = lower(trim(*v));
+    if (g == "xray") c.xray_ids = true;
+    else if (g != "random") p.warn("OTELAGENT_ID_GENERATOR", *v, "is not random or xray", "random");
+  }
+  uint32_t ring_bytes = static_cast<uint32_t>(c.ring_bytes);
+  p.number({"OTELAGENT_RING_BYTES"}, &ring_bytes, 128 * 1024, 1u << 30);
+  c.ring_bytes = ring_bytes;
+  p.number({"OTELAGENT_SHUTDOWN_TIMEOUT_MS"}, &c.shutdown_timeout_ms, 0, 600000);
+  p.number({"OTELAGENT_RETRY_INITIAL_MS"}, &c.retry_initial_ms, 1, 600000);
+  p.number({"OTELAGENT_RETRY_MAX_MS"}, &c.retry_max_ms, 1, 600000);
+  p.number({"OTELAGENT_RETRY_MAX_ELAPSED_MS"}, &c.retry_max_elapsed_ms, 0, 3600000);
+  if (c.retry_max_ms < c.retry_initial_ms) c.retry_max_ms = c.retry_initial_ms;
+  return c;
+}
+
+}  // namespace otelagent

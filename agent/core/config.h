@@ -1,0 +1,81 @@
+// The agent's settings, parsed from OTEL_* style key/value pairs (the process
+// environment or an otelagent_config object). Parsing never fails: a bad value
+// is reported once, naming the variable, and replaced by the default.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace otelagent {
+
+enum class Compression : uint8_t { kNone, kGzip, kZstd };
+enum class ExporterKind : uint8_t { kOtlp, kConsole, kNone };
+enum class SamplerKind : uint8_t {
+  kAlwaysOn,
+  kAlwaysOff,
+  kRatio,
+  kParentAlwaysOn,
+  kParentAlwaysOff,
+  kParentRatio
+};
+
+using KeyValues = std::vector<std::pair<std::string, std::string>>;
+
+// Limits applied to every span; each is at most the internal cap of the same
+// name in otelagent.h.
+struct Limits {
+  uint32_t attr_value_chars;  // characters of a string value
+  uint32_t attr_count;        // attributes per span
+  uint32_t event_count;
+  uint32_t link_count;
+  uint32_t event_attr_count;  // attributes per event
+  uint32_t link_attr_count;   // attributes per link
+};
+
+struct Config {
+  bool disabled = false;
+  std::string service_name;  // empty: unknown_service:<executable>
+  KeyValues resource_attrs;
+  std::string endpoint = "http://localhost:4318/v1/traces";
+  KeyValues headers;
+  uint32_t timeout_ms = 10000;
+  Compression compression = Compression::kNone;
+  std::string certificate, client_key, client_certificate;
+  ExporterKind exporter = ExporterKind::kOtlp;
+  SamplerKind sampler = SamplerKind::kParentAlwaysOn;
+  double sampler_ratio = 1.0;
+  bool prop_tracecontext = true, prop_baggage = true, prop_xray = false;
+  uint32_t schedule_delay_ms = 5000;
+  uint32_t export_timeout_ms = 30000;
+  uint32_t max_queue_size = 2048;
+  uint32_t max_export_batch_size = 512;
+  Limits limits{};
+  // Extensions (OTELAGENT_*).
+  bool xray_ids = false;
+  size_t ring_bytes = 1u << 20;
+  uint32_t shutdown_timeout_ms = 3000;
+  uint32_t retry_initial_ms = 1000;
+  uint32_t retry_max_ms = 30000;
+  uint32_t retry_max_elapsed_ms = 300000;
+};
+
+// Every key the agent reads. otelagent_config_set accepts only these.
+bool config_key_known(std::string_view key);
+const std::vector<std::string_view> &config_keys();
+
+// Parses `settings`. Each problem is appended to `warnings` (which never
+// contain header values); the caller prints them.
+Config config_parse(const std::map<std::string, std::string, std::less<>> &settings,
+                    std::vector<std::string> *warnings);
+
+// Percent-decodes `in` into `out`. Returns false on a malformed escape.
+bool percent_decode(std::string_view in, std::string *out);
+// Parses "k=v,k2=v2" with percent-encoded values. Returns false (and leaves
+// `out` empty) when any member is malformed.
+bool parse_key_values(std::string_view in, KeyValues *out);
+
+}  // namespace otelagent

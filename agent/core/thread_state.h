@@ -1,0 +1,84 @@
+// Per-host-thread state: the span ring the thread produces into, the slab of
+// span slots it starts spans in, its counters and its id generator.
+//
+// States live in an append-only list and are never freed: when a thread exits
+// its state is released, drained by the exporter like any other, and adopted
+// by the next new thread. So a span handle, or a ring the exporter is reading,
+// can never point at freed memory, and the memory held is bounded by the
+// largest number of threads that emitted at once.
+#pragma once
+
+#include <otelagent/otelagent.h>
+
+#include <atomic>
+#include <cstdint>
+
+#include "core/ids.h"
+#include "core/spsc_ring.h"
+
+namespace otelagent {
+
+struct ThreadState;
+
+// A span being built. Only the thread that currently uses the span writes it;
+// `state` hands the slot back to its owner's slab when the span ends.
+struct SpanSlot {
+  static constexpr uint32_t kFree = 0;
+  static constexpr uint32_t kOpen = 1;
+
+  std::atomic<uint32_t> state{kFree};
+  uint16_t index = 0;
+  uint8_t recording = 0;
+  uint8_t status_final = 0;  // OK was set: the status can no longer change
+  uint32_t len = 0;          // bytes of `buf` in use
+  uint16_t attrs = 0, events = 0, links = 0, group_attrs = 0;
+  ThreadState *home = nullptr;
+  alignas(8) uint8_t buf[OTELAGENT_MAX_SPAN_BYTES];
+};
+
+// A counter written by one thread at a time (the state's owner) and read by
+// any: a relaxed load and store, no locked instruction on the hot path.
+struct OwnedCounter {
+  std::atomic<uint64_t> v{0};
+  void add(uint64_t n = 1) {
+    v.store(v.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  uint64_t get() const { return v.load(std::memory_order_relaxed); }
+  void reset() { v.store(0, std::memory_order_relaxed); }
+};
+
+struct ThreadState {
+  // 0 when no live thread owns this state; otherwise the owner's tid.
+  std::atomic<uint64_t> owner{0};
+  ThreadState *next = nullptr;  // immutable once published
+
+  SpscRing ring;
+  SpanSlot *slots = nullptr;  // OTELAGENT_MAX_OPEN_SPANS_PER_THREAD of them
+  uint32_t free_hint = 0;     // owner's guess of the lowest free slot
+  uint32_t since_wake = 0;    // spans pushed since this thread last woke the exporter
+  IdGenerator ids;
+
+  OwnedCounter started, ended, recorded, sampled_out, ring_full, span_limit,
+      truncated, queued;
+
+  // Owner: a free slot, or nullptr when all are open.
+  SpanSlot *acquire_slot();
+};
+
+// The calling thread's state, registering it on first use (cold path: one
+// allocation of the ring and slab, done once per new thread). nullptr only
+// when memory is exhausted.
+ThreadState *this_thread_state();
+
+// Capacity of the rings of threads registered from now on.
+void thread_states_set_ring_bytes(size_t bytes);
+
+// First state of the registry list (exporter and statistics iterate it).
+ThreadState *thread_states();
+
+// In the child after fork(): every other thread is gone, so release their
+// states, empty all rings (the parent exports their content) and re-seed the
+// calling thread's id generator.
+void thread_states_after_fork_child();
+
+}  // namespace otelagent

@@ -1,0 +1,480 @@
+#include "host/span_ops.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/record.h"
+#include "core/utf8.h"
+#include "host/sampler.h"
+#include "core/thread_state.h"
+#include "runtime.h"
+
+namespace otelagent {
+
+namespace {
+
+SpanSlot *slot_of(otelagent_span *span) { return reinterpret_cast<SpanSlot *>(span); }
+const SpanSlot *slot_of(const otelagent_span *span) {
+  return reinterpret_cast<const SpanSlot *>(span);
+}
+
+bool bad_str(const void *p, size_t len) { return p == nullptr && len != 0; }
+
+bool context_valid(const otelagent_span_context *c) {
+  return c != nullptr && !all_zero(c->trace_id, 16) && !all_zero(c->span_id, 8);
+}
+
+// Writes an entry header and key, returning where `vlen` value bytes go, or
+// nullptr when the span has no room left.
+uint8_t *reserve_entry(SpanSlot *s, uint8_t tag, uint8_t type, const char *key, size_t klen,
+                       size_t vlen) {
+  const size_t need = rec::kEntryHeader + klen + vlen;
+  if (need > sizeof s->buf - s->len) return nullptr;
+  uint8_t *p = s->buf + s->len;
+  p[0] = tag;
+  p[1] = type;
+  store_u16(p + 2, static_cast<uint16_t>(klen));
+  store_u32(p + 4, static_cast<uint32_t>(vlen));
+  if (klen != 0) std::memcpy(p + rec::kEntryHeader, key, klen);
+  s->len += static_cast<uint32_t>(need);
+  return p + rec::kEntryHeader + klen;
+}
+
+bool put_string(SpanSlot *s, uint8_t tag, const char *v, size_t len) {
+  uint8_t *p = reserve_entry(s, tag, OTELAGENT_TYPE_STRING, nullptr, 0, len);
+  if (p == nullptr) return false;
+  if (len != 0) std::memcpy(p, v, len);
+  return true;
+}
+
+// Cut a string to the internal byte cap at a UTF-8 boundary.
+size_t capped(ThreadState *st, const char *p, size_t len, size_t cap) {
+  if (__builtin_expect(len <= cap, 1)) return len;
+  st->truncated.add();
+  return utf8_cut(p, len, cap);
+}
+
+// 1: written; 0: no room or over the count (caller counts it dropped);
+// -1: the attribute itself is invalid.
+int put_attr(ThreadState *st, SpanSlot *s, uint8_t tag, const otelagent_attr *a) {
+  if (a == nullptr || a->key == nullptr || a->key_len == 0) return -1;
+  const size_t klen = capped(st, a->key, a->key_len, OTELAGENT_MAX_KEY_BYTES);
+  const auto &v = a->value;
+  uint8_t *p;
+  switch (a->type) {
+    case OTELAGENT_TYPE_STRING:
+    case OTELAGENT_TYPE_BYTES: {
+      if (bad_str(v.str.ptr, v.str.len)) return -1;
+      size_t n = a->type == OTELAGENT_TYPE_STRING
+                     ? capped(st, v.str.ptr, v.str.len, OTELAGENT_MAX_VALUE_BYTES)
+                     : std::min<size_t>(v.str.len, OTELAGENT_MAX_VALUE_BYTES);
+      if ((p = reserve_entry(s, tag, static_cast<uint8_t>(a->type), a->key, klen, n)) == nullptr)
+        return 0;
+      if (n != 0) std::memcpy(p, v.str.ptr, n);
+      return 1;
+    }
+    case OTELAGENT_TYPE_BOOL:
+      if ((p = reserve_entry(s, tag, OTELAGENT_TYPE_BOOL, a->key, klen, 1)) == nullptr) return 0;
+      *p = v.boolean != 0;
+      return 1;
+    case OTELAGENT_TYPE_INT64:
+    case OTELAGENT_TYPE_DOUBLE:
+      if ((p = reserve_entry(s, tag, static_cast<uint8_t>(a->type), a->key, klen, 8)) == nullptr)
+        return 0;
+      std::memcpy(p, &v.i64, 8);
+      return 1;
+    case OTELAGENT_TYPE_BOOL_ARRAY:
+    case OTELAGENT_TYPE_INT64_ARRAY:
+    case OTELAGENT_TYPE_DOUBLE_ARRAY: {
+      if (v.array.items == nullptr && v.array.count != 0) return -1;
+      const size_t item = a->type == OTELAGENT_TYPE_BOOL_ARRAY ? 1 : 8;
+      size_t count = v.array.count;
+      if (count * item > OTELAGENT_MAX_VALUE_BYTES) {
+        count = OTELAGENT_MAX_VALUE_BYTES / item;
+        st->truncated.add();
+      }
+      if ((p = reserve_entry(s, tag, static_cast<uint8_t>(a->type), a->key, klen,
+                             count * item)) == nullptr)
+        return 0;
+      if (item == 1) {
+        const auto *b = static_cast<const uint8_t *>(v.array.items);
+        for (size_t i = 0; i < count; ++i) p[i] = b[i] != 0;
+      } else if (count != 0) {
+        std::memcpy(p, v.array.items, count * 8);
+      }
+      return 1;
+    }
+    case OTELAGENT_TYPE_STRING_ARRAY: {
+      const auto *items = static_cast<const otelagent_str *>(v.array.items);
+      if (items == nullptr && v.array.count != 0) return -1;
+      // Keep whole items up to the value cap (the first one is cut if alone
+      // it is too long).
+      size_t total = 0, count = 0;
+      for (; count < v.array.count; ++count) {
+        if (bad_str(items[count].ptr, items[count].len)) return -1;
+        size_t n = items[count].len;
+        if (total + 4 + n > OTELAGENT_MAX_VALUE_BYTES) {
+          st->truncated.add();
+          if (count == 0) {
+            total = 4 + utf8_cut(items[0].ptr, n, OTELAGENT_MAX_VALUE_BYTES - 4);
+            count = 1;
+          }
+          break;
+        }
+        total += 4 + n;
+      }
+      if ((p = reserve_entry(s, tag, OTELAGENT_TYPE_STRING_ARRAY, a->key, klen, total)) == nullptr)
+        return 0;
+      size_t off = 0;
+      for (size_t i = 0; i < count; ++i) {
+        uint32_t n = static_cast<uint32_t>(std::min(items[i].len, total - off - 4));
+        store_u32(p + off, n);
+        if (n != 0) std::memcpy(p + off + 4, items[i].ptr, n);
+        off += 4 + n;
+      }
+      return 1;
+    }
+    default:
+      return -1;
+  }
+}
+
+void bump(uint8_t *field) { store_u32(field, load_u32(field) + 1); }
+
+// Adds the attributes of the EVENT or LINK just written, then its dropped
+// count when there is one.
+int put_group_attrs(ThreadState *st, SpanSlot *s, uint8_t tag, const otelagent_attr *attrs,
+                    size_t count, uint32_t limit) {
+  if (attrs == nullptr && count != 0) return OTELAGENT_E_INVALID;
+  int rc = OTELAGENT_OK;
+  int64_t dropped = 0;
+  for (size_t i = 0; i < count; ++i) {
+    if (i >= limit) {
+      dropped += static_cast<int64_t>(count - i);
+      break;
+    }
+    int r = put_attr(st, s, tag, &attrs[i]);
+    if (r < 0) rc = OTELAGENT_E_INVALID;
+    if (r == 0) ++dropped;
+  }
+  if (dropped != 0) {
+    uint8_t *p = reserve_entry(s, OTELAGENT_REC_GROUP_DROPPED, OTELAGENT_TYPE_INT64, nullptr, 0, 8);
+    if (p != nullptr) std::memcpy(p, &dropped, 8);
+  }
+  return rc;
+}
+
+int put_link(ThreadState *st, SpanSlot *s, const Limits &lim, const otelagent_link *l) {
+  if (l == nullptr || !context_valid(l->context)) return OTELAGENT_E_INVALID;
+  const otelagent_span_context *c = l->context;
+  if (s->links >= lim.link_count) {
+    bump(s->buf + rec::kDroppedLinks);
+    return OTELAGENT_OK;
+  }
+  size_t ts = std::min<size_t>(c->tracestate_len, OTELAGENT_TRACESTATE_MAX);
+  uint8_t *p = reserve_entry(s, OTELAGENT_REC_LINK, OTELAGENT_TYPE_BYTES, nullptr, 0,
+                             rec::kLinkFixed + ts);
+  if (p == nullptr) {
+    bump(s->buf + rec::kDroppedLinks);
+    return OTELAGENT_OK;
+  }
+  std::memcpy(p, c->trace_id, 16);
+  std::memcpy(p + 16, c->span_id, 8);
+  store_u32(p + 24, c->trace_flags | rec::kFlagHasIsRemote | (c->is_remote ? rec::kFlagIsRemote : 0));
+  std::memcpy(p + rec::kLinkFixed, c->tracestate, ts);
+  ++s->links;
+  return put_group_attrs(st, s, OTELAGENT_REC_LINK_ATTR, l->attrs, l->attr_count,
+                         lim.link_attr_count);
+}
+
+int add_attr(ThreadState *st, SpanSlot *s, const Limits &lim, const otelagent_attr *a) {
+  if (s->attrs >= lim.attr_count) {
+    bump(s->buf + rec::kDroppedAttrs);
+    return OTELAGENT_OK;
+  }
+  int r = put_attr(st, s, OTELAGENT_REC_ATTR, a);
+  if (r < 0) return OTELAGENT_E_INVALID;
+  if (r == 0) {
+    bump(s->buf + rec::kDroppedAttrs);
+  } else {
+    ++s->attrs;
+  }
+  return OTELAGENT_OK;
+}
+
+// Shared checks of the span setters: a usable, recording span on a running
+// agent. Returns nullptr with *rc set when there is nothing to do.
+SpanSlot *writable(otelagent_span *span, int *rc, ThreadState **st, const Runtime **rt) {
+  SpanSlot *s = slot_of(span);
+  if (s == nullptr) {
+    *rc = OTELAGENT_E_INVALID;
+    return nullptr;
+  }
+  if (s->state.load(std::memory_order_relaxed) != SpanSlot::kOpen) {
+    *rc = OTELAGENT_E_ENDED;
+    return nullptr;
+  }
+  *rc = OTELAGENT_OK;
+  if (!s->recording) return nullptr;
+  *rt = runtime();
+  *st = this_thread_state();
+  if (*rt == nullptr || *st == nullptr) return nullptr;
+  return s;
+}
+
+}  // namespace
+
+int span_start(const char *name, size_t name_len, const otelagent_span_options *opts,
+               otelagent_span **out) {
+  if (out == nullptr) return OTELAGENT_E_INVALID;
+  *out = nullptr;
+  if (bad_str(name, name_len)) return OTELAGENT_E_INVALID;
+  const Runtime *rt = runtime();
+  if (rt == nullptr) return OTELAGENT_E_NOT_STARTED;
+  if (rt->disabled) return OTELAGENT_E_DISABLED;
+
+  otelagent_span_options o{};
+  if (opts != nullptr) {
+    if (opts->struct_size < offsetof(otelagent_span_options, kind) + sizeof opts->kind)
+      return OTELAGENT_E_INVALID;
+    std::memcpy(&o, opts, std::min<size_t>(opts->struct_size, sizeof o));
+  }
+  if (o.kind < 0 || o.kind > OTELAGENT_KIND_CONSUMER || bad_str(o.scope_name.ptr, o.scope_name.len) ||
+      bad_str(o.scope_version.ptr, o.scope_version.len) || (o.links == nullptr && o.link_count) ||
+      (o.attrs == nullptr && o.attr_count))
+    return OTELAGENT_E_INVALID;
+
+  ThreadState *st = this_thread_state();
+  if (st == nullptr) return OTELAGENT_E_INTERNAL;
+  SpanSlot *s = st->acquire_slot();
+  if (s == nullptr) {
+    st->span_limit.add();
+    log_warn_once(Once::kSpanLimit,
+                  "a thread holds %d open spans; new spans on it are not started (counted in "
+                  "spans_dropped_span_limit)",
+                  OTELAGENT_MAX_OPEN_SPANS_PER_THREAD);
+    return OTELAGENT_E_SPAN_LIMIT;
+  }
+  st->started.add();
+
+  const otelagent_span_context *parent = context_valid(o.parent) ? o.parent : nullptr;
+  uint8_t *b = s->buf;
+  std::memset(b, 0, rec::kHeader);
+  store_u16(b + rec::kVersion, OTELAGENT_RECORD_VERSION);
+  b[rec::kKind] = static_cast<uint8_t>(o.kind == 0 ? OTELAGENT_KIND_INTERNAL : o.kind);
+  const uint64_t start = o.start_time_unix_nano != 0 ? o.start_time_unix_nano : now_unix_nano();
+  store_u64(b + rec::kStart, start);
+  uint32_t flags;
+  if (parent != nullptr) {
+    std::memcpy(b + rec::kTraceId, parent->trace_id, 16);
+    std::memcpy(b + rec::kParentId, parent->span_id, 8);
+    flags = parent->trace_flags & ~1u;
+    flags |= rec::kFlagHasIsRemote | (parent->is_remote ? rec::kFlagIsRemote : 0);
+  } else {
+    st->ids.trace_id(b + rec::kTraceId,
+                     rt->cfg.xray_ids ? static_cast<uint32_t>(start / 1000000000u) : 0);
+    flags = rec::kFlagHasIsRemote;
+  }
+  st->ids.span_id(b + rec::kSpanId);
+  const bool sampled = should_sample(*rt, parent, b + rec::kTraceId);
+  store_u32(b + rec::kFlags, flags | (sampled ? 1u : 0u));
+  s->len = rec::kHeader;
+  s->recording = sampled;
+  s->status_final = 0;
+  s->attrs = s->events = s->links = s->group_attrs = 0;
+  // The tracestate is kept even when not recording: the context needs it.
+  if (parent != nullptr && parent->tracestate_len != 0)
+    put_string(s, OTELAGENT_REC_TRACESTATE, parent->tracestate,
+               std::min<size_t>(parent->tracestate_len, OTELAGENT_TRACESTATE_MAX));
+  *out = reinterpret_cast<otelagent_span *>(s);
+  if (!sampled) {
+    st->sampled_out.add();
+    return OTELAGENT_OK;
+  }
+
+  put_string(s, OTELAGENT_REC_NAME, name, capped(st, name, name_len, OTELAGENT_MAX_VALUE_BYTES));
+  if (o.scope_name.len != 0)
+    put_string(s, OTELAGENT_REC_SCOPE_NAME, o.scope_name.ptr,
+               capped(st, o.scope_name.ptr, o.scope_name.len, OTELAGENT_MAX_KEY_BYTES));
+  if (o.scope_version.len != 0)
+    put_string(s, OTELAGENT_REC_SCOPE_VERSION, o.scope_version.ptr,
+               capped(st, o.scope_version.ptr, o.scope_version.len, OTELAGENT_MAX_KEY_BYTES));
+  int rc = OTELAGENT_OK;
+  const Limits &lim = rt->cfg.limits;
+  for (size_t i = 0; i < o.link_count; ++i)
+    if (put_link(st, s, lim, &o.links[i]) != OTELAGENT_OK) rc = OTELAGENT_E_INVALID;
+  for (size_t i = 0; i < o.attr_count; ++i)
+    if (add_attr(st, s, lim, &o.attrs[i]) != OTELAGENT_OK) rc = OTELAGENT_E_INVALID;
+  // The span is started even when some link or attribute was invalid; the
+  // status says so.
+  return rc;
+}
+
+int span_set_attr(otelagent_span *span, const otelagent_attr *attr) {
+  int rc;
+  ThreadState *st;
+  const Runtime *rt;
+  SpanSlot *s = writable(span, &rc, &st, &rt);
+  if (s == nullptr) return attr == nullptr && rc == OTELAGENT_OK ? OTELAGENT_E_INVALID : rc;
+  return add_attr(st, s, rt->cfg.limits, attr);
+}
+
+int span_add_event(otelagent_span *span, const char *name, size_t name_len, uint64_t time,
+                   const otelagent_attr *attrs, size_t attr_count) {
+  if (bad_str(name, name_len) || (attrs == nullptr && attr_count != 0)) return OTELAGENT_E_INVALID;
+  int rc;
+  ThreadState *st;
+  const Runtime *rt;
+  SpanSlot *s = writable(span, &rc, &st, &rt);
+  if (s == nullptr) return rc;
+  const Limits &lim = rt->cfg.limits;
+  if (s->events >= lim.event_count) {
+    bump(s->buf + rec::kDroppedEvents);
+    return OTELAGENT_OK;
+  }
+  const size_t n = capped(st, name, name_len, OTELAGENT_MAX_KEY_BYTES);
+  uint8_t *p = reserve_entry(s, OTELAGENT_REC_EVENT, OTELAGENT_TYPE_INT64, name, n, 8);
+  if (p == nullptr) {
+    bump(s->buf + rec::kDroppedEvents);
+    return OTELAGENT_OK;
+  }
+  store_u64(p, time != 0 ? time : now_unix_nano());
+  ++s->events;
+  return put_group_attrs(st, s, OTELAGENT_REC_EVENT_ATTR, attrs, attr_count, lim.event_attr_count);
+}
+
+int span_set_status(otelagent_span *span, int32_t code, const char *msg, size_t msg_len) {
+  if (code < OTELAGENT_STATUS_UNSET || code > OTELAGENT_STATUS_ERROR || bad_str(msg, msg_len))
+    return OTELAGENT_E_INVALID;
+  int rc;
+  ThreadState *st;
+  const Runtime *rt;
+  SpanSlot *s = writable(span, &rc, &st, &rt);
+  if (s == nullptr || s->status_final || code == OTELAGENT_STATUS_UNSET) return rc;
+  s->buf[rec::kStatus] = static_cast<uint8_t>(code);
+  if (code == OTELAGENT_STATUS_OK) s->status_final = 1;
+  if (code == OTELAGENT_STATUS_ERROR && msg_len != 0)
+    put_string(s, OTELAGENT_REC_STATUS_MESSAGE, msg, capped(st, msg, msg_len, OTELAGENT_MAX_VALUE_BYTES));
+  return OTELAGENT_OK;
+}
+
+int span_set_name(otelagent_span *span, const char *name, size_t name_len) {
+  if (bad_str(name, name_len)) return OTELAGENT_E_INVALID;
+  int rc;
+  ThreadState *st;
+  const Runtime *rt;
+  SpanSlot *s = writable(span, &rc, &st, &rt);
+  if (s == nullptr) return rc;
+  put_string(s, OTELAGENT_REC_NAME, name, capped(st, name, name_len, OTELAGENT_MAX_VALUE_BYTES));
+  return OTELAGENT_OK;
+}
+
+int span_get_context(const otelagent_span *span, otelagent_span_context *out) {
+  const SpanSlot *s = slot_of(span);
+  if (s == nullptr || out == nullptr) return OTELAGENT_E_INVALID;
+  if (s->state.load(std::memory_order_relaxed) != SpanSlot::kOpen) return OTELAGENT_E_ENDED;
+  RecordView v{s->buf, s->len};
+  std::memset(out, 0, offsetof(otelagent_span_context, tracestate));
+  std::memcpy(out->trace_id, v.trace_id(), 16);
+  std::memcpy(out->span_id, v.span_id(), 8);
+  out->trace_flags = static_cast<uint8_t>(v.flags() & 0xFF);
+  std::string_view ts = v.find(OTELAGENT_REC_TRACESTATE);
+  out->tracestate_len = static_cast<uint16_t>(ts.size());
+  std::memcpy(out->tracestate, ts.data(), ts.size());
+  return OTELAGENT_OK;
+}
+
+int span_is_recording(const otelagent_span *span) {
+  const SpanSlot *s = slot_of(span);
+  return s != nullptr && s->state.load(std::memory_order_relaxed) == SpanSlot::kOpen &&
+         s->recording;
+}
+
+namespace {
+// Queues a finished record on the calling thread's ring.
+int enqueue(ThreadState *st, const uint8_t *data, uint32_t len) {
+  if (__builtin_expect(!exporter_live(), 0)) exporter_ensure_started();
+  if (__builtin_expect(!st->ring.push(data, len), 0)) {
+    st->ring_full.add();
+    log_warn_once(Once::kRingFull,
+                  "a span ring is full; spans are being dropped (counted in "
+                  "spans_dropped_ring_full; see OTELAGENT_RING_BYTES)");
+    exporter_wake();
+    return OTELAGENT_E_RING_FULL;
+  }
+  st->queued.add();
+  const Runtime *rt = runtime();
+  if (__builtin_expect(++st->since_wake >= (rt ? rt->wake_every : 1), 0)) {
+    st->since_wake = 0;
+    exporter_wake();
+  }
+  return OTELAGENT_OK;
+}
+}  // namespace
+
+int span_end(otelagent_span *span, uint64_t end_time) {
+  SpanSlot *s = slot_of(span);
+  if (s == nullptr) return OTELAGENT_E_INVALID;
+  if (s->state.load(std::memory_order_relaxed) != SpanSlot::kOpen) return OTELAGENT_E_ENDED;
+  ThreadState *st = this_thread_state();
+  int rc = OTELAGENT_OK;
+  if (s->recording && st != nullptr) {
+    store_u64(s->buf + rec::kEnd, end_time != 0 ? end_time : now_unix_nano());
+    store_u32(s->buf + rec::kTotalLen, s->len);
+    rc = enqueue(st, s->buf, s->len);
+  }
+  if (st != nullptr) st->ended.add();
+  ThreadState *home = s->home;
+  // Pairs with the acquire load in acquire_slot: our writes to the slot are
+  // done before its owner reuses it.
+  s->state.store(SpanSlot::kFree, std::memory_order_release);
+  if (home == st && s->index < home->free_hint) home->free_hint = s->index;
+  return rc;
+}
+
+int span_context_new(const otelagent_span_context *parent, otelagent_span_context *out) {
+  if (out == nullptr) return OTELAGENT_E_INVALID;
+  const Runtime *rt = runtime();
+  if (rt == nullptr) return OTELAGENT_E_NOT_STARTED;
+  if (rt->disabled) return OTELAGENT_E_DISABLED;
+  ThreadState *st = this_thread_state();
+  if (st == nullptr) return OTELAGENT_E_INTERNAL;
+  const bool has_parent = context_valid(parent);
+  otelagent_span_context c;
+  std::memset(&c, 0, offsetof(otelagent_span_context, tracestate));
+  if (has_parent) {
+    std::memcpy(c.trace_id, parent->trace_id, 16);
+    c.trace_flags = parent->trace_flags & ~1u;
+    c.tracestate_len = std::min<uint16_t>(parent->tracestate_len, OTELAGENT_TRACESTATE_MAX);
+    std::memcpy(c.tracestate, parent->tracestate, c.tracestate_len);
+  } else {
+    st->ids.trace_id(c.trace_id,
+                     rt->cfg.xray_ids ? static_cast<uint32_t>(now_unix_nano() / 1000000000u) : 0);
+  }
+  st->ids.span_id(c.span_id);
+  if (should_sample(*rt, has_parent ? parent : nullptr, c.trace_id))
+    c.trace_flags |= 1;
+  else
+    st->sampled_out.add();
+  std::memcpy(out, &c, offsetof(otelagent_span_context, tracestate) + c.tracestate_len);
+  return OTELAGENT_OK;
+}
+
+int record_span(const void *record, size_t len) {
+  const Runtime *rt = runtime();
+  if (rt == nullptr) return OTELAGENT_E_NOT_STARTED;
+  if (rt->disabled) return OTELAGENT_E_DISABLED;
+  const auto *data = static_cast<const uint8_t *>(record);
+  if (!record_validate(data, len)) return OTELAGENT_E_BAD_RECORD;
+  ThreadState *st = this_thread_state();
+  if (st == nullptr) return OTELAGENT_E_INTERNAL;
+  st->started.add();
+  st->ended.add();
+  st->recorded.add();
+  if ((load_u32(data + rec::kFlags) & 1u) == 0) return OTELAGENT_OK;
+  return enqueue(st, data, static_cast<uint32_t>(len));
+}
+
+}  // namespace otelagent

@@ -1,0 +1,30 @@
+// What host threads need to know about a started agent. A Runtime is built
+// by otelagent_start() and published once; it is never modified or freed
+// afterwards (a restart publishes a new one), so the hot path may read it
+// without a lock.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "core/config.h"
+
+namespace otelagent {
+
+struct Runtime {
+  Config cfg;
+  bool disabled = false;
+  uint64_t ratio_bound = 0;  // traceidratio: sample when low 64 bits < bound
+  bool ratio_all = true;     // ratio 1.0 samples everything
+  uint32_t wake_every = 512; // spans a thread queues before it wakes the exporter
+};
+
+// The started runtime, or nullptr when the agent is stopped.
+const Runtime *runtime();
+
+// Cold paths that span end takes into the lifecycle code.
+void exporter_ensure_started();
+void exporter_wake();
+bool exporter_live();
+
+}  // namespace otelagent

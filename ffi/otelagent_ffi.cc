@@ -1,0 +1,373 @@
+// The C ABI: translates between the C types of otelagent.h and the engine,
+// and makes sure no C++ exception ever crosses into the host.
+#include <otelagent/otelagent.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <string>
+
+#include "agent.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "host/span_ops.h"
+#include "propagation/propagation.h"
+
+extern char **environ;
+
+struct otelagent_config {
+  std::map<std::string, std::string, std::less<>> values;
+};
+
+namespace {
+
+using namespace otelagent;
+
+// Runs `fn`, turning any exception into OTELAGENT_E_INTERNAL.
+template <typename Fn>
+int guarded(Fn &&fn) noexcept {
+  try {
+    return fn();
+  } catch (...) {
+    log_warn("internal error (exception) in an otelagent_ call; the host is unaffected");
+    return OTELAGENT_E_INTERNAL;
+  }
+}
+
+bool bad(const void *p, size_t len) { return p == nullptr && len != 0; }
+
+int write_out(const std::string &s, char *buf, size_t cap, size_t *written) {
+  if (written != nullptr) *written = s.size();
+  if (buf == nullptr || cap < s.size()) return OTELAGENT_E_NO_SPACE;
+  std::memcpy(buf, s.data(), s.size());
+  if (cap > s.size()) buf[s.size()] = '\0';
+  return OTELAGENT_OK;
+}
+
+void load_env(std::map<std::string, std::string, std::less<>> *out) {
+  for (char **e = environ; e != nullptr && *e != nullptr; ++e) {
+    std::string_view kv(*e);
+    size_t eq = kv.find('=');
+    if (eq == std::string_view::npos) continue;
+    std::string_view k = kv.substr(0, eq);
+    if (config_key_known(k)) (*out)[std::string(k)] = std::string(kv.substr(eq + 1));
+  }
+}
+
+bool name_is(std::string_view a, std::string_view lower_b) {
+  if (a.size() != lower_b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(a[i])) != lower_b[i]) return false;
+  return true;
+}
+
+// Propagator choice: the running agent's, else the spec's default.
+void propagators(bool *tc, bool *bg, bool *xr) {
+  const Runtime *rt = runtime();
+  *tc = rt ? rt->cfg.prop_tracecontext : true;
+  *bg = rt ? rt->cfg.prop_baggage : true;
+  *xr = rt ? rt->cfg.prop_xray : false;
+}
+
+#define STATUS_NAME_CASE_(num, name, desc) \
+  case num:                                \
+    return #name;
+#define STATUS_DESC_CASE_(num, name, desc) \
+  case num:                                \
+    return desc;
+
+}  // namespace
+
+extern "C" {
+
+const char *otelagent_version(void) { return OTELAGENT_VERSION_STRING; }
+
+uint32_t otelagent_abi_version(void) { return (OTELAGENT_ABI_MAJOR << 16) | OTELAGENT_ABI_MINOR; }
+
+const char *otelagent_strerror(int status) {
+  switch (status) {
+    OTELAGENT_STATUS_MAP(STATUS_DESC_CASE_)
+    default:
+      return "unknown status";
+  }
+}
+
+const char *otelagent_status_name(int status) {
+  switch (status) {
+    OTELAGENT_STATUS_MAP(STATUS_NAME_CASE_)
+    default:
+      return "UNKNOWN";
+  }
+}
+
+otelagent_config *otelagent_config_new(void) {
+  try {
+    return new otelagent_config;
+  } catch (...) {
+    return nullptr;
+  }
+}
+
+void otelagent_config_free(otelagent_config *cfg) { delete cfg; }
+
+int otelagent_config_set(otelagent_config *cfg, const char *key, size_t key_len, const char *value,
+                         size_t value_len) {
+  if (cfg == nullptr || key == nullptr || bad(value, value_len)) return OTELAGENT_E_INVALID;
+  return guarded([&]() -> int {
+    std::string k(key, key_len);
+    if (!config_key_known(k)) return OTELAGENT_E_UNKNOWN_KEY;
+    cfg->values[k] = value_len ? std::string(value, value_len) : std::string();
+    return OTELAGENT_OK;
+  });
+}
+
+int otelagent_config_load_env(otelagent_config *cfg) {
+  if (cfg == nullptr) return OTELAGENT_E_INVALID;
+  return guarded([&]() -> int {
+    load_env(&cfg->values);
+    return OTELAGENT_OK;
+  });
+}
+
+int otelagent_start(const otelagent_config *cfg) {
+  return guarded([&]() -> int {
+    if (cfg != nullptr) return start(cfg->values);
+    std::map<std::string, std::string, std::less<>> env;
+    load_env(&env);
+    return start(env);
+  });
+}
+
+int otelagent_flush(uint32_t timeout_ms) {
+  return guarded([&]() -> int { return flush(timeout_ms); });
+}
+
+int otelagent_shutdown(uint32_t timeout_ms) {
+  return guarded([&]() -> int { return shutdown(timeout_ms); });
+}
+
+int otelagent_span_start(const char *name, size_t name_len, const otelagent_span_options *opts,
+                         otelagent_span **out) {
+  return guarded([&]() -> int { return span_start(name, name_len, opts, out); });
+}
+
+int otelagent_span_set_attr(otelagent_span *span, const otelagent_attr *attr) {
+  return guarded([&]() -> int { return span_set_attr(span, attr); });
+}
+
+int otelagent_span_set_str(otelagent_span *span, const char *key, size_t key_len, const char *value,
+                           size_t value_len) {
+  otelagent_attr a{};
+  a.key = key;
+  a.key_len = key_len;
+  a.type = OTELAGENT_TYPE_STRING;
+  a.value.str = {value, value_len};
+  return otelagent_span_set_attr(span, &a);
+}
+
+int otelagent_span_set_int64(otelagent_span *span, const char *key, size_t key_len, int64_t value) {
+  otelagent_attr a{};
+  a.key = key;
+  a.key_len = key_len;
+  a.type = OTELAGENT_TYPE_INT64;
+  a.value.i64 = value;
+  return otelagent_span_set_attr(span, &a);
+}
+
+int otelagent_span_set_double(otelagent_span *span, const char *key, size_t key_len, double value) {
+  otelagent_attr a{};
+  a.key = key;
+  a.key_len = key_len;
+  a.type = OTELAGENT_TYPE_DOUBLE;
+  a.value.f64 = value;
+  return otelagent_span_set_attr(span, &a);
+}
+
+int otelagent_span_set_bool(otelagent_span *span, const char *key, size_t key_len, int value) {
+  otelagent_attr a{};
+  a.key = key;
+  a.key_len = key_len;
+  a.type = OTELAGENT_TYPE_BOOL;
+  a.value.boolean = value != 0;
+  return otelagent_span_set_attr(span, &a);
+}
+
+int otelagent_span_add_event(otelagent_span *span, const char *name, size_t name_len,
+                             uint64_t time_unix_nano, const otelagent_attr *attrs, size_t attr_count) {
+  return guarded([&]() -> int { return span_add_event(span, name, name_len, time_unix_nano, attrs, attr_count); });
+}
+
+int otelagent_span_record_exception(otelagent_span *span, const char *type, size_t type_len,
+                                    const char *message, size_t message_len, const char *stacktrace,
+                                    size_t stacktrace_len, uint64_t time_unix_nano) {
+  if (bad(type, type_len) || bad(message, message_len) || bad(stacktrace, stacktrace_len))
+    return OTELAGENT_E_INVALID;
+  otelagent_attr attrs[3];
+  size_t n = 0;
+  auto add = [&](const char *k, const char *v, size_t len) {
+    if (len == 0) return;
+    attrs[n] = otelagent_attr{};
+    attrs[n].key = k;
+    attrs[n].key_len = std::strlen(k);
+    attrs[n].type = OTELAGENT_TYPE_STRING;
+    attrs[n].value.str = {v, len};
+    ++n;
+  };
+  add("exception.type", type, type_len);
+  add("exception.message", message, message_len);
+  add("exception.stacktrace", stacktrace, stacktrace_len);
+  return otelagent_span_add_event(span, "exception", 9, time_unix_nano, attrs, n);
+}
+
+int otelagent_span_set_status(otelagent_span *span, int32_t code, const char *message,
+                              size_t message_len) {
+  return guarded([&]() -> int { return span_set_status(span, code, message, message_len); });
+}
+
+int otelagent_span_get_context(const otelagent_span *span, otelagent_span_context *out) {
+  return guarded([&]() -> int { return span_get_context(span, out); });
+}
+
+int otelagent_span_is_recording(const otelagent_span *span) { return span_is_recording(span); }
+
+int otelagent_span_end(otelagent_span *span, uint64_t end_time_unix_nano) {
+  return guarded([&]() -> int { return span_end(span, end_time_unix_nano); });
+}
+
+int otelagent_span_context_new(const otelagent_span_context *parent, otelagent_span_context *out) {
+  return guarded([&]() -> int { return span_context_new(parent, out); });
+}
+
+int otelagent_record_span(const void *record, size_t len) {
+  return guarded([&]() -> int { return record_span(record, len); });
+}
+
+int otelagent_traceparent_parse(const char *value, size_t len, otelagent_span_context *out) {
+  if (bad(value, len) || out == nullptr) return OTELAGENT_E_INVALID;
+  return guarded([&]() -> int {
+    if (!traceparent_parse(std::string_view(value, len), out)) return OTELAGENT_E_NOT_FOUND;
+    out->tracestate_len = 0;
+    return OTELAGENT_OK;
+  });
+}
+
+int otelagent_tracestate_parse(const char *value, size_t len, otelagent_span_context *ctx) {
+  if (bad(value, len) || ctx == nullptr) return OTELAGENT_E_INVALID;
+  return guarded([&]() -> int {
+    return tracestate_parse(std::string_view(value, len), ctx) ? OTELAGENT_OK : OTELAGENT_E_NOT_FOUND;
+  });
+}
+
+int otelagent_traceparent_format(const otelagent_span_context *ctx, char *buf, size_t cap,
+                                 size_t *written) {
+  if (ctx == nullptr) return OTELAGENT_E_INVALID;
+  return guarded([&]() -> int { return write_out(traceparent_format(*ctx), buf, cap, written); });
+}
+
+int otelagent_xray_parse(const char *value, size_t len, otelagent_span_context *out) {
+  if (bad(value, len) || out == nullptr) return OTELAGENT_E_INVALID;
+  return guarded([&]() -> int {
+    return xray_parse(std::string_view(value, len), out) ? OTELAGENT_OK : OTELAGENT_E_NOT_FOUND;
+  });
+}
+
+int otelagent_xray_format(const otelagent_span_context *ctx, char *buf, size_t cap, size_t *written) {
+  if (ctx == nullptr) return OTELAGENT_E_INVALID;
+  return guarded([&]() -> int { return write_out(xray_format(*ctx), buf, cap, written); });
+}
+
+int otelagent_baggage_normalize(const char *value, size_t len, char *buf, size_t cap,
+                                size_t *written) {
+  if (bad(value, len)) return OTELAGENT_E_INVALID;
+  return guarded([&]() -> int {
+    std::string b = baggage_normalize(std::string_view(value, len));
+    if (b.empty()) {
+      if (written != nullptr) *written = 0;
+      return OTELAGENT_E_NOT_FOUND;
+    }
+    return write_out(b, buf, cap, written);
+  });
+}
+
+int otelagent_context_extract(const otelagent_header *headers, size_t count,
+                              otelagent_span_context *out, char *baggage_buf, size_t baggage_cap,
+                              size_t *baggage_len) {
+  if ((headers == nullptr && count != 0) || out == nullptr) return OTELAGENT_E_INVALID;
+  return guarded([&]() -> int {
+    bool tc, bg, xr;
+    propagators(&tc, &bg, &xr);
+    if (baggage_len != nullptr) *baggage_len = 0;
+    std::string_view traceparent, tracestate, xray;
+    std::string baggage;
+    bool have_tp = false, have_ts = false, have_xray = false;
+    for (size_t i = 0; i < count; ++i) {
+      const otelagent_header &h = headers[i];
+      if (bad(h.name.ptr, h.name.len) || bad(h.value.ptr, h.value.len)) return OTELAGENT_E_INVALID;
+      std::string_view name(h.name.ptr, h.name.len), value(h.value.ptr, h.value.len);
+      if (name_is(name, "traceparent")) {
+        // Two traceparent headers make the context invalid (W3C).
+        if (have_tp) traceparent = {};
+        else traceparent = value;
+        have_tp = true;
+      } else if (name_is(name, "tracestate")) {
+        tracestate = value;
+        have_ts = true;
+      } else if (name_is(name, "x-amzn-trace-id")) {
+        xray = value;
+        have_xray = true;
+      } else if (name_is(name, "baggage")) {
+        if (!baggage.empty()) baggage += ',';
+        baggage.append(value);
+      }
+    }
+    bool found = false;
+    if (tc && have_tp && traceparent_parse(traceparent, out)) {
+      found = true;
+      out->tracestate_len = 0;
+      if (have_ts) tracestate_parse(tracestate, out);
+    }
+    if (!found && xr && have_xray && xray_parse(xray, out)) found = true;
+    if (bg && baggage_buf != nullptr && !baggage.empty()) {
+      std::string norm = baggage_normalize(baggage);
+      if (!norm.empty() && write_out(norm, baggage_buf, baggage_cap, baggage_len) != OTELAGENT_OK) {
+        if (baggage_len != nullptr) *baggage_len = 0;
+      }
+    }
+    return found ? OTELAGENT_OK : OTELAGENT_E_NOT_FOUND;
+  });
+}
+
+int otelagent_context_inject(const otelagent_span_context *ctx, const char *baggage,
+                             size_t baggage_len, char *buf, size_t cap, size_t *written) {
+  if (ctx == nullptr || bad(baggage, baggage_len)) return OTELAGENT_E_INVALID;
+  return guarded([&]() -> int {
+    bool tc, bg, xr;
+    propagators(&tc, &bg, &xr);
+    std::string out;
+    if (tc) {
+      out += "traceparent: " + traceparent_format(*ctx) + "\r\n";
+      if (ctx->tracestate_len != 0 && ctx->tracestate_len <= OTELAGENT_TRACESTATE_MAX)
+        out += "tracestate: " + std::string(ctx->tracestate, ctx->tracestate_len) + "\r\n";
+    }
+    if (xr) out += "X-Amzn-Trace-Id: " + xray_format(*ctx) + "\r\n";
+    if (bg && baggage_len != 0) {
+      std::string norm = baggage_normalize(std::string_view(baggage, baggage_len));
+      if (!norm.empty()) out += "baggage: " + norm + "\r\n";
+    }
+    return write_out(out, buf, cap, written);
+  });
+}
+
+int otelagent_stats_get(otelagent_stats *out) {
+  if (out == nullptr || out->struct_size < 2 * sizeof(uint32_t)) return OTELAGENT_E_INVALID;
+  return guarded([&]() -> int {
+    otelagent_stats s{};
+    stats_get(&s);
+    size_t n = out->struct_size < sizeof s ? out->struct_size : sizeof s;
+    s.struct_size = out->struct_size;
+    std::memcpy(out, &s, n);
+    return OTELAGENT_OK;
+  });
+}
+
+}  // extern "C"
