@@ -1,0 +1,200 @@
+// The encoder against our schema: what it writes is parsed back with the
+// protoc-generated classes of agent/proto and checked field by field.
+#include "export/otlp_encoder.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "export/compressor.h"
+#include "export/sanitize.h"
+#include "opentelemetry/proto/collector/trace/v1/trace_service.pb.h"
+#include "support/record_builder.h"
+
+namespace otelagent {
+namespace {
+
+using otelagent_test::RecordBuilder;
+namespace pb = opentelemetry::proto;
+
+pb::collector::trace::v1::ExportTraceServiceRequest encode(std::vector<std::vector<uint8_t>> &recs,
+                                                           const std::vector<ResourceAttr> &res = {}) {
+  std::vector<RecordView> views;
+  for (auto &r : recs) {
+    EXPECT_TRUE(record_validate(r.data(), r.size()));
+    views.push_back({r.data(), static_cast<uint32_t>(r.size())});
+  }
+  std::string out;
+  EXPECT_TRUE(encode_request(encode_resource(res), views, &out));
+  pb::collector::trace::v1::ExportTraceServiceRequest req;
+  EXPECT_TRUE(req.ParseFromString(out));
+  return req;
+}
+
+TEST(Encoder, EveryFieldOfASpanRoundTrips) {
+  const uint8_t parent[8] = {9, 9, 9, 9, 9, 9, 9, 9};
+  const uint8_t ltrace[16] = {7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7};
+  const uint8_t lspan[8] = {6, 6, 6, 6, 6, 6, 6, 6};
+  std::vector<std::vector<uint8_t>> recs;
+  recs.push_back(RecordBuilder()
+                     .name("GET /x")
+                     .text(OTELAGENT_REC_SCOPE_NAME, "scope.a")
+                     .text(OTELAGENT_REC_SCOPE_VERSION, "1.2")
+                     .text(OTELAGENT_REC_TRACESTATE, "k=v")
+                     .text(OTELAGENT_REC_STATUS_MESSAGE, "boom")
+                     .parent_id(parent)
+                     .kind(OTELAGENT_KIND_SERVER)
+                     .status(OTELAGENT_STATUS_ERROR)
+                     .flags(0x301)
+                     .times(100, 250)
+                     .attr_str("s", "v")
+                     .attr_i64("i", -42)
+                     .attr_f64("d", 2.5)
+                     .attr_bool("b", false)
+                     .attr_str_array("sa", {"x", "", "z"})
+                     .attr_i64_array("ia", {1, -2, 3})
+                     .event("ev", 200)
+                     .attr_str("ek", "evv", OTELAGENT_REC_EVENT_ATTR)
+                     .link(ltrace, lspan, 0x101, "lk=lv")
+                     .attr_i64("lattr", 5, OTELAGENT_REC_LINK_ATTR)
+                     .build());
+  auto req = encode(recs, {{"service.name", "svc", 0, false}, {"process.pid", "", 1234, true}});
+  ASSERT_EQ(req.resource_spans_size(), 1);
+  const auto &rs = req.resource_spans(0);
+  ASSERT_EQ(rs.resource().attributes_size(), 2);
+  EXPECT_EQ(rs.resource().attributes(0).value().string_value(), "svc");
+  EXPECT_EQ(rs.resource().attributes(1).value().int_value(), 1234);
+  ASSERT_EQ(rs.scope_spans_size(), 1);
+  EXPECT_EQ(rs.scope_spans(0).scope().name(), "scope.a");
+  EXPECT_EQ(rs.scope_spans(0).scope().version(), "1.2");
+  ASSERT_EQ(rs.scope_spans(0).spans_size(), 1);
+  const auto &s = rs.scope_spans(0).spans(0);
+  EXPECT_EQ(s.name(), "GET /x");
+  EXPECT_EQ(s.trace_id().size(), 16u);
+  EXPECT_EQ(static_cast<uint8_t>(s.trace_id()[0]), 1);
+  EXPECT_EQ(static_cast<uint8_t>(s.span_id()[0]), 0xa0);
+  EXPECT_EQ(s.parent_span_id(), std::string(8, '\x09'));
+  EXPECT_EQ(s.trace_state(), "k=v");
+  EXPECT_EQ(s.flags(), 0x301u);
+  EXPECT_EQ(s.kind(), pb::trace::v1::Span::SPAN_KIND_SERVER);
+  EXPECT_EQ(s.start_time_unix_nano(), 100u);
+  EXPECT_EQ(s.end_time_unix_nano(), 250u);
+  EXPECT_EQ(s.status().code(), pb::trace::v1::Status::STATUS_CODE_ERROR);
+  EXPECT_EQ(s.status().message(), "boom");
+  ASSERT_EQ(s.attributes_size(), 6);
+  EXPECT_EQ(s.attributes(0).value().string_value(), "v");
+  EXPECT_EQ(s.attributes(1).value().int_value(), -42);
+  EXPECT_EQ(s.attributes(2).value().double_value(), 2.5);
+  EXPECT_TRUE(s.attributes(3).value().has_bool_value());
+  EXPECT_FALSE(s.attributes(3).value().bool_value());
+  const auto &sa = s.attributes(4).value().array_value();
+  ASSERT_EQ(sa.values_size(), 3);
+  EXPECT_EQ(sa.values(1).string_value(), "");
+  EXPECT_EQ(sa.values(2).string_value(), "z");
+  const auto &ia = s.attributes(5).value().array_value();
+  ASSERT_EQ(ia.values_size(), 3);
+  EXPECT_EQ(ia.values(1).int_value(), -2);
+  ASSERT_EQ(s.events_size(), 1);
+  EXPECT_EQ(s.events(0).name(), "ev");
+  EXPECT_EQ(s.events(0).time_unix_nano(), 200u);
+  ASSERT_EQ(s.events(0).attributes_size(), 1);
+  EXPECT_EQ(s.events(0).attributes(0).key(), "ek");
+  ASSERT_EQ(s.links_size(), 1);
+  EXPECT_EQ(s.links(0).trace_id(), std::string(16, '\x07'));
+  EXPECT_EQ(s.links(0).span_id(), std::string(8, '\x06'));
+  EXPECT_EQ(s.links(0).trace_state(), "lk=lv");
+  EXPECT_EQ(s.links(0).flags(), 0x101u);
+  ASSERT_EQ(s.links(0).attributes_size(), 1);
+  EXPECT_EQ(s.links(0).attributes(0).value().int_value(), 5);
+}
+
+TEST(Encoder, SpansAreGroupedByScope) {
+  std::vector<std::vector<uint8_t>> recs;
+  for (int i = 0; i < 6; ++i)
+    recs.push_back(RecordBuilder()
+                       .name("s" + std::to_string(i))
+                       .text(OTELAGENT_REC_SCOPE_NAME, i % 2 ? "odd" : "even")
+                       .build());
+  auto req = encode(recs);
+  const auto &rs = req.resource_spans(0);
+  ASSERT_EQ(rs.scope_spans_size(), 2);
+  EXPECT_EQ(rs.scope_spans(0).scope().name(), "even");
+  EXPECT_EQ(rs.scope_spans(0).spans_size(), 3);
+  EXPECT_EQ(rs.scope_spans(1).spans(2).name(), "s5");
+}
+
+TEST(Encoder, StatusMessageOnlyWithErrorAndLastNameWins) {
+  std::vector<std::vector<uint8_t>> recs;
+  recs.push_back(RecordBuilder()
+                     .name("first")
+                     .name("renamed")
+                     .status(OTELAGENT_STATUS_OK)
+                     .text(OTELAGENT_REC_STATUS_MESSAGE, "ignored")
+                     .build());
+  auto req = encode(recs);
+  const auto &s = req.resource_spans(0).scope_spans(0).spans(0);
+  EXPECT_EQ(s.name(), "renamed");
+  EXPECT_EQ(s.status().code(), pb::trace::v1::Status::STATUS_CODE_OK);
+  EXPECT_EQ(s.status().message(), "");
+}
+
+TEST(Sanitize, RepairsUtf8AppliesLimitsAndDeduplicates) {
+  Limits lim{3, 2, 1, 128, 128, 128};
+  auto rec = RecordBuilder()
+                 .name("bad\xFF")
+                 .attr_str("k", "abcdef")
+                 .attr_str("k", "\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9")  // same key: replaces
+                 .attr_i64("j", 1)
+                 .attr_i64("over", 2)  // third distinct key: over the limit of 2
+                 .event("e1", 1)
+                 .event("e2", 2)  // over the event limit of 1
+                 .build();
+  RecordView v{rec.data(), static_cast<uint32_t>(rec.size())};
+  EXPECT_FALSE(record_is_clean(v, lim));
+  std::string clean;
+  EXPECT_EQ(record_clean(v, lim, &clean), 1u);  // one value cut to 3 characters
+  RecordView c{reinterpret_cast<const uint8_t *>(clean.data()), static_cast<uint32_t>(clean.size())};
+  EXPECT_TRUE(record_validate(c.data, c.len));
+  EXPECT_TRUE(record_is_clean(c, lim));
+  std::vector<std::vector<uint8_t>> recs{std::vector<uint8_t>(clean.begin(), clean.end())};
+  auto req = encode(recs);
+  const auto &s = req.resource_spans(0).scope_spans(0).spans(0);
+  EXPECT_EQ(s.name(), "bad\xEF\xBF\xBD");
+  ASSERT_EQ(s.attributes_size(), 2);
+  EXPECT_EQ(s.attributes(0).value().string_value(), "\xC3\xA9\xC3\xA9\xC3\xA9");
+  EXPECT_EQ(s.dropped_attributes_count(), 1u);
+  EXPECT_EQ(s.events_size(), 1);
+  EXPECT_EQ(s.dropped_events_count(), 1u);
+}
+
+TEST(Encoder, ResponsePartialSuccessIsRead) {
+  pb::collector::trace::v1::ExportTraceServiceResponse resp;
+  resp.mutable_partial_success()->set_rejected_spans(7);
+  resp.mutable_partial_success()->set_error_message("too old");
+  PartialSuccess ps;
+  ASSERT_TRUE(decode_export_response(resp.SerializeAsString(), &ps));
+  EXPECT_EQ(ps.rejected_spans, 7);
+  EXPECT_EQ(ps.error_message, "too old");
+  PartialSuccess empty;
+  EXPECT_TRUE(decode_export_response("", &empty));
+  EXPECT_EQ(empty.rejected_spans, 0);
+  EXPECT_FALSE(decode_export_response("\x0a\x05\x08", &empty));  // truncated
+}
+
+TEST(Compressor, ZstdAndGzipRoundTrip) {
+  Compressor c;
+  std::string in;
+  for (int i = 0; i < 1000; ++i) in += "span-" + std::to_string(i % 17);
+  std::string z, back, gz;
+  ASSERT_TRUE(c.compress(Compression::kZstd, in, &z));
+  EXPECT_LT(z.size(), in.size() / 3);
+  ASSERT_TRUE(c.zstd_decompress(z, &back));
+  EXPECT_EQ(back, in);
+  ASSERT_TRUE(c.compress(Compression::kGzip, in, &gz));
+  EXPECT_EQ(static_cast<uint8_t>(gz[0]), 0x1f);  // gzip magic
+  EXPECT_EQ(static_cast<uint8_t>(gz[1]), 0x8b);
+  EXPECT_LT(gz.size(), in.size() / 3);
+}
+
+}  // namespace
+}  // namespace otelagent

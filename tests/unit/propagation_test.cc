@@ -1,0 +1,167 @@
+#include "propagation/propagation.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace otelagent {
+namespace {
+
+const std::string kTrace = "4bf92f3577b34da6a3ce929d0e0e4736";
+const std::string kSpan = "00f067aa0ba902b7";
+
+std::string tp(const std::string &version, const std::string &trace = kTrace,
+               const std::string &span = kSpan, const std::string &flags = "01") {
+  return version + "-" + trace + "-" + span + "-" + flags;
+}
+
+bool parses(const std::string &v) {
+  otelagent_span_context c{};
+  return traceparent_parse(v, &c);
+}
+
+TEST(TraceParent, ValidVersion00) {
+  otelagent_span_context c{};
+  ASSERT_TRUE(traceparent_parse(tp("00"), &c));
+  EXPECT_EQ(c.trace_flags, 1);
+  EXPECT_EQ(c.is_remote, 1);
+  EXPECT_EQ(c.trace_id[0], 0x4b);
+  EXPECT_EQ(c.span_id[7], 0xb7);
+  EXPECT_EQ(traceparent_format(c), tp("00"));
+  ASSERT_TRUE(traceparent_parse(tp("00", kTrace, kSpan, "00"), &c));
+  EXPECT_EQ(c.trace_flags, 0);
+}
+
+TEST(TraceParent, SurroundingSpacesAndTabsAreAllowed) {
+  EXPECT_TRUE(parses("  " + tp("00") + "\t "));
+  EXPECT_TRUE(parses("\t" + tp("00")));
+}
+
+TEST(TraceParent, FutureVersionsParseFixedFieldsAndIgnoreTheRest) {
+  otelagent_span_context c{};
+  ASSERT_TRUE(traceparent_parse(tp("cc") + "-what-the-future-will-be-like", &c));
+  EXPECT_EQ(traceparent_format(c), tp("00"));  // re-emitted as version 00
+  EXPECT_TRUE(parses(tp("cc")));
+  EXPECT_FALSE(parses(tp("cc") + "what"));  // the rest must follow a '-'
+  EXPECT_FALSE(parses(tp("cc", kTrace, kSpan, "0")));  // flags too short
+}
+
+TEST(TraceParent, InvalidValuesAreRejected) {
+  EXPECT_FALSE(parses(""));
+  EXPECT_FALSE(parses(tp("ff")));                                   // forbidden version
+  EXPECT_FALSE(parses(tp("00") + "-extra"));                        // 00 must end at flags
+  EXPECT_FALSE(parses(tp("00", std::string(32, '0'))));             // all-zero trace id
+  EXPECT_FALSE(parses(tp("00", kTrace, std::string(16, '0'))));     // all-zero parent id
+  EXPECT_FALSE(parses(tp("00", "4BF92F3577B34DA6A3CE929D0E0E4736"))); // uppercase
+  EXPECT_FALSE(parses(tp("00", kTrace, "00F067AA0BA902B7")));
+  EXPECT_FALSE(parses(tp("0A")));                                   // uppercase version
+  EXPECT_FALSE(parses(tp("00", kTrace, kSpan, "0G")));              // non-hex flags
+  EXPECT_FALSE(parses(tp("00", kTrace.substr(1))));                 // short trace id
+  EXPECT_FALSE(parses(tp("00", kTrace + "0")));                     // long trace id
+  EXPECT_FALSE(parses(tp("00", kTrace, kSpan.substr(1))));
+  EXPECT_FALSE(parses(tp("0")));                                    // short version
+  EXPECT_FALSE(parses("00_" + kTrace + "-" + kSpan + "-01"));       // wrong separator
+  EXPECT_FALSE(parses(tp("00", "4bf92f3577b34da6a3ce929d0e0e473g")));
+}
+
+TEST(TraceState, ValidMembersAreKeptTrimmed) {
+  otelagent_span_context c{};
+  ASSERT_TRUE(tracestate_parse(" rojo=00f067aa0ba902b7 ,, congo=t61rcWkgMzE,tenant@sys=v", &c));
+  EXPECT_EQ(std::string(c.tracestate, c.tracestate_len),
+            "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE,tenant@sys=v");
+}
+
+TEST(TraceState, InvalidHeadersAreDiscardedWhole) {
+  otelagent_span_context c{};
+  EXPECT_FALSE(tracestate_parse("Rojo=1", &c));        // uppercase key
+  EXPECT_EQ(c.tracestate_len, 0);
+  EXPECT_FALSE(tracestate_parse("rojo=1,rojo=2", &c));  // duplicate key
+  EXPECT_FALSE(tracestate_parse("rojo=a=b", &c));       // '=' in value
+  EXPECT_FALSE(tracestate_parse("rojo", &c));           // no value
+  EXPECT_FALSE(tracestate_parse("rojo=", &c));          // empty value
+  EXPECT_FALSE(tracestate_parse("@sys=1", &c));         // empty tenant
+  EXPECT_FALSE(tracestate_parse("t@sysverylongname=1", &c));  // system id over 14
+  std::string many;
+  for (int i = 0; i < 33; ++i) many += "k" + std::to_string(i) + "=v,";
+  EXPECT_FALSE(tracestate_parse(many, &c));  // 33 members
+  std::string thirty_two;
+  for (int i = 0; i < 32; ++i) thirty_two += "k" + std::to_string(i) + "=v,";
+  EXPECT_TRUE(tracestate_parse(thirty_two, &c));
+}
+
+TEST(TraceState, LongHeadersKeepWholeMembersUpToTheCap) {
+  otelagent_span_context c{};
+  std::string v;
+  for (int i = 0; i < 10; ++i) v += "key" + std::to_string(i) + "=" + std::string(100, 'x') + ",";
+  ASSERT_TRUE(tracestate_parse(v, &c));
+  EXPECT_LE(c.tracestate_len, OTELAGENT_TRACESTATE_MAX);
+  std::string kept(c.tracestate, c.tracestate_len);
+  EXPECT_EQ(kept.back(), 'x');  // ends on a whole member
+  EXPECT_EQ(kept.find("key0="), 0u);
+}
+
+TEST(Baggage, KeepsValidMembersOnly) {
+  EXPECT_EQ(baggage_normalize("userId=alice, serverNode = DF%2028 ;prop=1;flag,bad key=x,isProduction=false"),
+            "userId=alice,serverNode=DF%2028;prop=1;flag,isProduction=false");
+  EXPECT_EQ(baggage_normalize("k=v%zz"), "");  // bad percent escape
+  EXPECT_EQ(baggage_normalize("novalue"), "");
+}
+
+TEST(Baggage, LimitsMembersAndBytesWithoutPartialMembers) {
+  std::string many;
+  for (int i = 0; i < 100; ++i) many += "k" + std::to_string(i) + "=v,";
+  std::string out = baggage_normalize(many);
+  EXPECT_EQ(std::count(out.begin(), out.end(), ','), 63);
+  std::string big;
+  for (int i = 0; i < 20; ++i) big += "k" + std::to_string(i) + "=" + std::string(1000, 'a') + ",";
+  out = baggage_normalize(big);
+  EXPECT_LE(out.size(), 8192u);
+  EXPECT_EQ(out.back(), 'a');
+}
+
+TEST(XRay, ParseAndFormatRoundTrip) {
+  const std::string h = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
+  otelagent_span_context c{};
+  ASSERT_TRUE(xray_parse(h, &c));
+  char hex[33];
+  hex_encode(c.trace_id, 16, hex);
+  EXPECT_EQ(std::string(hex, 32), "5759e988bd862e3fe1be46a994272793");
+  EXPECT_EQ(c.trace_flags, 1);
+  EXPECT_EQ(xray_format(c), h);
+  ASSERT_TRUE(xray_parse(" Sampled=0 ; Parent=53995c3f42cd8ad8;Root=1-5759e988-bd862e3fe1be46a994272793;Lineage=a:1", &c));
+  EXPECT_EQ(c.trace_flags, 0);
+}
+
+TEST(XRay, InvalidHeaders) {
+  otelagent_span_context c{};
+  EXPECT_FALSE(xray_parse("Root=1-5759e988-bd862e3fe1be46a994272793", &c));  // no parent
+  EXPECT_FALSE(xray_parse("Root=2-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8", &c));
+  EXPECT_FALSE(xray_parse("Root=1-5759e988-bd862e3fe1be46a99427279;Parent=53995c3f42cd8ad8", &c));
+  EXPECT_FALSE(xray_parse("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=0000000000000000", &c));
+  EXPECT_FALSE(xray_parse("", &c));
+}
+
+TEST(ContextCApi, ExtractPrefersTraceContextAndNormalisesBaggage) {
+  const std::string tpv = tp("00");
+  otelagent_header h[] = {
+      {{"TraceParent", 11}, {tpv.data(), tpv.size()}},
+      {{"tracestate", 10}, {"a=1", 3}},
+      {{"baggage", 7}, {"k=v,bad key=1", 13}},
+  };
+  otelagent_span_context c{};
+  char bag[64];
+  size_t bag_len = 0;
+  ASSERT_EQ(otelagent_context_extract(h, 3, &c, bag, sizeof bag, &bag_len), OTELAGENT_OK);
+  EXPECT_EQ(std::string(c.tracestate, c.tracestate_len), "a=1");
+  EXPECT_EQ(std::string(bag, bag_len), "k=v");
+  char out[256];
+  size_t n = 0;
+  ASSERT_EQ(otelagent_context_inject(&c, "k=v", 3, out, sizeof out, &n), OTELAGENT_OK);
+  EXPECT_EQ(std::string(out, n), "traceparent: " + tpv + "\r\ntracestate: a=1\r\nbaggage: k=v\r\n");
+  EXPECT_EQ(otelagent_context_inject(&c, nullptr, 0, out, 10, &n), OTELAGENT_E_NO_SPACE);
+  EXPECT_EQ(otelagent_context_extract(nullptr, 1, &c, nullptr, 0, nullptr), OTELAGENT_E_INVALID);
+  EXPECT_EQ(otelagent_context_extract(h + 1, 2, &c, nullptr, 0, nullptr), OTELAGENT_E_NOT_FOUND);
+}
+
+}  // namespace
+}  // namespace otelagent
