@@ -1,0 +1,172 @@
+// Emits a known set of spans through the installed C ABI and C++ wrapper, for
+// the end-to-end tests. Configuration comes from the environment. Modes:
+//   emitter tree            the reference trace (see tests/e2e/test_collector.py)
+//   emitter bulk N          N simple spans, then flush
+//   emitter fork            a span in the parent, a fork, spans in both
+// It prints "emitted" when the spans are queued, then flushes (OTELAGENT_E2E_FLUSH_MS,
+// default 30000) and prints its statistics as one JSON line.
+#include <otelagent/otelagent.hpp>
+
+#include "support/record_builder.h"
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+void print_stats(const char *who) {
+  otelagent_stats s{};
+  s.struct_size = sizeof s;
+  otelagent_stats_get(&s);
+  std::printf(
+      "{\"who\":\"%s\",\"pid\":%d,\"started\":%llu,\"ended\":%llu,\"recorded\":%llu,"
+      "\"exported\":%llu,\"rejected\":%llu,\"failed\":%llu,\"ring_full\":%llu,"
+      "\"shutdown_dropped\":%llu,\"requests\":%llu,\"retries\":%llu,\"bytes_sent\":%llu,"
+      "\"queue_depth\":%llu,\"open\":%llu}\n",
+      who, static_cast<int>(getpid()), (unsigned long long)s.spans_started,
+      (unsigned long long)s.spans_ended, (unsigned long long)s.spans_recorded,
+      (unsigned long long)s.spans_exported, (unsigned long long)s.spans_dropped_rejected,
+      (unsigned long long)s.spans_dropped_export_failed,
+      (unsigned long long)s.spans_dropped_ring_full, (unsigned long long)s.spans_dropped_shutdown,
+      (unsigned long long)s.export_requests, (unsigned long long)s.export_retries,
+      (unsigned long long)s.bytes_sent, (unsigned long long)s.queue_depth,
+      (unsigned long long)s.spans_open);
+  std::fflush(stdout);
+}
+
+otelagent_attr attr(const char *k, uint32_t type) {
+  otelagent_attr a{};
+  a.key = k;
+  a.key_len = std::strlen(k);
+  a.type = type;
+  return a;
+}
+
+void emit_tree() {
+  // A remote parent with a known trace id and tracestate.
+  const char *tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+  otelagent_span_context remote{};
+  otelagent_traceparent_parse(tp, std::strlen(tp), &remote);
+  otelagent_tracestate_parse("vendor=abc", 10, &remote);
+
+  otelagent::SpanOptions ro;
+  ro.kind = OTELAGENT_KIND_SERVER;
+  ro.parent = &remote;
+  ro.scope_name = "e2e.scope";
+  ro.scope_version = "2.0";
+  otelagent::Span root("e2e.request", ro);
+  root.set("attr.string", "hello").set("attr.int", int64_t{-7}).set("attr.double", 3.5).set("attr.bool", true);
+  root.set("attr.int_array", std::vector<int64_t>{1, 2, 3});
+  root.set("attr.double_array", std::vector<double>{0.5, 1.5});
+  root.set("attr.string_array", std::vector<otelagent_str>{{"a", 1}, {"bc", 2}});
+  uint8_t bools[2] = {1, 0};
+  otelagent_attr ba = attr("attr.bool_array", OTELAGENT_TYPE_BOOL_ARRAY);
+  ba.value.array = {bools, 2};
+  otelagent_span_set_attr(root.handle(), &ba);
+  otelagent_span_set_str(root.handle(), "attr.utf8_repaired", 18, "ok\xFF", 3);
+  otelagent_attr ev_attrs[1] = {attr("event.attr", OTELAGENT_TYPE_INT64)};
+  ev_attrs[0].value.i64 = 42;
+  otelagent_span_add_event(root.handle(), "e2e.event", 9, 0, ev_attrs, 1);
+  root.record_exception("ValueError", "bad value", "at line 1");
+  root.set_status(OTELAGENT_STATUS_ERROR, "it failed");
+  {
+    otelagent::SpanOptions co;
+    co.kind = OTELAGENT_KIND_CLIENT;
+    otelagent::Span child("e2e.child", co);
+    {
+      otelagent::Span grandchild("e2e.grandchild");
+      grandchild.set("depth", 2);
+    }
+    // A span linked to the remote context, ended on another thread.
+    otelagent_link link{};
+    link.context = &remote;
+    otelagent_attr la[1] = {attr("link.attr", OTELAGENT_TYPE_STRING)};
+    la[0].value.str = {"linked", 6};
+    link.attrs = la;
+    link.attr_count = 1;
+    otelagent_span_options lo{};
+    lo.struct_size = sizeof lo;
+    lo.kind = OTELAGENT_KIND_PRODUCER;
+    lo.parent = &child.context();
+    lo.links = &link;
+    lo.link_count = 1;
+    otelagent_span *moved = nullptr;
+    otelagent_span_start("e2e.other_thread", 16, &lo, &moved);
+    std::thread([moved] {
+      otelagent_span_set_str(moved, "thread", 6, "worker", 6);
+      otelagent_span_end(moved, 0);
+    }).join();
+  }
+  // A whole finished span in one call, packed in the documented format.
+  otelagent_span_context rc = root.context(), ids{};
+  otelagent_span_context_new(&rc, &ids);
+  auto rec = otelagent_test::RecordBuilder()
+                 .trace_id(ids.trace_id)
+                 .span_id(ids.span_id)
+                 .parent_id(rc.span_id)
+                 .flags(0x101)
+                 .kind(OTELAGENT_KIND_CONSUMER)
+                 .times(1700000000000000000ull, 1700000000250000000ull)
+                 .name("e2e.recorded")
+                 .attr_str("via", "record_span")
+                 .build();
+  otelagent_record_span(rec.data(), rec.size());
+  root.end();
+}
+
+void emit_bulk(long n) {
+  for (long i = 0; i < n; ++i) {
+    otelagent::Span s("bulk");
+    s.set("i", i);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char **argv) {
+  const std::string mode = argc > 1 ? argv[1] : "tree";
+  const char *flush_env = std::getenv("OTELAGENT_E2E_FLUSH_MS");
+  const uint32_t flush_ms = flush_env ? static_cast<uint32_t>(std::atoi(flush_env)) : 30000;
+  int rc = otelagent_start(nullptr);
+  if (rc != OTELAGENT_OK) {
+    std::fprintf(stderr, "emitter: otelagent_start: %s\n", otelagent_strerror(rc));
+    return 2;
+  }
+  if (mode == "tree") {
+    emit_tree();
+  } else if (mode == "bulk") {
+    emit_bulk(argc > 2 ? std::atol(argv[2]) : 100);
+  } else if (mode == "fork") {
+    emit_bulk(3);
+    otelagent_flush(flush_ms);  // the exporter thread is running when we fork
+    emit_bulk(2);
+    pid_t pid = fork();
+    if (pid == 0) {
+      emit_bulk(5);
+      int f = otelagent_flush(flush_ms);
+      print_stats("child");
+      otelagent_shutdown(flush_ms);
+      _exit(f == OTELAGENT_OK ? 0 : 3);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return 4;
+    emit_bulk(1);
+  } else {
+    std::fprintf(stderr, "emitter: unknown mode %s\n", mode.c_str());
+    return 2;
+  }
+  std::printf("emitted\n");
+  std::fflush(stdout);
+  int f = otelagent_flush(flush_ms);
+  print_stats("parent");
+  int s = otelagent_shutdown(flush_ms);
+  std::fprintf(stderr, "emitter: flush %s, shutdown %s\n", otelagent_status_name(f), otelagent_status_name(s));
+  return 0;
+}

@@ -1,0 +1,236 @@
+"""Real processes for the end-to-end tests: the OpenTelemetry Collector built
+from its Go modules, a scripted OTLP/HTTP sink on loopback, and the emitter
+program linked against libotelagent.so. The sink decodes every body with the
+official opentelemetry-proto package."""
+
+import gzip
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import zstandard
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.environ.get("OTELAGENT_BUILD_DIR", os.path.join(ROOT, "build"))
+EMITTER = os.path.join(BUILD, "tests", "e2e_emitter")
+COLLECTOR = os.environ.get(
+    "OTELAGENT_COLLECTOR", os.path.join(BUILD, "collector", "otelcol-e2e", "otelcol-e2e"))
+
+
+def wait_for(condition, timeout, what):
+    """Polls `condition` until it is true; fails with `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port):
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+class Request:
+    def __init__(self, headers, body):
+        self.time = time.monotonic()
+        self.headers = {k.lower(): v for k, v in headers.items()}
+        self.raw = body
+        encoding = self.headers.get("content-encoding", "")
+        self.encoding = encoding
+        self.request = None
+        try:
+            if encoding == "gzip":
+                body = gzip.decompress(body)
+            elif encoding == "zstd":
+                body = zstandard.ZstdDecompressor().decompress(body, max_output_size=64 << 20)
+            req = trace_service_pb2.ExportTraceServiceRequest()
+            req.ParseFromString(body)
+            self.request = req
+        except Exception as e:  # kept for the test to report
+            self.error = repr(e)
+
+    def spans(self):
+        if self.request is None:
+            return []
+        return [s for rs in self.request.resource_spans for ss in rs.scope_spans for s in ss.spans]
+
+
+class Sink:
+    """An OTLP/HTTP receiver on loopback that records what it gets and answers
+    from a script: a list of (status, headers, body, delay_s) consumed one per
+    request; when the script is empty it answers 200 with an empty response."""
+
+    def __init__(self, script=None):
+        self.requests = []
+        self.script = list(script or [])
+        self.lock = threading.Lock()
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with sink.lock:
+                    sink.requests.append(Request(dict(self.headers), body))
+                    step = sink.script.pop(0) if sink.script else None
+                status, headers, payload, delay = step or (200, {}, None, 0)
+                if delay:
+                    time.sleep(delay)
+                if payload is None:
+                    payload = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
+                    headers = dict(headers, **{"Content-Type": "application/x-protobuf"})
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                try:
+                    self.wfile.write(payload)
+                except OSError:
+                    pass  # the client gave up (a timeout test)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def endpoint(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def spans(self):
+        with self.lock:
+            return [s for r in self.requests for s in r.spans()]
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Collector:
+    """The real OpenTelemetry Collector: OTLP/HTTP in on `port`, forwarded by
+    its otlphttp exporter to `downstream` (a Sink)."""
+
+    def __init__(self, tmp_path, downstream, port=None):
+        if not os.path.exists(COLLECTOR):
+            raise AssertionError(f"no collector at {COLLECTOR}; run tests/e2e/collector/build.sh")
+        self.port = port or free_port()
+        self.config = tmp_path / f"collector-{self.port}.yaml"
+        self.config.write_text(f"""
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:{self.port}
+exporters:
+  otlphttp:
+    endpoint: {downstream.endpoint}
+    compression: none
+  debug:
+    verbosity: basic
+service:
+  telemetry:
+    logs:
+      level: warn
+    metrics:
+      level: none
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [otlphttp, debug]
+""")
+        self.log = open(tmp_path / f"collector-{self.port}.log", "w")
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen([COLLECTOR, f"--config={self.config}"],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        wait_for(lambda: port_open(self.port) or self.proc.poll() is not None, 30,
+                 "the collector to listen")
+        assert self.proc.poll() is None, "the collector exited; see " + self.log.name
+        return self
+
+    @property
+    def endpoint(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.log.close()
+
+
+class Emitter:
+    """The emitter program; `stats` holds its JSON statistics lines."""
+
+    def __init__(self, mode, endpoint, env=None, args=()):
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL")}
+        full_env.update({
+            "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+            "OTEL_SERVICE_NAME": "e2e-emitter",
+            "OTEL_BSP_SCHEDULE_DELAY": "200",
+        })
+        full_env.update(env or {})
+        self.proc = subprocess.Popen([EMITTER, mode, *args], env=full_env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        self.lines = []
+        self.err_lines = []
+        self.readers = [
+            threading.Thread(target=self._read, args=(self.proc.stdout, self.lines), daemon=True),
+            threading.Thread(target=self._read, args=(self.proc.stderr, self.err_lines), daemon=True),
+        ]
+        for r in self.readers:
+            r.start()
+
+    @staticmethod
+    def _read(stream, into):
+        for line in stream:
+            into.append(line.rstrip("\n"))
+
+    @property
+    def stderr(self):
+        return "\n".join(self.err_lines)
+
+    def emitted(self):
+        return "emitted" in self.lines
+
+    def wait(self, timeout=90):
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise AssertionError("the emitter did not exit")
+        for r in self.readers:
+            r.join(5)
+        return self.proc.returncode
+
+    def stats(self, who="parent"):
+        for line in self.lines:
+            if line.startswith("{"):
+                d = json.loads(line)
+                if d["who"] == who:
+                    return d
+        raise AssertionError(f"no statistics from the {who}: {self.lines} {self.stderr}")
