@@ -329,8 +329,6 @@ Config config_parse(const Settings &settings, std::vector<std::string> *warnings
   }
 
   Limits &l = c.limits;
-  l = {OTELAGENT_MAX_VALUE_BYTES, OTELAGENT_MAX_ATTRS, OTELAGENT_MAX_EVENTS,
-       OTELAGENT_MAX_LINKS,       OTELAGENT_MAX_ATTRS, OTELAGENT_MAX_ATTRS};
   p.number({"OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT"},
            &l.attr_value_chars, 0, OTELAGENT_MAX_VALUE_BYTES);
   p.number({"OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "OTEL_ATTRIBUTE_COUNT_LIMIT"}, &l.attr_count, 0,

@@ -3,6 +3,8 @@
 // is reported once, naming the variable, and replaced by the default.
 #pragma once
 
+#include <otelagent/otelagent.h>
+
 #include <cstdint>
 #include <map>
 #include <string>
@@ -28,12 +30,12 @@ using KeyValues = std::vector<std::pair<std::string, std::string>>;
 // Limits applied to every span; each is at most the internal cap of the same
 // name in otelagent.h.
 struct Limits {
-  uint32_t attr_value_chars;  // characters of a string value
-  uint32_t attr_count;        // attributes per span
-  uint32_t event_count;
-  uint32_t link_count;
-  uint32_t event_attr_count;  // attributes per event
-  uint32_t link_attr_count;   // attributes per link
+  uint32_t attr_value_chars = OTELAGENT_MAX_VALUE_BYTES;  // characters of a string value
+  uint32_t attr_count = OTELAGENT_MAX_ATTRS;              // attributes per span
+  uint32_t event_count = OTELAGENT_MAX_EVENTS;
+  uint32_t link_count = OTELAGENT_MAX_LINKS;
+  uint32_t event_attr_count = OTELAGENT_MAX_ATTRS;  // attributes per event
+  uint32_t link_attr_count = OTELAGENT_MAX_ATTRS;   // attributes per link
 };
 
 struct Config {
@@ -53,7 +55,7 @@ struct Config {
   uint32_t export_timeout_ms = 30000;
   uint32_t max_queue_size = 2048;
   uint32_t max_export_batch_size = 512;
-  Limits limits{};
+  Limits limits;
   // Extensions (OTELAGENT_*).
   bool xray_ids = false;
   size_t ring_bytes = 1u << 20;
