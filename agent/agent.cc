@@ -33,6 +33,9 @@ Exporter *g_exporter = nullptr;  // guarded by g_life_mu
 std::atomic<Exporter *> g_wake_target{nullptr};
 std::atomic<int> g_wakers{0};
 bool g_hooks_installed = false;
+// Runtimes retired by shutdown stay allocated (a host thread may still read
+// one) and reachable from here: at most one per start.
+Runtime *g_retired = nullptr;
 
 std::string executable_name() {
   char path[PATH_MAX];
@@ -160,7 +163,10 @@ int shutdown(uint32_t timeout_ms) {
   std::lock_guard<std::mutex> lk(g_life_mu);
   if (runtime() == nullptr) return OTELAGENT_E_NOT_STARTED;
   // The runtime is never freed: a host thread may still be reading it.
+  auto *rt = const_cast<Runtime *>(runtime());
   g_runtime.store(nullptr, std::memory_order_release);
+  rt->retired_next = g_retired;
+  g_retired = rt;
   bool flushed = true;
   stop_exporter_locked(timeout_ms, &flushed);
   return flushed ? OTELAGENT_OK : OTELAGENT_E_TIMEOUT;

@@ -17,6 +17,7 @@ struct Runtime {
   uint64_t ratio_bound = 0;  // traceidratio: sample when low 64 bits < bound
   bool ratio_all = true;     // ratio 1.0 samples everything
   uint32_t wake_every = 512; // spans a thread queues before it wakes the exporter
+  const Runtime *retired_next = nullptr;  // list of runtimes retired by shutdown
 };
 
 // The started runtime, or nullptr when the agent is stopped.

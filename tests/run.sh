@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Builds libotelagent and runs every test: the unit tests through ctest, then
+# the end-to-end tests (real collector, scripted sink, hygiene, install)
+# through pytest. With OTELAGENT_SANITIZERS=1 it also builds and runs the unit
+# tests under ThreadSanitizer and under AddressSanitizer+UBSan.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${OTELAGENT_BUILD_DIR:-build}
+jobs=$(nproc)
+
+cmake -S . -B "$build" -G Ninja
+cmake --build "$build" -j "$jobs"
+tests/e2e/collector/build.sh "$build/collector"
+
+ctest --test-dir "$build" --output-on-failure -j "$jobs"
+OTELAGENT_BUILD_DIR="$(cd "$build" && pwd)" python3 -m pytest tests/e2e -ra
+
+if [ "${OTELAGENT_SANITIZERS:-0}" = 1 ]; then
+  for san in thread address,undefined; do
+    dir="$build-san-${san%%,*}"
+    # The PIC static dependencies are shared with the main build.
+    cmake -S . -B "$dir" -G Ninja -DOTELAGENT_SANITIZE="$san" \
+      -DOTELAGENT_DEPS_DIR="$(cd "$build" && pwd)/deps" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+    cmake --build "$dir" -j "$jobs" --target unit_tests
+    TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+    ASAN_OPTIONS="detect_leaks=1:abort_on_error=0" UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1" \
+      ctest --test-dir "$dir" --output-on-failure -j "$jobs"
+  done
+fi
