@@ -75,13 +75,14 @@ otelagent_stats stats() {
   return s;
 }
 
-void start_agent(int port, const char *compression, const char *queue, const char *batch) {
+void start_agent(int port, const char *compression, const char *queue, const char *batch,
+                 bool big_ring = true) {
   otelagent_config *cfg = otelagent_config_new();
   auto set = [&](const char *k, std::string v) { otelagent_config_set(cfg, k, std::strlen(k), v.data(), v.size()); };
   set("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:" + std::to_string(port));
   set("OTEL_EXPORTER_OTLP_COMPRESSION", compression);
   set("OTEL_SERVICE_NAME", "bench");
-  set("OTELAGENT_RING_BYTES", std::to_string(8 << 20));
+  if (big_ring) set("OTELAGENT_RING_BYTES", std::to_string(8 << 20));
   if (queue) set("OTEL_BSP_MAX_QUEUE_SIZE", queue);
   if (batch) set("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", batch);
   if (otelagent_start(cfg) != OTELAGENT_OK) std::fprintf(stderr, "bench: start failed\n");
@@ -303,18 +304,34 @@ int main(int argc, char **argv) {
   long rss_before = rss_kib();
   otelagent_bench::DiscardServer server;
   {
-    start_agent(server.port(), "none", nullptr, nullptr);
+    // Default settings throughout this section.
+    start_agent(server.port(), "none", nullptr, nullptr, false);
     long rss_started = rss_kib();
     otelagent_test::emit_reference_span(0);
     otelagent_flush(5000);
     long rss_running = rss_kib();
+    // Full load: one thread emitting flat out for 2 s (drops are expected
+    // with the default queue; they are counted).
+    long peak = 0;
+    otelagent_stats s0 = stats();
+    auto t0 = std::chrono::steady_clock::now();
+    for (uint64_t i = 0; std::chrono::steady_clock::now() - t0 < std::chrono::seconds(g_quick ? 1 : 2); ++i) {
+      otelagent_test::emit_reference_span(i);
+      if (i % 100000 == 0) peak = std::max(peak, rss_kib());
+    }
+    otelagent_flush(10000);
+    otelagent_stats s1 = stats();
     otelagent_shutdown(5000);
-    std::printf("# libotelagent %s benchmarks%s\n\n## Resident memory (KiB)\n\n", otelagent_version(),
-                g_quick ? " (--quick)" : "");
+    std::printf("# libotelagent %s benchmarks%s\n\n## Resident memory (KiB, default settings)\n\n",
+                otelagent_version(), g_quick ? " (--quick)" : "");
     std::printf("| state | VmRSS | over the process before start |\n|---|---|---|\n");
     std::printf("| process before otelagent_start | %ld | 0 |\n", rss_before);
     std::printf("| started, no span yet (no thread) | %ld | %ld |\n", rss_started, rss_started - rss_before);
     std::printf("| one span exported, exporter idle | %ld | %ld |\n", rss_running, rss_running - rss_before);
+    std::printf("| peak under full load (1 thread flat out; %llu exported, %llu dropped ring full) | %ld | %ld |\n",
+                static_cast<unsigned long long>(s1.spans_exported - s0.spans_exported),
+                static_cast<unsigned long long>(s1.spans_dropped_ring_full - s0.spans_dropped_ring_full), peak,
+                peak - rss_before);
   }
   hot_path(server.port());
   exporter_work();
