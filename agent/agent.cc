@@ -91,7 +91,8 @@ __attribute__((cold, noinline)) void exporter_ensure_started() {
   std::lock_guard<std::mutex> lk(g_life_mu);
   const Runtime *rt = runtime();
   if (g_exporter_live.load(std::memory_order_relaxed) || rt == nullptr || rt->disabled) return;
-  auto *e = new (std::nothrow) Exporter(rt->cfg, encode_resource(resource_attributes(rt->cfg)));
+  auto *e = new (std::nothrow)
+      Exporter(rt->cfg, encode_resource(resource_attributes(rt->cfg)), rt->clock_base);
   if (e != nullptr && e->start()) {
     g_exporter = e;
     g_wake_target.store(e);
@@ -137,6 +138,8 @@ int start(const std::map<std::string, std::string, std::less<>> &settings) {
   rt->disabled = rt->cfg.disabled || rt->cfg.exporter == ExporterKind::kNone;
   sampler_prepare(rt);
   rt->wake_every = rt->cfg.max_export_batch_size;
+  rt->use_tsc = tsc_usable();
+  rt->clock_base = clock_pair();
   thread_states_set_ring_bytes(rt->cfg.ring_bytes);
   if (!g_hooks_installed) {
     pthread_atfork(nullptr, nullptr, at_fork_child);

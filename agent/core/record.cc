@@ -89,6 +89,7 @@ bool record_validate(const uint8_t *data, size_t len) {
   if (load_u16(data + rec::kVersion) != OTELAGENT_RECORD_VERSION) return false;
   if (data[rec::kKind] > OTELAGENT_KIND_CONSUMER) return false;
   if (data[rec::kStatus] > OTELAGENT_STATUS_ERROR) return false;
+  if (load_u64(data + rec::kInternal) != 0) return false;  // reserved
   if (all_zero(data + rec::kTraceId, 16) || all_zero(data + rec::kSpanId, 8))
     return false;
   // Walk the entries with explicit bounds checks before trusting them.

@@ -46,10 +46,15 @@ constexpr size_t kFlags = 56;
 constexpr size_t kDroppedAttrs = 60;
 constexpr size_t kDroppedEvents = 64;
 constexpr size_t kDroppedLinks = 68;
+// Reserved in the ABI (zero from outside); inside the agent, bits saying
+// that start/end hold raw TSC readings the exporter must convert.
+constexpr size_t kInternal = 72;
+constexpr uint32_t kStartIsTsc = 1;
+constexpr uint32_t kEndIsTsc = 2;
 constexpr size_t kHeader = OTELAGENT_RECORD_HEADER_SIZE;
 constexpr size_t kEntryHeader = OTELAGENT_RECORD_ENTRY_HEADER_SIZE;
 constexpr size_t kLinkFixed = 16 + 8 + 4;  // ids and flags before tracestate
-static_assert(kDroppedLinks + 4 + 8 == kHeader);
+static_assert(kInternal + 8 == kHeader);
 
 // OTLP Span.flags bits above the W3C trace flags.
 constexpr uint32_t kFlagHasIsRemote = 0x100;

@@ -13,6 +13,7 @@
 #include <atomic>
 #include <cstdint>
 
+#include "core/config.h"
 #include "core/ids.h"
 #include "core/spsc_ring.h"
 
@@ -30,9 +31,11 @@ struct SpanSlot {
   uint16_t index = 0;
   uint8_t recording = 0;
   uint8_t status_final = 0;  // OK was set: the status can no longer change
+  uint8_t use_tsc = 0;       // times come from the TSC (the runtime's choice)
   uint32_t len = 0;          // bytes of `buf` in use
   uint16_t attrs = 0, events = 0, links = 0, group_attrs = 0;
   ThreadState *home = nullptr;
+  const Limits *limits = nullptr;  // the runtime's (runtimes are never freed)
   alignas(8) uint8_t buf[OTELAGENT_MAX_SPAN_BYTES];
 };
 

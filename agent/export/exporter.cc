@@ -53,8 +53,9 @@ uint64_t ExportCounters::completed() const {
 
 ExportCounters &export_counters() { return g_counters; }
 
-Exporter::Exporter(const Config &cfg, std::string resource_body)
-    : cfg_(cfg), resource_(std::move(resource_body)), encoding_(cfg.compression) {
+Exporter::Exporter(const Config &cfg, std::string resource_body, ClockPair clock_base)
+    : cfg_(cfg), resource_(std::move(resource_body)), clock_base_(clock_base),
+      encoding_(cfg.compression) {
   outbox_cap_ = std::max<size_t>(2, cfg_.max_queue_size / cfg_.max_export_batch_size);
 }
 
@@ -121,12 +122,25 @@ void Exporter::drain_rings() {
   }
 }
 
+void Exporter::convert_times(uint8_t *r) {
+  const uint32_t flags = load_u32(r + rec::kInternal);
+  if (flags == 0) return;
+  if (flags & rec::kStartIsTsc) store_u64(r + rec::kStart, tsc_to_unix(load_u64(r + rec::kStart), clock_base_, clock_now_));
+  if (flags & rec::kEndIsTsc) store_u64(r + rec::kEnd, tsc_to_unix(load_u64(r + rec::kEnd), clock_base_, clock_now_));
+  store_u32(r + rec::kInternal, 0);
+}
+
 void Exporter::cut(size_t n) {
   std::vector<RecordView> views;
   views.reserve(n);
   cleaned_.resize(std::max(cleaned_.size(), n));
+  // Every span in the batch ended before this pair was read, so converting
+  // interpolates between the start pair and this one.
+  clock_now_ = clock_pair();
   for (size_t i = 0; i < n; ++i) {
-    RecordView r{pending_.data() + pending_offsets_[i], load_u32(pending_.data() + pending_offsets_[i])};
+    uint8_t *data = pending_.data() + pending_offsets_[i];
+    convert_times(data);
+    RecordView r{data, load_u32(data)};
     if (!record_is_clean(r, cfg_.limits)) {
       add(g_counters.truncated, record_clean(r, cfg_.limits, &cleaned_[i]));
       r = RecordView{reinterpret_cast<const uint8_t *>(cleaned_[i].data()),

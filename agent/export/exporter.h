@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/clock.h"
 #include "core/config.h"
 #include "core/ids.h"
 #include "export/compressor.h"
@@ -39,8 +40,9 @@ ExportCounters &export_counters();
 
 class Exporter {
  public:
-  // `cfg` and `resource_body` are copied.
-  Exporter(const Config &cfg, std::string resource_body);
+  // `cfg` and `resource_body` are copied; `clock_base` is the runtime's
+  // (TSC, wall) pair for converting TSC span times.
+  Exporter(const Config &cfg, std::string resource_body, ClockPair clock_base);
   ~Exporter();
   Exporter(const Exporter &) = delete;
   Exporter &operator=(const Exporter &) = delete;
@@ -77,8 +79,11 @@ class Exporter {
   void report_drops();
   void shut_down_loop();
 
+  void convert_times(uint8_t *record);
+
   Config cfg_;
   std::string resource_;
+  ClockPair clock_base_, clock_now_;
   std::thread thread_;
   uv_loop_t loop_{};
   uv_async_t async_{};

@@ -49,18 +49,22 @@ bool put_string(SpanSlot *s, uint8_t tag, const char *v, size_t len) {
   return true;
 }
 
+__attribute__((cold, noinline)) void note_truncation() {
+  if (ThreadState *st = this_thread_state()) st->truncated.add();
+}
+
 // Cut a string to the internal byte cap at a UTF-8 boundary.
-size_t capped(ThreadState *st, const char *p, size_t len, size_t cap) {
+size_t capped(const char *p, size_t len, size_t cap) {
   if (__builtin_expect(len <= cap, 1)) return len;
-  st->truncated.add();
+  note_truncation();
   return utf8_cut(p, len, cap);
 }
 
 // 1: written; 0: no room or over the count (caller counts it dropped);
 // -1: the attribute itself is invalid.
-int put_attr(ThreadState *st, SpanSlot *s, uint8_t tag, const otelagent_attr *a) {
+int put_attr(SpanSlot *s, uint8_t tag, const otelagent_attr *a) {
   if (a == nullptr || a->key == nullptr || a->key_len == 0) return -1;
-  const size_t klen = capped(st, a->key, a->key_len, OTELAGENT_MAX_KEY_BYTES);
+  const size_t klen = capped(a->key, a->key_len, OTELAGENT_MAX_KEY_BYTES);
   const auto &v = a->value;
   uint8_t *p;
   switch (a->type) {
@@ -68,7 +72,7 @@ int put_attr(ThreadState *st, SpanSlot *s, uint8_t tag, const otelagent_attr *a)
     case OTELAGENT_TYPE_BYTES: {
       if (bad_str(v.str.ptr, v.str.len)) return -1;
       size_t n = a->type == OTELAGENT_TYPE_STRING
-                     ? capped(st, v.str.ptr, v.str.len, OTELAGENT_MAX_VALUE_BYTES)
+                     ? capped(v.str.ptr, v.str.len, OTELAGENT_MAX_VALUE_BYTES)
                      : std::min<size_t>(v.str.len, OTELAGENT_MAX_VALUE_BYTES);
       if ((p = reserve_entry(s, tag, static_cast<uint8_t>(a->type), a->key, klen, n)) == nullptr)
         return 0;
@@ -93,7 +97,7 @@ int put_attr(ThreadState *st, SpanSlot *s, uint8_t tag, const otelagent_attr *a)
       size_t count = v.array.count;
       if (count * item > OTELAGENT_MAX_VALUE_BYTES) {
         count = OTELAGENT_MAX_VALUE_BYTES / item;
-        st->truncated.add();
+        note_truncation();
       }
       if ((p = reserve_entry(s, tag, static_cast<uint8_t>(a->type), a->key, klen,
                              count * item)) == nullptr)
@@ -116,7 +120,7 @@ int put_attr(ThreadState *st, SpanSlot *s, uint8_t tag, const otelagent_attr *a)
         if (bad_str(items[count].ptr, items[count].len)) return -1;
         size_t n = items[count].len;
         if (total + 4 + n > OTELAGENT_MAX_VALUE_BYTES) {
-          st->truncated.add();
+          note_truncation();
           if (count == 0) {
             total = 4 + utf8_cut(items[0].ptr, n, OTELAGENT_MAX_VALUE_BYTES - 4);
             count = 1;
@@ -145,7 +149,7 @@ void bump(uint8_t *field) { store_u32(field, load_u32(field) + 1); }
 
 // Adds the attributes of the EVENT or LINK just written, then its dropped
 // count when there is one.
-int put_group_attrs(ThreadState *st, SpanSlot *s, uint8_t tag, const otelagent_attr *attrs,
+int put_group_attrs(SpanSlot *s, uint8_t tag, const otelagent_attr *attrs,
                     size_t count, uint32_t limit) {
   if (attrs == nullptr && count != 0) return OTELAGENT_E_INVALID;
   int rc = OTELAGENT_OK;
@@ -155,7 +159,7 @@ int put_group_attrs(ThreadState *st, SpanSlot *s, uint8_t tag, const otelagent_a
       dropped += static_cast<int64_t>(count - i);
       break;
     }
-    int r = put_attr(st, s, tag, &attrs[i]);
+    int r = put_attr(s, tag, &attrs[i]);
     if (r < 0) rc = OTELAGENT_E_INVALID;
     if (r == 0) ++dropped;
   }
@@ -166,7 +170,7 @@ int put_group_attrs(ThreadState *st, SpanSlot *s, uint8_t tag, const otelagent_a
   return rc;
 }
 
-int put_link(ThreadState *st, SpanSlot *s, const Limits &lim, const otelagent_link *l) {
+int put_link(SpanSlot *s, const Limits &lim, const otelagent_link *l) {
   if (l == nullptr || !context_valid(l->context)) return OTELAGENT_E_INVALID;
   const otelagent_span_context *c = l->context;
   if (s->links >= lim.link_count) {
@@ -185,16 +189,16 @@ int put_link(ThreadState *st, SpanSlot *s, const Limits &lim, const otelagent_li
   store_u32(p + 24, c->trace_flags | rec::kFlagHasIsRemote | (c->is_remote ? rec::kFlagIsRemote : 0));
   std::memcpy(p + rec::kLinkFixed, c->tracestate, ts);
   ++s->links;
-  return put_group_attrs(st, s, OTELAGENT_REC_LINK_ATTR, l->attrs, l->attr_count,
+  return put_group_attrs(s, OTELAGENT_REC_LINK_ATTR, l->attrs, l->attr_count,
                          lim.link_attr_count);
 }
 
-int add_attr(ThreadState *st, SpanSlot *s, const Limits &lim, const otelagent_attr *a) {
+int add_attr(SpanSlot *s, const Limits &lim, const otelagent_attr *a) {
   if (s->attrs >= lim.attr_count) {
     bump(s->buf + rec::kDroppedAttrs);
     return OTELAGENT_OK;
   }
-  int r = put_attr(st, s, OTELAGENT_REC_ATTR, a);
+  int r = put_attr(s, OTELAGENT_REC_ATTR, a);
   if (r < 0) return OTELAGENT_E_INVALID;
   if (r == 0) {
     bump(s->buf + rec::kDroppedAttrs);
@@ -204,9 +208,9 @@ int add_attr(ThreadState *st, SpanSlot *s, const Limits &lim, const otelagent_at
   return OTELAGENT_OK;
 }
 
-// Shared checks of the span setters: a usable, recording span on a running
-// agent. Returns nullptr with *rc set when there is nothing to do.
-SpanSlot *writable(otelagent_span *span, int *rc, ThreadState **st, const Runtime **rt) {
+// Shared checks of the span setters: a usable, recording span. Returns
+// nullptr with *rc set when there is nothing to do.
+SpanSlot *writable(otelagent_span *span, int *rc) {
   SpanSlot *s = slot_of(span);
   if (s == nullptr) {
     *rc = OTELAGENT_E_INVALID;
@@ -217,11 +221,7 @@ SpanSlot *writable(otelagent_span *span, int *rc, ThreadState **st, const Runtim
     return nullptr;
   }
   *rc = OTELAGENT_OK;
-  if (!s->recording) return nullptr;
-  *rt = runtime();
-  *st = this_thread_state();
-  if (*rt == nullptr || *st == nullptr) return nullptr;
-  return s;
+  return s->recording ? s : nullptr;
 }
 
 }  // namespace
@@ -264,7 +264,15 @@ int span_start(const char *name, size_t name_len, const otelagent_span_options *
   std::memset(b, 0, rec::kHeader);
   store_u16(b + rec::kVersion, OTELAGENT_RECORD_VERSION);
   b[rec::kKind] = static_cast<uint8_t>(o.kind == 0 ? OTELAGENT_KIND_INTERNAL : o.kind);
-  const uint64_t start = o.start_time_unix_nano != 0 ? o.start_time_unix_nano : now_unix_nano();
+  uint64_t start = o.start_time_unix_nano;
+  if (start == 0) {
+    if (rt->use_tsc) {
+      start = read_tsc();
+      store_u32(b + rec::kInternal, rec::kStartIsTsc);
+    } else {
+      start = now_unix_nano();
+    }
+  }
   store_u64(b + rec::kStart, start);
   uint32_t flags;
   if (parent != nullptr) {
@@ -274,7 +282,7 @@ int span_start(const char *name, size_t name_len, const otelagent_span_options *
     flags |= rec::kFlagHasIsRemote | (parent->is_remote ? rec::kFlagIsRemote : 0);
   } else {
     st->ids.trace_id(b + rec::kTraceId,
-                     rt->cfg.xray_ids ? static_cast<uint32_t>(start / 1000000000u) : 0);
+                     rt->cfg.xray_ids ? static_cast<uint32_t>(now_unix_nano() / 1000000000u) : 0);
     flags = rec::kFlagHasIsRemote;
   }
   st->ids.span_id(b + rec::kSpanId);
@@ -282,6 +290,8 @@ int span_start(const char *name, size_t name_len, const otelagent_span_options *
   store_u32(b + rec::kFlags, flags | (sampled ? 1u : 0u));
   s->len = rec::kHeader;
   s->recording = sampled;
+  s->use_tsc = rt->use_tsc;
+  s->limits = &rt->cfg.limits;
   s->status_final = 0;
   s->attrs = s->events = s->links = s->group_attrs = 0;
   // The tracestate is kept even when not recording: the context needs it.
@@ -294,19 +304,19 @@ int span_start(const char *name, size_t name_len, const otelagent_span_options *
     return OTELAGENT_OK;
   }
 
-  put_string(s, OTELAGENT_REC_NAME, name, capped(st, name, name_len, OTELAGENT_MAX_VALUE_BYTES));
+  put_string(s, OTELAGENT_REC_NAME, name, capped(name, name_len, OTELAGENT_MAX_VALUE_BYTES));
   if (o.scope_name.len != 0)
     put_string(s, OTELAGENT_REC_SCOPE_NAME, o.scope_name.ptr,
-               capped(st, o.scope_name.ptr, o.scope_name.len, OTELAGENT_MAX_KEY_BYTES));
+               capped(o.scope_name.ptr, o.scope_name.len, OTELAGENT_MAX_KEY_BYTES));
   if (o.scope_version.len != 0)
     put_string(s, OTELAGENT_REC_SCOPE_VERSION, o.scope_version.ptr,
-               capped(st, o.scope_version.ptr, o.scope_version.len, OTELAGENT_MAX_KEY_BYTES));
+               capped(o.scope_version.ptr, o.scope_version.len, OTELAGENT_MAX_KEY_BYTES));
   int rc = OTELAGENT_OK;
   const Limits &lim = rt->cfg.limits;
   for (size_t i = 0; i < o.link_count; ++i)
-    if (put_link(st, s, lim, &o.links[i]) != OTELAGENT_OK) rc = OTELAGENT_E_INVALID;
+    if (put_link(s, lim, &o.links[i]) != OTELAGENT_OK) rc = OTELAGENT_E_INVALID;
   for (size_t i = 0; i < o.attr_count; ++i)
-    if (add_attr(st, s, lim, &o.attrs[i]) != OTELAGENT_OK) rc = OTELAGENT_E_INVALID;
+    if (add_attr(s, lim, &o.attrs[i]) != OTELAGENT_OK) rc = OTELAGENT_E_INVALID;
   // The span is started even when some link or attribute was invalid; the
   // status says so.
   return rc;
@@ -314,27 +324,23 @@ int span_start(const char *name, size_t name_len, const otelagent_span_options *
 
 int span_set_attr(otelagent_span *span, const otelagent_attr *attr) {
   int rc;
-  ThreadState *st;
-  const Runtime *rt;
-  SpanSlot *s = writable(span, &rc, &st, &rt);
+  SpanSlot *s = writable(span, &rc);
   if (s == nullptr) return attr == nullptr && rc == OTELAGENT_OK ? OTELAGENT_E_INVALID : rc;
-  return add_attr(st, s, rt->cfg.limits, attr);
+  return add_attr(s, *s->limits, attr);
 }
 
 int span_add_event(otelagent_span *span, const char *name, size_t name_len, uint64_t time,
                    const otelagent_attr *attrs, size_t attr_count) {
   if (bad_str(name, name_len) || (attrs == nullptr && attr_count != 0)) return OTELAGENT_E_INVALID;
   int rc;
-  ThreadState *st;
-  const Runtime *rt;
-  SpanSlot *s = writable(span, &rc, &st, &rt);
+  SpanSlot *s = writable(span, &rc);
   if (s == nullptr) return rc;
-  const Limits &lim = rt->cfg.limits;
+  const Limits &lim = *s->limits;
   if (s->events >= lim.event_count) {
     bump(s->buf + rec::kDroppedEvents);
     return OTELAGENT_OK;
   }
-  const size_t n = capped(st, name, name_len, OTELAGENT_MAX_KEY_BYTES);
+  const size_t n = capped(name, name_len, OTELAGENT_MAX_KEY_BYTES);
   uint8_t *p = reserve_entry(s, OTELAGENT_REC_EVENT, OTELAGENT_TYPE_INT64, name, n, 8);
   if (p == nullptr) {
     bump(s->buf + rec::kDroppedEvents);
@@ -342,32 +348,28 @@ int span_add_event(otelagent_span *span, const char *name, size_t name_len, uint
   }
   store_u64(p, time != 0 ? time : now_unix_nano());
   ++s->events;
-  return put_group_attrs(st, s, OTELAGENT_REC_EVENT_ATTR, attrs, attr_count, lim.event_attr_count);
+  return put_group_attrs(s, OTELAGENT_REC_EVENT_ATTR, attrs, attr_count, lim.event_attr_count);
 }
 
 int span_set_status(otelagent_span *span, int32_t code, const char *msg, size_t msg_len) {
   if (code < OTELAGENT_STATUS_UNSET || code > OTELAGENT_STATUS_ERROR || bad_str(msg, msg_len))
     return OTELAGENT_E_INVALID;
   int rc;
-  ThreadState *st;
-  const Runtime *rt;
-  SpanSlot *s = writable(span, &rc, &st, &rt);
+  SpanSlot *s = writable(span, &rc);
   if (s == nullptr || s->status_final || code == OTELAGENT_STATUS_UNSET) return rc;
   s->buf[rec::kStatus] = static_cast<uint8_t>(code);
   if (code == OTELAGENT_STATUS_OK) s->status_final = 1;
   if (code == OTELAGENT_STATUS_ERROR && msg_len != 0)
-    put_string(s, OTELAGENT_REC_STATUS_MESSAGE, msg, capped(st, msg, msg_len, OTELAGENT_MAX_VALUE_BYTES));
+    put_string(s, OTELAGENT_REC_STATUS_MESSAGE, msg, capped(msg, msg_len, OTELAGENT_MAX_VALUE_BYTES));
   return OTELAGENT_OK;
 }
 
 int span_set_name(otelagent_span *span, const char *name, size_t name_len) {
   if (bad_str(name, name_len)) return OTELAGENT_E_INVALID;
   int rc;
-  ThreadState *st;
-  const Runtime *rt;
-  SpanSlot *s = writable(span, &rc, &st, &rt);
+  SpanSlot *s = writable(span, &rc);
   if (s == nullptr) return rc;
-  put_string(s, OTELAGENT_REC_NAME, name, capped(st, name, name_len, OTELAGENT_MAX_VALUE_BYTES));
+  put_string(s, OTELAGENT_REC_NAME, name, capped(name, name_len, OTELAGENT_MAX_VALUE_BYTES));
   return OTELAGENT_OK;
 }
 
@@ -421,7 +423,13 @@ int span_end(otelagent_span *span, uint64_t end_time) {
   ThreadState *st = this_thread_state();
   int rc = OTELAGENT_OK;
   if (s->recording && st != nullptr) {
-    store_u64(s->buf + rec::kEnd, end_time != 0 ? end_time : now_unix_nano());
+    if (end_time != 0) {
+      store_u64(s->buf + rec::kEnd, end_time);
+    } else {
+      const bool tsc = s->use_tsc;
+      store_u64(s->buf + rec::kEnd, tsc ? read_tsc() : now_unix_nano());
+      if (tsc) store_u32(s->buf + rec::kInternal, load_u32(s->buf + rec::kInternal) | rec::kEndIsTsc);
+    }
     store_u32(s->buf + rec::kTotalLen, s->len);
     rc = enqueue(st, s->buf, s->len);
   }

@@ -360,7 +360,7 @@ OTELAGENT_API int otelagent_span_context_new(
  *   60     4     dropped_attributes_count
  *   64     4     dropped_events_count
  *   68     4     dropped_links_count
- *   72     8     reserved, zero
+ *   72     8     reserved: zero in records passed to otelagent_record_span
  *
  * Each entry: an 8-byte entry header, then `key_len` key bytes, then
  * `value_len` value bytes:

@@ -1,0 +1,48 @@
+#include "core/clock.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <string>
+
+namespace otelagent {
+
+bool tsc_usable() {
+#if defined(__x86_64__)
+  const char *env = std::getenv("OTELAGENT_CLOCK");
+  if (env != nullptr && std::strcmp(env, "realtime") == 0) return false;
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(cpuinfo, line)) {
+    if (line.rfind("flags", 0) != 0) continue;
+    return line.find(" constant_tsc") != std::string::npos &&
+           line.find(" nonstop_tsc") != std::string::npos;
+  }
+#endif
+  return false;
+}
+
+ClockPair clock_pair() {
+  ClockPair best;
+  uint64_t best_gap = UINT64_MAX;
+  for (int i = 0; i < 5; ++i) {
+    uint64_t before = read_tsc();
+    uint64_t wall = now_unix_nano();
+    uint64_t after = read_tsc();
+    if (after - before < best_gap) {
+      best_gap = after - before;
+      best = {before + (after - before) / 2, wall};
+    }
+  }
+  return best;
+}
+
+uint64_t tsc_to_unix(uint64_t tsc, const ClockPair &a, const ClockPair &b) {
+  if (b.tsc == a.tsc) return a.unix_ns;
+  const __int128 dt = static_cast<__int128>(tsc) - static_cast<__int128>(a.tsc);
+  const __int128 span_ns = static_cast<__int128>(b.unix_ns) - static_cast<__int128>(a.unix_ns);
+  const __int128 span_tsc = static_cast<__int128>(b.tsc) - static_cast<__int128>(a.tsc);
+  return static_cast<uint64_t>(static_cast<__int128>(a.unix_ns) + dt * span_ns / span_tsc);
+}
+
+}  // namespace otelagent
