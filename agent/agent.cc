@@ -12,10 +12,10 @@
 #include <thread>
 
 #include "core/log.h"
+#include "core/thread_state.h"
 #include "export/exporter.h"
 #include "export/otlp_encoder.h"
 #include "host/sampler.h"
-#include "core/thread_state.h"
 
 namespace otelagent {
 
@@ -77,9 +77,13 @@ void at_exit() {
 
 }  // namespace
 
-const Runtime *runtime() { return g_runtime.load(std::memory_order_acquire); }
+const Runtime *runtime() {
+  return g_runtime.load(std::memory_order_acquire);
+}
 
-bool exporter_live() { return g_exporter_live.load(std::memory_order_relaxed); }
+bool exporter_live() {
+  return g_exporter_live.load(std::memory_order_relaxed);
+}
 
 void exporter_wake() {
   g_wakers.fetch_add(1);

@@ -15,11 +15,11 @@ namespace otelagent {
 struct Runtime {
   Config cfg;
   bool disabled = false;
-  uint64_t ratio_bound = 0;  // traceidratio: sample when low 64 bits < bound
-  bool ratio_all = true;     // ratio 1.0 samples everything
-  uint32_t wake_every = 512; // spans a thread queues before it wakes the exporter
-  bool use_tsc = false;      // span times from the TSC (see core/clock.h)
-  ClockPair clock_base;      // the (TSC, wall) pair taken at start
+  uint64_t ratio_bound = 0;               // traceidratio: sample when low 64 bits < bound
+  bool ratio_all = true;                  // ratio 1.0 samples everything
+  uint32_t wake_every = 512;              // spans a thread queues before it wakes the exporter
+  bool use_tsc = false;                   // span times from the TSC (see core/clock.h)
+  ClockPair clock_base;                   // the (TSC, wall) pair taken at start
   const Runtime *retired_next = nullptr;  // list of runtimes retired by shutdown
 };
 

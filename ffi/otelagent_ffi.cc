@@ -34,7 +34,9 @@ int guarded(Fn &&fn) noexcept {
   }
 }
 
-bool bad(const void *p, size_t len) { return p == nullptr && len != 0; }
+bool bad(const void *p, size_t len) {
+  return p == nullptr && len != 0;
+}
 
 int write_out(const std::string &s, char *buf, size_t cap, size_t *written) {
   if (written != nullptr) *written = s.size();
@@ -80,9 +82,13 @@ void propagators(bool *tc, bool *bg, bool *xr) {
 
 extern "C" {
 
-const char *otelagent_version(void) { return OTELAGENT_VERSION_STRING; }
+const char *otelagent_version(void) {
+  return OTELAGENT_VERSION_STRING;
+}
 
-uint32_t otelagent_abi_version(void) { return (OTELAGENT_ABI_MAJOR << 16) | OTELAGENT_ABI_MINOR; }
+uint32_t otelagent_abi_version(void) {
+  return (OTELAGENT_ABI_MAJOR << 16) | OTELAGENT_ABI_MINOR;
+}
 
 const char *otelagent_strerror(int status) {
   switch (status) {
@@ -108,7 +114,9 @@ otelagent_config *otelagent_config_new(void) {
   }
 }
 
-void otelagent_config_free(otelagent_config *cfg) { delete cfg; }
+void otelagent_config_free(otelagent_config *cfg) {
+  delete cfg;
+}
 
 int otelagent_config_set(otelagent_config *cfg, const char *key, size_t key_len, const char *value,
                          size_t value_len) {
@@ -193,8 +201,11 @@ int otelagent_span_set_bool(otelagent_span *span, const char *key, size_t key_le
 }
 
 int otelagent_span_add_event(otelagent_span *span, const char *name, size_t name_len,
-                             uint64_t time_unix_nano, const otelagent_attr *attrs, size_t attr_count) {
-  return guarded([&]() -> int { return span_add_event(span, name, name_len, time_unix_nano, attrs, attr_count); });
+                             uint64_t time_unix_nano, const otelagent_attr *attrs,
+                             size_t attr_count) {
+  return guarded([&]() -> int {
+    return span_add_event(span, name, name_len, time_unix_nano, attrs, attr_count);
+  });
 }
 
 int otelagent_span_record_exception(otelagent_span *span, const char *type, size_t type_len,
@@ -228,7 +239,9 @@ int otelagent_span_get_context(const otelagent_span *span, otelagent_span_contex
   return guarded([&]() -> int { return span_get_context(span, out); });
 }
 
-int otelagent_span_is_recording(const otelagent_span *span) { return span_is_recording(span); }
+int otelagent_span_is_recording(const otelagent_span *span) {
+  return span_is_recording(span);
+}
 
 int otelagent_span_end(otelagent_span *span, uint64_t end_time_unix_nano) {
   return guarded([&]() -> int { return span_end(span, end_time_unix_nano); });
@@ -254,7 +267,8 @@ int otelagent_traceparent_parse(const char *value, size_t len, otelagent_span_co
 int otelagent_tracestate_parse(const char *value, size_t len, otelagent_span_context *ctx) {
   if (bad(value, len) || ctx == nullptr) return OTELAGENT_E_INVALID;
   return guarded([&]() -> int {
-    return tracestate_parse(std::string_view(value, len), ctx) ? OTELAGENT_OK : OTELAGENT_E_NOT_FOUND;
+    return tracestate_parse(std::string_view(value, len), ctx) ? OTELAGENT_OK
+                                                               : OTELAGENT_E_NOT_FOUND;
   });
 }
 
@@ -271,7 +285,8 @@ int otelagent_xray_parse(const char *value, size_t len, otelagent_span_context *
   });
 }
 
-int otelagent_xray_format(const otelagent_span_context *ctx, char *buf, size_t cap, size_t *written) {
+int otelagent_xray_format(const otelagent_span_context *ctx, char *buf, size_t cap,
+                          size_t *written) {
   if (ctx == nullptr) return OTELAGENT_E_INVALID;
   return guarded([&]() -> int { return write_out(xray_format(*ctx), buf, cap, written); });
 }
@@ -306,8 +321,10 @@ int otelagent_context_extract(const otelagent_header *headers, size_t count,
       std::string_view name(h.name.ptr, h.name.len), value(h.value.ptr, h.value.len);
       if (name_is(name, "traceparent")) {
         // Two traceparent headers make the context invalid (W3C).
-        if (have_tp) traceparent = {};
-        else traceparent = value;
+        if (have_tp)
+          traceparent = {};
+        else
+          traceparent = value;
         have_tp = true;
       } else if (name_is(name, "tracestate")) {
         tracestate = value;

@@ -11,8 +11,7 @@ namespace otelagent {
 inline uint64_t now_unix_nano() {
   timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000u +
-         static_cast<uint64_t>(ts.tv_nsec);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
 }
 
 // Span timestamps on the hot path come from the CPU's time-stamp counter when
@@ -27,9 +26,13 @@ struct ClockPair {
 };
 
 #if defined(__x86_64__)
-inline uint64_t read_tsc() { return __builtin_ia32_rdtsc(); }
+inline uint64_t read_tsc() {
+  return __builtin_ia32_rdtsc();
+}
 #else
-inline uint64_t read_tsc() { return 0; }
+inline uint64_t read_tsc() {
+  return 0;
+}
 #endif
 
 // True when the TSC is invariant on this machine (/proc/cpuinfo flags
@@ -46,8 +49,7 @@ uint64_t tsc_to_unix(uint64_t tsc, const ClockPair &a, const ClockPair &b);
 inline uint64_t now_mono_ms() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000u +
-         static_cast<uint64_t>(ts.tv_nsec) / 1000000u;
+  return static_cast<uint64_t>(ts.tv_sec) * 1000u + static_cast<uint64_t>(ts.tv_nsec) / 1000000u;
 }
 
 }  // namespace otelagent

@@ -29,8 +29,7 @@ std::string_view trim(std::string_view s) {
 // A printable, bounded copy of a bad value for a warning.
 std::string shown(std::string_view v) {
   std::string out;
-  for (char c : v.substr(0, 64))
-    out += std::isprint(static_cast<unsigned char>(c)) ? c : '?';
+  for (char c : v.substr(0, 64)) out += std::isprint(static_cast<unsigned char>(c)) ? c : '?';
   if (v.size() > 64) out += "...";
   return out;
 }
@@ -54,8 +53,8 @@ class Parser {
 
   void warn(std::string_view key, std::string_view value, std::string_view why,
             std::string_view used) {
-    w_->push_back(std::string(key) + "=\"" + shown(value) + "\" " +
-                  std::string(why) + "; using " + std::string(used));
+    w_->push_back(std::string(key) + "=\"" + shown(value) + "\" " + std::string(why) + "; using " +
+                  std::string(used));
   }
 
   void boolean(std::initializer_list<std::string_view> keys, bool *out) {
@@ -63,13 +62,16 @@ class Parser {
     const std::string *v = get(keys, &key);
     if (!v) return;
     std::string l = lower(trim(*v));
-    if (l == "true") *out = true;
-    else if (l == "false") *out = false;
-    else warn(key, *v, "is not true or false", *out ? "true" : "false");
+    if (l == "true")
+      *out = true;
+    else if (l == "false")
+      *out = false;
+    else
+      warn(key, *v, "is not true or false", *out ? "true" : "false");
   }
 
-  void number(std::initializer_list<std::string_view> keys, uint32_t *out,
-              uint32_t min, uint32_t max) {
+  void number(std::initializer_list<std::string_view> keys, uint32_t *out, uint32_t min,
+              uint32_t max) {
     std::string_view key;
     const std::string *v = get(keys, &key);
     if (!v) return;
@@ -79,8 +81,7 @@ class Parser {
     long long n = std::strtoll(t.c_str(), &end, 10);
     if (errno != 0 || end == t.c_str() || *end != '\0' || n < min || n > max) {
       warn(key, *v,
-           "is not a whole number from " + std::to_string(min) + " to " +
-               std::to_string(max),
+           "is not a whole number from " + std::to_string(min) + " to " + std::to_string(max),
            std::to_string(*out));
       return;
     }
@@ -89,8 +90,8 @@ class Parser {
 
   template <typename E>
   void choice(std::initializer_list<std::string_view> keys,
-              std::initializer_list<std::pair<std::string_view, E>> options,
-              E *out, std::string_view default_name) {
+              std::initializer_list<std::pair<std::string_view, E>> options, E *out,
+              std::string_view default_name) {
     std::string_view key;
     const std::string *v = get(keys, &key);
     if (!v) return;
@@ -163,7 +164,9 @@ int hex_value(char c) {
 
 }  // namespace
 
-const std::vector<std::string_view> &config_keys() { return kKeys; }
+const std::vector<std::string_view> &config_keys() {
+  return kKeys;
+}
 
 bool config_key_known(std::string_view key) {
   return std::find(kKeys.begin(), kKeys.end(), key) != kKeys.end();
@@ -237,14 +240,14 @@ Config config_parse(const Settings &settings, std::vector<std::string> *warnings
       // The value may hold credentials: name the variable, never the value.
       warnings->push_back(std::string(key) + " is malformed; sending no headers from it");
   }
-  p.number({"OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"},
-           &c.timeout_ms, 1, 3600000);
-  p.choice<Compression>({"OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION"},
-                        {{"none", Compression::kNone},
-                         {"gzip", Compression::kGzip},
-                         {"zstd", Compression::kZstd}},
-                        &c.compression, "none");
-  if (auto *v = p.get({"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"}, &key)) {
+  p.number({"OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"}, &c.timeout_ms, 1,
+           3600000);
+  p.choice<Compression>(
+      {"OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION"},
+      {{"none", Compression::kNone}, {"gzip", Compression::kGzip}, {"zstd", Compression::kZstd}},
+      &c.compression, "none");
+  if (auto *v =
+          p.get({"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"}, &key)) {
     std::string l = lower(trim(*v));
     if (l != "http/protobuf")
       p.warn(key, *v,
@@ -277,10 +280,14 @@ Config config_parse(const Settings &settings, std::vector<std::string> *warnings
     // A list is allowed by the spec; we honour its first supported member.
     std::string l = lower(trim(*v));
     if (l.find(',') != std::string::npos) l = std::string(trim(l.substr(0, l.find(','))));
-    if (l == "otlp") c.exporter = ExporterKind::kOtlp;
-    else if (l == "console") c.exporter = ExporterKind::kConsole;
-    else if (l == "none") c.exporter = ExporterKind::kNone;
-    else p.warn("OTEL_TRACES_EXPORTER", *v, "is not otlp, console or none", "otlp");
+    if (l == "otlp")
+      c.exporter = ExporterKind::kOtlp;
+    else if (l == "console")
+      c.exporter = ExporterKind::kConsole;
+    else if (l == "none")
+      c.exporter = ExporterKind::kNone;
+    else
+      p.warn("OTEL_TRACES_EXPORTER", *v, "is not otlp, console or none", "otlp");
   }
   p.choice<SamplerKind>({"OTEL_TRACES_SAMPLER"},
                         {{"always_on", SamplerKind::kAlwaysOn},
@@ -307,11 +314,16 @@ Config config_parse(const Settings &settings, std::vector<std::string> *warnings
       size_t comma = rest.find(',');
       std::string_view name = trim(rest.substr(0, comma));
       rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
-      if (name == "tracecontext") tc = true;
-      else if (name == "baggage") bg = true;
-      else if (name == "xray") xr = true;
-      else if (name == "none" || name.empty()) continue;
-      else p.warn("OTEL_PROPAGATORS", name, "names an unsupported propagator", "the others listed");
+      if (name == "tracecontext")
+        tc = true;
+      else if (name == "baggage")
+        bg = true;
+      else if (name == "xray")
+        xr = true;
+      else if (name == "none" || name.empty())
+        continue;
+      else
+        p.warn("OTEL_PROPAGATORS", name, "names an unsupported propagator", "the others listed");
     }
     c.prop_tracecontext = tc;
     c.prop_baggage = bg;
@@ -323,8 +335,9 @@ Config config_parse(const Settings &settings, std::vector<std::string> *warnings
   p.number({"OTEL_BSP_MAX_QUEUE_SIZE"}, &c.max_queue_size, 1, 1u << 24);
   p.number({"OTEL_BSP_MAX_EXPORT_BATCH_SIZE"}, &c.max_export_batch_size, 1, 1u << 24);
   if (c.max_export_batch_size > c.max_queue_size) {
-    warnings->push_back("OTEL_BSP_MAX_EXPORT_BATCH_SIZE is larger than OTEL_BSP_MAX_QUEUE_SIZE; using " +
-                        std::to_string(c.max_queue_size));
+    warnings->push_back(
+        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE is larger than OTEL_BSP_MAX_QUEUE_SIZE; using " +
+        std::to_string(c.max_queue_size));
     c.max_export_batch_size = c.max_queue_size;
   }
 
@@ -337,13 +350,15 @@ Config config_parse(const Settings &settings, std::vector<std::string> *warnings
   p.number({"OTEL_SPAN_LINK_COUNT_LIMIT"}, &l.link_count, 0, OTELAGENT_MAX_LINKS);
   p.number({"OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT", "OTEL_ATTRIBUTE_COUNT_LIMIT"}, &l.event_attr_count,
            0, OTELAGENT_MAX_ATTRS);
-  p.number({"OTEL_LINK_ATTRIBUTE_COUNT_LIMIT", "OTEL_ATTRIBUTE_COUNT_LIMIT"}, &l.link_attr_count,
-           0, OTELAGENT_MAX_ATTRS);
+  p.number({"OTEL_LINK_ATTRIBUTE_COUNT_LIMIT", "OTEL_ATTRIBUTE_COUNT_LIMIT"}, &l.link_attr_count, 0,
+           OTELAGENT_MAX_ATTRS);
 
   if (auto *v = p.get({"OTELAGENT_ID_GENERATOR"})) {
     std::string g = lower(trim(*v));
-    if (g == "xray") c.xray_ids = true;
-    else if (g != "random") p.warn("OTELAGENT_ID_GENERATOR", *v, "is not random or xray", "random");
+    if (g == "xray")
+      c.xray_ids = true;
+    else if (g != "random")
+      p.warn("OTELAGENT_ID_GENERATOR", *v, "is not random or xray", "random");
   }
   uint32_t ring_bytes = static_cast<uint32_t>(c.ring_bytes);
   p.number({"OTELAGENT_RING_BYTES"}, &ring_bytes, 128 * 1024, 1u << 30);

@@ -22,10 +22,8 @@ void IdGenerator::seed() {
   ssize_t got = getrandom(mix, sizeof mix, GRND_NONBLOCK);
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
-  uint64_t x = static_cast<uint64_t>(getpid()) << 32 ^
-               static_cast<uint64_t>(gettid()) ^
-               static_cast<uint64_t>(ts.tv_nsec) ^
-               reinterpret_cast<uintptr_t>(this) ^
+  uint64_t x = static_cast<uint64_t>(getpid()) << 32 ^ static_cast<uint64_t>(gettid()) ^
+               static_cast<uint64_t>(ts.tv_nsec) ^ reinterpret_cast<uintptr_t>(this) ^
                static_cast<uint64_t>(got);
   for (auto &w : mix) w ^= splitmix64(&x);
   std::memcpy(s_, mix, sizeof s_);

@@ -1,9 +1,9 @@
 #include "log.h"
 
+#include <unistd.h>
 #include <atomic>
 #include <cstdarg>
 #include <cstdio>
-#include <unistd.h>
 
 namespace otelagent {
 
@@ -33,8 +33,7 @@ void log_warn(const char *fmt, ...) {
 
 void log_warn_once(Once kind, const char *fmt, ...) {
   // Pairs with nothing: only the exchange's atomicity matters.
-  if (g_once[static_cast<uint32_t>(kind)].exchange(true, std::memory_order_relaxed))
-    return;
+  if (g_once[static_cast<uint32_t>(kind)].exchange(true, std::memory_order_relaxed)) return;
   va_list ap;
   va_start(ap, fmt);
   vlog(fmt, ap);

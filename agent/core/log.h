@@ -22,8 +22,7 @@ enum class Once : uint32_t {
 
 void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 // Logs only the first time `kind` is reported in this process.
-void log_warn_once(Once kind, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+void log_warn_once(Once kind, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 // Re-arms every warn_once kind (after fork the child reports afresh).
 void log_reset_once();
 

@@ -8,7 +8,9 @@ bool all_zero(const uint8_t *p, size_t n) {
   return true;
 }
 
-bool RecordView::has_parent() const { return !all_zero(parent_id(), 8); }
+bool RecordView::has_parent() const {
+  return !all_zero(parent_id(), 8);
+}
 
 std::string_view RecordView::find(uint8_t tag) const {
   EntryReader r = entries();
@@ -67,14 +69,12 @@ bool entry_valid(const Entry &e, uint8_t prev_group) {
       return prev_group == OTELAGENT_REC_EVENT && !e.key.empty() &&
              value_fits_type(e.type, e.value);
     case OTELAGENT_REC_GROUP_DROPPED:
-      return prev_group != 0 && e.key.empty() &&
-             e.type == OTELAGENT_TYPE_INT64 && e.value.size() == 8;
+      return prev_group != 0 && e.key.empty() && e.type == OTELAGENT_TYPE_INT64 &&
+             e.value.size() == 8;
     case OTELAGENT_REC_LINK:
-      return e.type == OTELAGENT_TYPE_BYTES &&
-             e.value.size() >= rec::kLinkFixed;
+      return e.type == OTELAGENT_TYPE_BYTES && e.value.size() >= rec::kLinkFixed;
     case OTELAGENT_REC_LINK_ATTR:
-      return prev_group == OTELAGENT_REC_LINK && !e.key.empty() &&
-             value_fits_type(e.type, e.value);
+      return prev_group == OTELAGENT_REC_LINK && !e.key.empty() && value_fits_type(e.type, e.value);
     default:
       return false;
   }
@@ -83,15 +83,13 @@ bool entry_valid(const Entry &e, uint8_t prev_group) {
 }  // namespace
 
 bool record_validate(const uint8_t *data, size_t len) {
-  if (data == nullptr || len < rec::kHeader || len > OTELAGENT_RECORD_MAX)
-    return false;
+  if (data == nullptr || len < rec::kHeader || len > OTELAGENT_RECORD_MAX) return false;
   if (load_u32(data + rec::kTotalLen) != len) return false;
   if (load_u16(data + rec::kVersion) != OTELAGENT_RECORD_VERSION) return false;
   if (data[rec::kKind] > OTELAGENT_KIND_CONSUMER) return false;
   if (data[rec::kStatus] > OTELAGENT_STATUS_ERROR) return false;
   if (load_u64(data + rec::kInternal) != 0) return false;  // reserved
-  if (all_zero(data + rec::kTraceId, 16) || all_zero(data + rec::kSpanId, 8))
-    return false;
+  if (all_zero(data + rec::kTraceId, 16) || all_zero(data + rec::kSpanId, 8)) return false;
   // Walk the entries with explicit bounds checks before trusting them.
   size_t off = rec::kHeader;
   bool have_name = false;
@@ -111,8 +109,7 @@ bool record_validate(const uint8_t *data, size_t len) {
     if (e.tag == OTELAGENT_REC_NAME) have_name = true;
     if (e.tag == OTELAGENT_REC_EVENT || e.tag == OTELAGENT_REC_LINK)
       group = e.tag;
-    else if (e.tag != OTELAGENT_REC_EVENT_ATTR &&
-             e.tag != OTELAGENT_REC_LINK_ATTR &&
+    else if (e.tag != OTELAGENT_REC_EVENT_ATTR && e.tag != OTELAGENT_REC_LINK_ATTR &&
              e.tag != OTELAGENT_REC_GROUP_DROPPED)
       group = 0;
     off += rec::kEntryHeader + klen + vlen;

@@ -27,9 +27,15 @@ inline uint64_t load_u64(const uint8_t *p) {
   std::memcpy(&v, p, sizeof v);
   return v;
 }
-inline void store_u16(uint8_t *p, uint16_t v) { std::memcpy(p, &v, sizeof v); }
-inline void store_u32(uint8_t *p, uint32_t v) { std::memcpy(p, &v, sizeof v); }
-inline void store_u64(uint8_t *p, uint64_t v) { std::memcpy(p, &v, sizeof v); }
+inline void store_u16(uint8_t *p, uint16_t v) {
+  std::memcpy(p, &v, sizeof v);
+}
+inline void store_u32(uint8_t *p, uint32_t v) {
+  std::memcpy(p, &v, sizeof v);
+}
+inline void store_u64(uint8_t *p, uint64_t v) {
+  std::memcpy(p, &v, sizeof v);
+}
 
 // Offsets of the fixed header fields.
 namespace rec {
@@ -72,8 +78,7 @@ struct Entry {
 // Walks the entries of a record that has been validated.
 class EntryReader {
  public:
-  EntryReader(const uint8_t *rec, size_t len)
-      : p_(rec + rec::kHeader), end_(rec + len) {}
+  EntryReader(const uint8_t *rec, size_t len) : p_(rec + rec::kHeader), end_(rec + len) {}
   bool next(Entry *e) {
     if (p_ >= end_) return false;
     e->tag = p_[0];
@@ -109,9 +114,7 @@ struct RecordView {
   uint64_t end() const { return load_u64(data + rec::kEnd); }
   uint32_t flags() const { return load_u32(data + rec::kFlags); }
   uint32_t dropped_attrs() const { return load_u32(data + rec::kDroppedAttrs); }
-  uint32_t dropped_events() const {
-    return load_u32(data + rec::kDroppedEvents);
-  }
+  uint32_t dropped_events() const { return load_u32(data + rec::kDroppedEvents); }
   uint32_t dropped_links() const { return load_u32(data + rec::kDroppedLinks); }
   EntryReader entries() const { return EntryReader(data, len); }
   // The value of the first entry with `tag` (NAME, SCOPE_*, ...), or empty.

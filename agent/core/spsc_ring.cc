@@ -10,8 +10,8 @@ bool SpscRing::init(size_t capacity) {
   // Populated up front: a page fault on first touch costs a microsecond or
   // more, which would land on a host thread's span end. The ring's memory is
   // therefore resident from the thread's first span (OTELAGENT_RING_BYTES).
-  void *p = mmap(nullptr, cap, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+  void *p =
+      mmap(nullptr, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
   if (p == MAP_FAILED) return false;
   buf_ = static_cast<uint8_t *>(p);
   cap_ = cap;

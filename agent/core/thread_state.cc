@@ -60,7 +60,9 @@ void thread_states_set_ring_bytes(size_t bytes) {
   g_ring_bytes.store(bytes, std::memory_order_relaxed);
 }
 
-ThreadState *thread_states() { return g_states.load(std::memory_order_acquire); }
+ThreadState *thread_states() {
+  return g_states.load(std::memory_order_acquire);
+}
 
 SpanSlot *ThreadState::acquire_slot() {
   const uint32_t n = OTELAGENT_MAX_OPEN_SPANS_PER_THREAD;
@@ -95,7 +97,8 @@ __attribute__((noinline, cold)) ThreadState *register_thread() {
   if (st == nullptr) {
     st = create_state();
     if (st == nullptr) {
-      log_warn_once(Once::kThreadStart, "cannot allocate span storage for a thread; its spans are dropped");
+      log_warn_once(Once::kThreadStart,
+                    "cannot allocate span storage for a thread; its spans are dropped");
       return nullptr;
     }
     st->owner.store(me, std::memory_order_relaxed);

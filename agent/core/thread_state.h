@@ -61,8 +61,7 @@ struct ThreadState {
   uint32_t since_wake = 0;    // spans pushed since this thread last woke the exporter
   IdGenerator ids;
 
-  OwnedCounter started, ended, recorded, sampled_out, ring_full, span_limit,
-      truncated, queued;
+  OwnedCounter started, ended, recorded, sampled_out, ring_full, span_limit, truncated, queued;
 
   // Owner: a free slot, or nullptr when all are open.
   SpanSlot *acquire_slot();

@@ -13,7 +13,8 @@ namespace otelagent {
 namespace {
 
 const char *kind_name(uint8_t k) {
-  static const char *kNames[] = {"unspecified", "internal", "server", "client", "producer", "consumer"};
+  static const char *kNames[] = {"unspecified", "internal", "server",
+                                 "client",      "producer", "consumer"};
   return k <= 5 ? kNames[k] : "?";
 }
 
@@ -124,9 +125,9 @@ void print_span(std::string *out, const std::vector<RecordView> &spans,
         break;
       }
       case OTELAGENT_REC_LINK:
-        *out += pad + "  link to trace=" +
-                hex(reinterpret_cast<const uint8_t *>(e.value.data()), 16) + " span=" +
-                hex(reinterpret_cast<const uint8_t *>(e.value.data()) + 16, 8) + '\n';
+        *out += pad +
+                "  link to trace=" + hex(reinterpret_cast<const uint8_t *>(e.value.data()), 16) +
+                " span=" + hex(reinterpret_cast<const uint8_t *>(e.value.data()) + 16, 8) + '\n';
         break;
     }
   }

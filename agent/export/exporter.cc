@@ -6,10 +6,10 @@
 
 #include "core/clock.h"
 #include "core/log.h"
+#include "core/thread_state.h"
 #include "export/console.h"
 #include "export/otlp_encoder.h"
 #include "export/sanitize.h"
-#include "core/thread_state.h"
 
 namespace otelagent {
 
@@ -51,10 +51,14 @@ uint64_t ExportCounters::completed() const {
          printed.load(std::memory_order_relaxed);
 }
 
-ExportCounters &export_counters() { return g_counters; }
+ExportCounters &export_counters() {
+  return g_counters;
+}
 
 Exporter::Exporter(const Config &cfg, std::string resource_body, ClockPair clock_base)
-    : cfg_(cfg), resource_(std::move(resource_body)), clock_base_(clock_base),
+    : cfg_(cfg),
+      resource_(std::move(resource_body)),
+      clock_base_(clock_base),
       encoding_(cfg.compression) {
   outbox_cap_ = std::max<size_t>(2, cfg_.max_queue_size / cfg_.max_export_batch_size);
 }
@@ -85,7 +89,9 @@ bool Exporter::start() {
   return true;
 }
 
-void Exporter::wake() { uv_async_send(&async_); }
+void Exporter::wake() {
+  uv_async_send(&async_);
+}
 
 void Exporter::run() {
   pthread_setname_np(pthread_self(), "otelagent-exp");
@@ -125,8 +131,10 @@ void Exporter::drain_rings() {
 void Exporter::convert_times(uint8_t *r) {
   const uint32_t flags = load_u32(r + rec::kInternal);
   if (flags == 0) return;
-  if (flags & rec::kStartIsTsc) store_u64(r + rec::kStart, tsc_to_unix(load_u64(r + rec::kStart), clock_base_, clock_now_));
-  if (flags & rec::kEndIsTsc) store_u64(r + rec::kEnd, tsc_to_unix(load_u64(r + rec::kEnd), clock_base_, clock_now_));
+  if (flags & rec::kStartIsTsc)
+    store_u64(r + rec::kStart, tsc_to_unix(load_u64(r + rec::kStart), clock_base_, clock_now_));
+  if (flags & rec::kEndIsTsc)
+    store_u64(r + rec::kEnd, tsc_to_unix(load_u64(r + rec::kEnd), clock_base_, clock_now_));
   store_u32(r + rec::kInternal, 0);
 }
 
@@ -173,7 +181,8 @@ void Exporter::cut(size_t n) {
   // Remove the first n records from pending.
   size_t bytes = n < pending_offsets_.size() ? pending_offsets_[n] : pending_.size();
   pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(bytes));
-  pending_offsets_.erase(pending_offsets_.begin(), pending_offsets_.begin() + static_cast<std::ptrdiff_t>(n));
+  pending_offsets_.erase(pending_offsets_.begin(),
+                         pending_offsets_.begin() + static_cast<std::ptrdiff_t>(n));
   for (auto &o : pending_offsets_) o -= static_cast<uint32_t>(bytes);
 }
 
@@ -252,7 +261,8 @@ void Exporter::on_response(Response &&r) {
                        : 0;
         if (rejected != 0 || !ps.error_message.empty())
           log_warn_once(Once::kPartialSuccess, "the receiver rejected %llu of %u spans: %.200s",
-                        static_cast<unsigned long long>(rejected), b.spans, ps.error_message.c_str());
+                        static_cast<unsigned long long>(rejected), b.spans,
+                        ps.error_message.c_str());
       }
       finish_front(b.spans - rejected, rejected, 0);
       break;
@@ -276,9 +286,9 @@ void Exporter::on_response(Response &&r) {
       break;
     }
     case Verdict::kRetry: {
-      const uint64_t delay = backoff_ms(b.attempts, cfg_.retry_initial_ms, cfg_.retry_max_ms,
-                                        static_cast<double>(rng_.next() >> 11) * 0x1.0p-53,
-                                        r.outcome.retry_after_ms);
+      const uint64_t delay =
+          backoff_ms(b.attempts, cfg_.retry_initial_ms, cfg_.retry_max_ms,
+                     static_cast<double>(rng_.next() >> 11) * 0x1.0p-53, r.outcome.retry_after_ms);
       if (r.outcome.transport_error)
         log_warn_once(Once::kExportConnect, "cannot reach the OTLP endpoint %s (%s); retrying",
                       printable_endpoint(cfg_.endpoint).c_str(), r.error.c_str());
@@ -338,12 +348,13 @@ void Exporter::report_drops() {
       ring += s->ring_full.get();
       limit += s->span_limit.get();
     }
-    log_warn("%llu spans dropped in the last 30 s (totals: ring full %llu, open-span limit %llu, "
-             "rejected %llu, export failed %llu)",
-             static_cast<unsigned long long>(now - reported_drops_),
-             static_cast<unsigned long long>(ring), static_cast<unsigned long long>(limit),
-             static_cast<unsigned long long>(g_counters.rejected.load()),
-             static_cast<unsigned long long>(g_counters.failed.load()));
+    log_warn(
+        "%llu spans dropped in the last 30 s (totals: ring full %llu, open-span limit %llu, "
+        "rejected %llu, export failed %llu)",
+        static_cast<unsigned long long>(now - reported_drops_),
+        static_cast<unsigned long long>(ring), static_cast<unsigned long long>(limit),
+        static_cast<unsigned long long>(g_counters.rejected.load()),
+        static_cast<unsigned long long>(g_counters.failed.load()));
   }
   reported_drops_ = now;
 }
@@ -355,9 +366,9 @@ bool Exporter::flush(uint32_t timeout_ms) {
   lk.unlock();
   wake();
   lk.lock();
-  return cv_.wait_for(lk, std::chrono::milliseconds(timeout_ms),
-                      [&] { return flush_done_ >= mine || stopped_; }) &&
-         flush_done_ >= mine;
+  return cv_.wait_for(lk, std::chrono::milliseconds(timeout_ms), [&] {
+    return flush_done_ >= mine || stopped_;
+  }) && flush_done_ >= mine;
 }
 
 void Exporter::shut_down_loop() {
@@ -377,10 +388,10 @@ void Exporter::shut_down_loop() {
   pending_offsets_.clear();
   outbox_.clear();
   if (transport_) transport_->close();
-  for (uv_handle_t *h : {reinterpret_cast<uv_handle_t *>(&async_),
-                         reinterpret_cast<uv_handle_t *>(&schedule_timer_),
-                         reinterpret_cast<uv_handle_t *>(&retry_timer_),
-                         reinterpret_cast<uv_handle_t *>(&report_timer_)})
+  for (uv_handle_t *h :
+       {reinterpret_cast<uv_handle_t *>(&async_), reinterpret_cast<uv_handle_t *>(&schedule_timer_),
+        reinterpret_cast<uv_handle_t *>(&retry_timer_),
+        reinterpret_cast<uv_handle_t *>(&report_timer_)})
     if (!uv_is_closing(h)) uv_close(h, nullptr);
   stopped_ = true;
   cv_.notify_all();

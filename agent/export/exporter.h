@@ -94,7 +94,7 @@ class Exporter {
   Compression encoding_;
 
   // Exporter-thread state.
-  std::vector<uint8_t> pending_;          // drained records, back to back
+  std::vector<uint8_t> pending_;  // drained records, back to back
   std::vector<uint32_t> pending_offsets_;
   std::deque<Batch> outbox_;
   size_t outbox_cap_ = 4;
@@ -112,7 +112,7 @@ class Exporter {
   uint64_t flush_requested_ = 0, flush_done_ = 0;
   bool stopping_ = false, stop_now_ = false, stopped_ = false;
   // Exporter-thread view of the flush in progress.
-  uint64_t flush_gen_ = 0;                   // 0: none in progress
+  uint64_t flush_gen_ = 0;                                // 0: none in progress
   std::vector<std::pair<void *, uint64_t>> flush_marks_;  // ring -> produced
   bool flush_drained_ = false;
   uint64_t flush_target_seq_ = 0;

@@ -21,7 +21,9 @@ struct SocketWatch {
   HttpTransport *owner;
 };
 
-CURLM *multi_of(void *p) { return static_cast<CURLM *>(p); }
+CURLM *multi_of(void *p) {
+  return static_cast<CURLM *>(p);
+}
 
 std::string lower(std::string_view s) {
   std::string out(s);
@@ -48,7 +50,9 @@ HttpTransport::HttpTransport(uv_loop_t *loop, const Config &cfg) : loop_(loop), 
   curl_multi_setopt(multi_of(multi_), CURLMOPT_TIMERDATA, this);
 }
 
-HttpTransport::~HttpTransport() { close(); }
+HttpTransport::~HttpTransport() {
+  close();
+}
 
 int HttpTransport::on_socket(void *, int fd, int what, void *self_p, void *socket_ctx) {
   auto *self = static_cast<HttpTransport *>(self_p);
@@ -113,10 +117,12 @@ size_t HttpTransport::on_header(char *data, size_t size, size_t n, void *self_p)
     std::string name = lower(line.substr(0, colon));
     std::string_view value = line.substr(colon + 1);
     if (name == "retry-after")
-      self->resp_.outcome.retry_after_ms = parse_retry_after(value, static_cast<int64_t>(time(nullptr)));
+      self->resp_.outcome.retry_after_ms =
+          parse_retry_after(value, static_cast<int64_t>(time(nullptr)));
     else if (name == "content-type") {
       while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
-      while (!value.empty() && (value.back() == '\r' || value.back() == '\n')) value.remove_suffix(1);
+      while (!value.empty() && (value.back() == '\r' || value.back() == '\n'))
+        value.remove_suffix(1);
       self->resp_.content_type = lower(value);
     }
   }
@@ -136,7 +142,8 @@ void HttpTransport::post(std::string_view body, const char *encoding, Done done)
   CURL *e = static_cast<CURL *>(easy_);
   curl_slist_free_all(static_cast<curl_slist *>(headers_));
   curl_slist *h = curl_slist_append(nullptr, "Content-Type: application/x-protobuf");
-  if (encoding != nullptr) h = curl_slist_append(h, (std::string("Content-Encoding: ") + encoding).c_str());
+  if (encoding != nullptr)
+    h = curl_slist_append(h, (std::string("Content-Encoding: ") + encoding).c_str());
   // Without this curl would wait for a "100 Continue" on large bodies.
   h = curl_slist_append(h, "Expect:");
   for (const auto &[k, v] : cfg_.headers) h = curl_slist_append(h, (k + ": " + v).c_str());
@@ -185,7 +192,8 @@ void HttpTransport::check_done() {
       long status = 0;
       curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
       resp_.outcome.http_status = status;
-      if ((status == 400 || status == 415) && lower(resp_.body).find("encoding") != std::string::npos)
+      if ((status == 400 || status == 415) &&
+          lower(resp_.body).find("encoding") != std::string::npos)
         resp_.outcome.encoding_rejected = true;
     } else {
       resp_.outcome.transport_error = true;

@@ -55,8 +55,8 @@ class HttpTransport {
 
   uv_loop_t *loop_;
   const Config &cfg_;
-  void *multi_ = nullptr;  // CURLM*
-  void *easy_ = nullptr;   // CURL*
+  void *multi_ = nullptr;    // CURLM*
+  void *easy_ = nullptr;     // CURL*
   void *headers_ = nullptr;  // curl_slist*, rebuilt per request
   uv_timer_t *timer_ = nullptr;
   Done done_;

@@ -28,7 +28,9 @@ constexpr uint32_t kVarint = 0, kFixed64 = 1, kLen = 2, kFixed32 = 5;
 constexpr uint32_t tag(int field, uint32_t wire) {
   return static_cast<uint32_t>(field) << 3 | wire;
 }
-size_t tag_size(int field) { return CodedOutputStream::VarintSize32(tag(field, 0)); }
+size_t tag_size(int field) {
+  return CodedOutputStream::VarintSize32(tag(field, 0));
+}
 size_t len_field_size(int field, size_t n) {
   return tag_size(field) + CodedOutputStream::VarintSize32(static_cast<uint32_t>(n)) + n;
 }
@@ -37,7 +39,9 @@ size_t len_field_size(int field, size_t n) {
 struct Out {
   uint8_t *p;
   void varint(uint64_t v) { p = CodedOutputStream::WriteVarint64ToArray(v, p); }
-  void key(int field, uint32_t wire) { p = CodedOutputStream::WriteTagToArray(tag(field, wire), p); }
+  void key(int field, uint32_t wire) {
+    p = CodedOutputStream::WriteTagToArray(tag(field, wire), p);
+  }
   void len_header(int field, size_t n) {
     key(field, kLen);
     p = CodedOutputStream::WriteVarint32ToArray(static_cast<uint32_t>(n), p);
@@ -109,7 +113,8 @@ size_t array_body_size(uint8_t type, std::string_view v) {
       break;
     case OTELAGENT_TYPE_INT64_ARRAY:
     case OTELAGENT_TYPE_DOUBLE_ARRAY: {
-      uint8_t item = type == OTELAGENT_TYPE_INT64_ARRAY ? OTELAGENT_TYPE_INT64 : OTELAGENT_TYPE_DOUBLE;
+      uint8_t item =
+          type == OTELAGENT_TYPE_INT64_ARRAY ? OTELAGENT_TYPE_INT64 : OTELAGENT_TYPE_DOUBLE;
       for (size_t i = 0; i + 8 <= v.size(); i += 8)
         n += len_field_size(f, scalar_any_size(item, v.substr(i, 8)));
       break;
@@ -118,7 +123,9 @@ size_t array_body_size(uint8_t type, std::string_view v) {
   return n;
 }
 
-bool is_array(uint8_t type) { return type >= OTELAGENT_TYPE_STRING_ARRAY; }
+bool is_array(uint8_t type) {
+  return type >= OTELAGENT_TYPE_STRING_ARRAY;
+}
 
 size_t any_size(uint8_t type, std::string_view v) {
   if (is_array(type))
@@ -206,7 +213,8 @@ GroupSize group_size(EntryReader r, uint8_t attr_tag, int attr_field) {
     if (e.tag == attr_tag)
       g.attrs += len_field_size(attr_field, kv_body_size(e));
     else
-      g.dropped += static_cast<int64_t>(load_u64(reinterpret_cast<const uint8_t *>(e.value.data())));
+      g.dropped +=
+          static_cast<int64_t>(load_u64(reinterpret_cast<const uint8_t *>(e.value.data())));
   }
   return g;
 }
@@ -222,8 +230,8 @@ size_t event_body_size(const Entry &ev, const GroupSize &g) {
 
 size_t link_body_size(const Entry &ln, const GroupSize &g) {
   size_t n = len_field_size(PbLink::kTraceIdFieldNumber, 16) +
-             len_field_size(PbLink::kSpanIdFieldNumber, 8) +
-             tag_size(PbLink::kFlagsFieldNumber) + 4 + g.attrs;
+             len_field_size(PbLink::kSpanIdFieldNumber, 8) + tag_size(PbLink::kFlagsFieldNumber) +
+             4 + g.attrs;
   size_t ts = ln.value.size() - rec::kLinkFixed;
   if (ts) n += len_field_size(PbLink::kTraceStateFieldNumber, ts);
   if (g.dropped)
@@ -242,9 +250,12 @@ SpanParts parts_of(const RecordView &r) {
   EntryReader it = r.entries();
   Entry e;
   while (it.next(&e)) {
-    if (e.tag == OTELAGENT_REC_NAME) p.name = e.value;
-    else if (e.tag == OTELAGENT_REC_TRACESTATE) p.tracestate = e.value;
-    else if (e.tag == OTELAGENT_REC_STATUS_MESSAGE) p.status_message = e.value;
+    if (e.tag == OTELAGENT_REC_NAME)
+      p.name = e.value;
+    else if (e.tag == OTELAGENT_REC_TRACESTATE)
+      p.tracestate = e.value;
+    else if (e.tag == OTELAGENT_REC_STATUS_MESSAGE)
+      p.status_message = e.value;
   }
   if (r.status() != OTELAGENT_STATUS_ERROR) p.status_message = {};
   return p;
@@ -269,7 +280,8 @@ size_t span_body_size(const RecordView &r) {
              len_field_size(PbSpan::kNameFieldNumber, p.name.size()) +
              tag_size(PbSpan::kStartTimeUnixNanoFieldNumber) + 8 +
              tag_size(PbSpan::kEndTimeUnixNanoFieldNumber) + 8;
-  if (!p.tracestate.empty()) n += len_field_size(PbSpan::kTraceStateFieldNumber, p.tracestate.size());
+  if (!p.tracestate.empty())
+    n += len_field_size(PbSpan::kTraceStateFieldNumber, p.tracestate.size());
   if (r.has_parent()) n += len_field_size(PbSpan::kParentSpanIdFieldNumber, 8);
   if (r.flags()) n += tag_size(PbSpan::kFlagsFieldNumber) + 4;
   n += varint_field_size(PbSpan::kKindFieldNumber, r.kind());
@@ -348,8 +360,7 @@ void write_span(Out &o, const RecordView &r, size_t body) {
   size_t st = status_body_size(r, p);
   if (st) {
     o.len_header(PbSpan::kStatusFieldNumber, st);
-    if (!p.status_message.empty())
-      o.bytes(pb_trace::Status::kMessageFieldNumber, p.status_message);
+    if (!p.status_message.empty()) o.bytes(pb_trace::Status::kMessageFieldNumber, p.status_message);
     if (r.status()) o.uint(pb_trace::Status::kCodeFieldNumber, r.status());
   }
 }
@@ -521,8 +532,8 @@ bool encode_request(std::string_view resource_body, const std::vector<RecordView
   using RS = pb_trace::ResourceSpans;
   size_t rs_body = len_field_size(RS::kResourceFieldNumber, resource_body.size());
   for (auto &g : groups) {
-    g.body += len_field_size(pb_trace::ScopeSpans::kScopeFieldNumber,
-                             scope_body_size(g.name, g.version));
+    g.body +=
+        len_field_size(pb_trace::ScopeSpans::kScopeFieldNumber, scope_body_size(g.name, g.version));
     rs_body += len_field_size(RS::kScopeSpansFieldNumber, g.body);
   }
   const int req_field = pb_svc::ExportTraceServiceRequest::kResourceSpansFieldNumber;

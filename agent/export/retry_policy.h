@@ -9,9 +9,9 @@ namespace otelagent {
 
 // The result of one HTTP request as the transport saw it.
 struct Outcome {
-  long http_status = 0;       // 0 when no response was received
-  bool transport_error = false;  // connect failure, reset, timeout
-  int64_t retry_after_ms = -1;   // parsed Retry-After, -1 when absent
+  long http_status = 0;            // 0 when no response was received
+  bool transport_error = false;    // connect failure, reset, timeout
+  int64_t retry_after_ms = -1;     // parsed Retry-After, -1 when absent
   bool encoding_rejected = false;  // 400/415 naming the Content-Encoding
 };
 

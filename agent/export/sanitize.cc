@@ -63,7 +63,8 @@ class Writer {
  public:
   Writer(std::string *out, uint32_t max_chars) : out_(out), max_chars_(max_chars) {}
 
-  void entry(uint8_t tag, uint8_t type, std::string_view key, std::string_view value, bool limited) {
+  void entry(uint8_t tag, uint8_t type, std::string_view key, std::string_view value,
+             bool limited) {
     std::string k = text(key, false);
     std::string v;
     if (type == OTELAGENT_TYPE_STRING) {
@@ -181,7 +182,8 @@ uint32_t record_clean(const RecordView &r, const Limits &lim, std::string *out) 
           group = nullptr;
           group_limit = 0;
           // Skip the dropped group's attributes.
-          while (it.peek_tag() == OTELAGENT_REC_EVENT_ATTR || it.peek_tag() == OTELAGENT_REC_LINK_ATTR ||
+          while (it.peek_tag() == OTELAGENT_REC_EVENT_ATTR ||
+                 it.peek_tag() == OTELAGENT_REC_LINK_ATTR ||
                  it.peek_tag() == OTELAGENT_REC_GROUP_DROPPED)
             it.next(&e);
           break;
@@ -197,7 +199,8 @@ uint32_t record_clean(const RecordView &r, const Limits &lim, std::string *out) 
         break;
       case OTELAGENT_REC_GROUP_DROPPED:
         if (group != nullptr)
-          group->dropped += static_cast<int64_t>(load_u64(reinterpret_cast<const uint8_t *>(e.value.data())));
+          group->dropped +=
+              static_cast<int64_t>(load_u64(reinterpret_cast<const uint8_t *>(e.value.data())));
         break;
       default:
         texts.push_back(e);

@@ -6,21 +6,25 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/record.h"
+#include "core/thread_state.h"
 #include "core/utf8.h"
 #include "host/sampler.h"
-#include "core/thread_state.h"
 #include "runtime.h"
 
 namespace otelagent {
 
 namespace {
 
-SpanSlot *slot_of(otelagent_span *span) { return reinterpret_cast<SpanSlot *>(span); }
+SpanSlot *slot_of(otelagent_span *span) {
+  return reinterpret_cast<SpanSlot *>(span);
+}
 const SpanSlot *slot_of(const otelagent_span *span) {
   return reinterpret_cast<const SpanSlot *>(span);
 }
 
-bool bad_str(const void *p, size_t len) { return p == nullptr && len != 0; }
+bool bad_str(const void *p, size_t len) {
+  return p == nullptr && len != 0;
+}
 
 bool context_valid(const otelagent_span_context *c) {
   return c != nullptr && !all_zero(c->trace_id, 16) && !all_zero(c->span_id, 8);
@@ -99,8 +103,8 @@ int put_attr(SpanSlot *s, uint8_t tag, const otelagent_attr *a) {
         count = OTELAGENT_MAX_VALUE_BYTES / item;
         note_truncation();
       }
-      if ((p = reserve_entry(s, tag, static_cast<uint8_t>(a->type), a->key, klen,
-                             count * item)) == nullptr)
+      if ((p = reserve_entry(s, tag, static_cast<uint8_t>(a->type), a->key, klen, count * item)) ==
+          nullptr)
         return 0;
       if (item == 1) {
         const auto *b = static_cast<const uint8_t *>(v.array.items);
@@ -145,12 +149,14 @@ int put_attr(SpanSlot *s, uint8_t tag, const otelagent_attr *a) {
   }
 }
 
-void bump(uint8_t *field) { store_u32(field, load_u32(field) + 1); }
+void bump(uint8_t *field) {
+  store_u32(field, load_u32(field) + 1);
+}
 
 // Adds the attributes of the EVENT or LINK just written, then its dropped
 // count when there is one.
-int put_group_attrs(SpanSlot *s, uint8_t tag, const otelagent_attr *attrs,
-                    size_t count, uint32_t limit) {
+int put_group_attrs(SpanSlot *s, uint8_t tag, const otelagent_attr *attrs, size_t count,
+                    uint32_t limit) {
   if (attrs == nullptr && count != 0) return OTELAGENT_E_INVALID;
   int rc = OTELAGENT_OK;
   int64_t dropped = 0;
@@ -178,19 +184,19 @@ int put_link(SpanSlot *s, const Limits &lim, const otelagent_link *l) {
     return OTELAGENT_OK;
   }
   size_t ts = std::min<size_t>(c->tracestate_len, OTELAGENT_TRACESTATE_MAX);
-  uint8_t *p = reserve_entry(s, OTELAGENT_REC_LINK, OTELAGENT_TYPE_BYTES, nullptr, 0,
-                             rec::kLinkFixed + ts);
+  uint8_t *p =
+      reserve_entry(s, OTELAGENT_REC_LINK, OTELAGENT_TYPE_BYTES, nullptr, 0, rec::kLinkFixed + ts);
   if (p == nullptr) {
     bump(s->buf + rec::kDroppedLinks);
     return OTELAGENT_OK;
   }
   std::memcpy(p, c->trace_id, 16);
   std::memcpy(p + 16, c->span_id, 8);
-  store_u32(p + 24, c->trace_flags | rec::kFlagHasIsRemote | (c->is_remote ? rec::kFlagIsRemote : 0));
+  store_u32(p + 24,
+            c->trace_flags | rec::kFlagHasIsRemote | (c->is_remote ? rec::kFlagIsRemote : 0));
   std::memcpy(p + rec::kLinkFixed, c->tracestate, ts);
   ++s->links;
-  return put_group_attrs(s, OTELAGENT_REC_LINK_ATTR, l->attrs, l->attr_count,
-                         lim.link_attr_count);
+  return put_group_attrs(s, OTELAGENT_REC_LINK_ATTR, l->attrs, l->attr_count, lim.link_attr_count);
 }
 
 int add_attr(SpanSlot *s, const Limits &lim, const otelagent_attr *a) {
@@ -241,7 +247,8 @@ int span_start(const char *name, size_t name_len, const otelagent_span_options *
       return OTELAGENT_E_INVALID;
     std::memcpy(&o, opts, std::min<size_t>(opts->struct_size, sizeof o));
   }
-  if (o.kind < 0 || o.kind > OTELAGENT_KIND_CONSUMER || bad_str(o.scope_name.ptr, o.scope_name.len) ||
+  if (o.kind < 0 || o.kind > OTELAGENT_KIND_CONSUMER ||
+      bad_str(o.scope_name.ptr, o.scope_name.len) ||
       bad_str(o.scope_version.ptr, o.scope_version.len) || (o.links == nullptr && o.link_count) ||
       (o.attrs == nullptr && o.attr_count))
     return OTELAGENT_E_INVALID;
@@ -360,7 +367,8 @@ int span_set_status(otelagent_span *span, int32_t code, const char *msg, size_t 
   s->buf[rec::kStatus] = static_cast<uint8_t>(code);
   if (code == OTELAGENT_STATUS_OK) s->status_final = 1;
   if (code == OTELAGENT_STATUS_ERROR && msg_len != 0)
-    put_string(s, OTELAGENT_REC_STATUS_MESSAGE, msg, capped(msg, msg_len, OTELAGENT_MAX_VALUE_BYTES));
+    put_string(s, OTELAGENT_REC_STATUS_MESSAGE, msg,
+               capped(msg, msg_len, OTELAGENT_MAX_VALUE_BYTES));
   return OTELAGENT_OK;
 }
 
@@ -428,7 +436,8 @@ int span_end(otelagent_span *span, uint64_t end_time) {
     } else {
       const bool tsc = s->use_tsc;
       store_u64(s->buf + rec::kEnd, tsc ? read_tsc() : now_unix_nano());
-      if (tsc) store_u32(s->buf + rec::kInternal, load_u32(s->buf + rec::kInternal) | rec::kEndIsTsc);
+      if (tsc)
+        store_u32(s->buf + rec::kInternal, load_u32(s->buf + rec::kInternal) | rec::kEndIsTsc);
     }
     store_u32(s->buf + rec::kTotalLen, s->len);
     rc = enqueue(st, s->buf, s->len);

@@ -11,8 +11,21 @@ constexpr size_t kMaxBytes = 8192;
 bool tchar(char c) {
   if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
   switch (c) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
-    case '-': case '.': case '^': case '_': case '`': case '|': case '~':
+    case '!':
+    case '#':
+    case '$':
+    case '%':
+    case '&':
+    case '\'':
+    case '*':
+    case '+':
+    case '-':
+    case '.':
+    case '^':
+    case '_':
+    case '`':
+    case '|':
+    case '~':
       return true;
     default:
       return false;
@@ -48,10 +61,12 @@ bool member_valid(std::string_view m, std::string *normalized) {
   bool first = true;
   while (pos <= m.size()) {
     size_t semi = m.find(';', pos);
-    std::string_view part = trim_ows(m.substr(pos, semi == std::string_view::npos ? m.npos : semi - pos));
+    std::string_view part =
+        trim_ows(m.substr(pos, semi == std::string_view::npos ? m.npos : semi - pos));
     size_t eq = part.find('=');
     std::string_view k = trim_ows(part.substr(0, eq));
-    std::string_view v = eq == std::string_view::npos ? std::string_view() : trim_ows(part.substr(eq + 1));
+    std::string_view v =
+        eq == std::string_view::npos ? std::string_view() : trim_ows(part.substr(eq + 1));
     if (first) {
       if (eq == std::string_view::npos || !token(k) || !value_valid(v)) return false;
     } else if (!token(k) || (eq != std::string_view::npos && !value_valid(v))) {

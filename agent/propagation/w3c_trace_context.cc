@@ -53,7 +53,8 @@ bool traceparent_parse(std::string_view value, otelagent_span_context *out) {
   std::memset(&c, 0, offsetof(otelagent_span_context, tracestate));
   uint8_t flags;
   if (!hex_decode(v.substr(3, 32), c.trace_id, false) ||
-      !hex_decode(v.substr(36, 16), c.span_id, false) || !hex_decode(v.substr(53, 2), &flags, false))
+      !hex_decode(v.substr(36, 16), c.span_id, false) ||
+      !hex_decode(v.substr(53, 2), &flags, false))
     return false;
   if (all_zero(c.trace_id, 16) || all_zero(c.span_id, 8)) return false;
   c.trace_flags = flags;
@@ -73,7 +74,9 @@ std::string traceparent_format(const otelagent_span_context &ctx) {
 
 namespace {
 
-bool lc_or_digit(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
+bool lc_or_digit(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
 bool key_char(char c) {
   return lc_or_digit(c) || c == '_' || c == '-' || c == '*' || c == '/';
 }

@@ -19,7 +19,9 @@ int main() {
     server.scope_name = "demo.http";
     server.scope_version = "1.0";
     otelagent::Span request("GET /orders/{id}", server);
-    request.set("http.request.method", "GET").set("url.path", "/orders/42").set("http.response.status_code", 200);
+    request.set("http.request.method", "GET")
+        .set("url.path", "/orders/42")
+        .set("http.response.status_code", 200);
     {
       otelagent::Span cache("cache.get");
       cache.set("cache.hit", false).add_event("miss");

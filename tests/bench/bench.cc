@@ -47,7 +47,8 @@ void calibrate() {
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   uint64_t c1 = ticks();
   auto t1 = std::chrono::steady_clock::now();
-  g_ns_per_tick = std::chrono::duration<double, std::nano>(t1 - t0).count() / static_cast<double>(c1 - c0);
+  g_ns_per_tick =
+      std::chrono::duration<double, std::nano>(t1 - t0).count() / static_cast<double>(c1 - c0);
 }
 
 struct Percentiles {
@@ -56,7 +57,9 @@ struct Percentiles {
 
 Percentiles percentiles(std::vector<uint64_t> &v) {
   std::sort(v.begin(), v.end());
-  auto at = [&](double q) { return static_cast<double>(v[static_cast<size_t>(q * (v.size() - 1))]) * g_ns_per_tick; };
+  auto at = [&](double q) {
+    return static_cast<double>(v[static_cast<size_t>(q * (v.size() - 1))]) * g_ns_per_tick;
+  };
   return {at(0.5), at(0.99), at(0.999), static_cast<double>(v.back()) * g_ns_per_tick};
 }
 
@@ -78,7 +81,9 @@ otelagent_stats stats() {
 void start_agent(int port, const char *compression, const char *queue, const char *batch,
                  bool big_ring = true) {
   otelagent_config *cfg = otelagent_config_new();
-  auto set = [&](const char *k, std::string v) { otelagent_config_set(cfg, k, std::strlen(k), v.data(), v.size()); };
+  auto set = [&](const char *k, std::string v) {
+    otelagent_config_set(cfg, k, std::strlen(k), v.data(), v.size());
+  };
   set("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:" + std::to_string(port));
   set("OTEL_EXPORTER_OTLP_COMPRESSION", compression);
   set("OTEL_SERVICE_NAME", "bench");
@@ -91,9 +96,13 @@ void start_agent(int port, const char *compression, const char *queue, const cha
 
 // The bytes the reference span packs to, for the baseline's copy.
 std::vector<uint8_t> reference_record() {
-  return otelagent_test::RecordBuilder().name("GET /api/orders").attr_str("http.request.method", "GET")
-      .attr_str("url.path", "/api/orders/12345").attr_i64("http.response.status_code", 200)
-      .attr_bool("cache.hit", false).build();
+  return otelagent_test::RecordBuilder()
+      .name("GET /api/orders")
+      .attr_str("http.request.method", "GET")
+      .attr_str("url.path", "/api/orders/12345")
+      .attr_i64("http.response.status_code", 200)
+      .attr_bool("cache.hit", false)
+      .build();
 }
 
 // Measures `op` per call in paced bursts on `threads` threads.
@@ -128,8 +137,8 @@ std::vector<uint64_t> measure(int threads, uint64_t per_thread, Op op) {
 }
 
 void row(const char *what, int threads, Percentiles p, double base_p50) {
-  std::printf("| %-44s | %d | %7.0f | %7.0f | %7.0f | %8.0f | %5.2fx |\n", what, threads, p.p50, p.p99,
-              p.p999, p.max, base_p50 > 0 ? p.p50 / base_p50 : 1.0);
+  std::printf("| %-44s | %d | %7.0f | %7.0f | %7.0f | %8.0f | %5.2fx |\n", what, threads, p.p50,
+              p.p99, p.p999, p.max, base_p50 > 0 ? p.p50 / base_p50 : 1.0);
 }
 
 void hot_path(int port) {
@@ -138,9 +147,12 @@ void hot_path(int port) {
   std::vector<uint64_t> empty = measure(1, n, [](uint64_t) {});
   std::printf("\n## Hot path (ns per span; start + 4 attributes + end; %llu spans per thread)\n\n",
               static_cast<unsigned long long>(n));
-  std::printf("Timer overhead included in every figure (rdtscp pair, p50): %.0f ns. TSC: %.3f ns/tick.\n\n",
-              percentiles(empty).p50, g_ns_per_tick);
-  std::printf("| operation | threads | p50 | p99 | p99.9 | max | p50 vs baseline |\n|---|---|---|---|---|---|---|\n");
+  std::printf(
+      "Timer overhead included in every figure (rdtscp pair, p50): %.0f ns. TSC: %.3f ns/tick.\n\n",
+      percentiles(empty).p50, g_ns_per_tick);
+  std::printf(
+      "| operation | threads | p50 | p99 | p99.9 | max | p50 vs baseline "
+      "|\n|---|---|---|---|---|---|---|\n");
   const std::vector<uint8_t> ref = reference_record();
   for (int threads : {1, 2}) {
     auto base = measure(threads, n, [&](uint64_t i) {
@@ -177,7 +189,8 @@ void hot_path(int port) {
     otelagent_flush(10000);
     otelagent_stats after = stats();
     std::printf("|   (dropped while measuring: ring full %llu) | | | | | | |\n",
-                static_cast<unsigned long long>(after.spans_dropped_ring_full - before.spans_dropped_ring_full));
+                static_cast<unsigned long long>(after.spans_dropped_ring_full -
+                                                before.spans_dropped_ring_full));
   }
   // Heap allocations on the host thread.
   otelagent_test::alloc_count_begin();
@@ -187,9 +200,11 @@ void hot_path(int port) {
   otelagent_test::alloc_count_begin();
   for (uint64_t i = 0; i < 10000; ++i) otelagent_record_span(r.data(), r.size());
   auto c2 = otelagent_test::alloc_count_end();
-  std::printf("\nHeap allocations per span on the host thread (malloc + operator new hooked, 10000 spans): "
-              "span calls %.4f, record call %.4f\n",
-              static_cast<double>(c.mallocs + c.news) / 10000, static_cast<double>(c2.mallocs + c2.news) / 10000);
+  std::printf(
+      "\nHeap allocations per span on the host thread (malloc + operator new hooked, 10000 spans): "
+      "span calls %.4f, record call %.4f\n",
+      static_cast<double>(c.mallocs + c.news) / 10000,
+      static_cast<double>(c2.mallocs + c2.news) / 10000);
   otelagent_shutdown(10000);
 }
 
@@ -207,14 +222,19 @@ void exporter_work() {
   using namespace otelagent;
   const int batches = g_quick ? 40 : 400;
   const size_t batch = 512;
-  std::printf("\n## Exporter work on one core (drain + check + encode + compress; %d batches of %zu spans)\n\n",
-              batches, batch);
-  std::printf("| compression | spans/s | bytes/span | vs the C++ SDK's whole exporter (~82k/s) |\n|---|---|---|---|\n");
+  std::printf(
+      "\n## Exporter work on one core (drain + check + encode + compress; %d batches of %zu "
+      "spans)\n\n",
+      batches, batch);
+  std::printf(
+      "| compression | spans/s | bytes/span | vs the C++ SDK's whole exporter (~82k/s) "
+      "|\n|---|---|---|---|\n");
   Config cfg;
   std::vector<uint8_t> ref = reference_record();
   SpscRing ring;
   ring.init(8 << 20);
-  std::string resource = encode_resource({{"service.name", "bench", 0, false}, {"host.name", "h", 0, false}});
+  std::string resource =
+      encode_resource({{"service.name", "bench", 0, false}, {"host.name", "h", 0, false}});
   for (Compression comp : {Compression::kNone, Compression::kGzip, Compression::kZstd}) {
     Compressor compressor;
     std::vector<uint8_t> pending;
@@ -225,7 +245,7 @@ void exporter_work() {
     double secs = 0;
     for (int b = 0; b < batches; ++b) {
       for (size_t i = 0; i < batch; ++i) {  // fill (not timed): what host threads did
-        otelagent_span_context ids;  // random ids, as real spans have
+        otelagent_span_context ids;         // random ids, as real spans have
         ids_for_bench(&ids);
         std::memcpy(ref.data() + 8, ids.trace_id, 16);
         std::memcpy(ref.data() + 24, ids.span_id, 8);
@@ -239,10 +259,12 @@ void exporter_work() {
       pending.clear();
       offsets.clear();
       views.clear();
-      ring.consume([&](const uint8_t *d, uint32_t len) {
-        offsets.push_back(static_cast<uint32_t>(pending.size()));
-        pending.insert(pending.end(), d, d + len);
-      }, batch);
+      ring.consume(
+          [&](const uint8_t *d, uint32_t len) {
+            offsets.push_back(static_cast<uint32_t>(pending.size()));
+            pending.insert(pending.end(), d, d + len);
+          },
+          batch);
       for (uint32_t off : offsets) {
         RecordView v{pending.data() + off, load_u32(pending.data() + off)};
         if (!record_is_clean(v, cfg.limits)) std::abort();
@@ -254,19 +276,26 @@ void exporter_work() {
       bytes += out.size();
       spans += batch;
     }
-    const char *name = comp == Compression::kNone ? "none" : comp == Compression::kGzip ? "gzip" : "zstd";
+    const char *name = comp == Compression::kNone   ? "none"
+                       : comp == Compression::kGzip ? "gzip"
+                                                    : "zstd";
     double rate = static_cast<double>(spans) / secs;
-    std::printf("| %s | %.0f | %.1f | %.1fx |\n", name, rate, static_cast<double>(bytes) / spans, rate / 82000);
+    std::printf("| %s | %.0f | %.1f | %.1fx |\n", name, rate, static_cast<double>(bytes) / spans,
+                rate / 82000);
   }
 }
 
 void end_to_end(int port) {
   const double seconds = g_quick ? 1.0 : 3.0;
-  std::printf("\n## End to end over HTTP to a loopback receiver that discards (%.0f s per row)\n\n", seconds);
-  std::printf("Settings: OTEL_BSP_MAX_QUEUE_SIZE=65536, OTEL_BSP_MAX_EXPORT_BATCH_SIZE=4096, "
-              "OTELAGENT_RING_BYTES=8 MiB; one producer thread backs off while more than 30000 spans "
-              "are queued, so nothing is dropped and the figure is the exporter's sustained rate.\n\n");
-  std::printf("| compression | spans/s exported | bytes/span on the wire | requests | dropped | peak RSS (MiB) |\n|---|---|---|---|---|---|\n");
+  std::printf("\n## End to end over HTTP to a loopback receiver that discards (%.0f s per row)\n\n",
+              seconds);
+  std::printf(
+      "Settings: OTEL_BSP_MAX_QUEUE_SIZE=65536, OTEL_BSP_MAX_EXPORT_BATCH_SIZE=4096, "
+      "OTELAGENT_RING_BYTES=8 MiB; one producer thread backs off while more than 30000 spans "
+      "are queued, so nothing is dropped and the figure is the exporter's sustained rate.\n\n");
+  std::printf(
+      "| compression | spans/s exported | bytes/span on the wire | requests | dropped | peak RSS "
+      "(MiB) |\n|---|---|---|---|---|---|\n");
   for (const char *comp : {"none", "gzip", "zstd"}) {
     start_agent(port, comp, "65536", "4096");
     otelagent_stats s0 = stats();
@@ -274,7 +303,8 @@ void end_to_end(int port) {
     auto t0 = std::chrono::steady_clock::now();
     std::thread producer([&] {
       uint64_t i = 0;
-      while (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() < seconds) {
+      while (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() <
+             seconds) {
         for (int k = 0; k < 256; ++k) otelagent_test::emit_reference_span(i++);
         while (stats().queue_depth > 30000) std::this_thread::yield();
         if (i % 65536 == 0) peak = std::max(peak, rss_kib());
@@ -288,7 +318,8 @@ void end_to_end(int port) {
     uint64_t dropped = (s1.spans_dropped_ring_full - s0.spans_dropped_ring_full) +
                        (s1.spans_dropped_rejected - s0.spans_dropped_rejected) +
                        (s1.spans_dropped_export_failed - s0.spans_dropped_export_failed);
-    std::printf("| %s | %.0f | %.1f | %llu | %llu | %.1f |\n", comp, static_cast<double>(exported) / secs,
+    std::printf("| %s | %.0f | %.1f | %llu | %llu | %.1f |\n", comp,
+                static_cast<double>(exported) / secs,
                 static_cast<double>(s1.bytes_sent - s0.bytes_sent) / static_cast<double>(exported),
                 static_cast<unsigned long long>(s1.export_requests - s0.export_requests),
                 static_cast<unsigned long long>(dropped), static_cast<double>(peak) / 1024);
@@ -315,7 +346,8 @@ int main(int argc, char **argv) {
     long peak = 0;
     otelagent_stats s0 = stats();
     auto t0 = std::chrono::steady_clock::now();
-    for (uint64_t i = 0; std::chrono::steady_clock::now() - t0 < std::chrono::seconds(g_quick ? 1 : 2); ++i) {
+    for (uint64_t i = 0;
+         std::chrono::steady_clock::now() - t0 < std::chrono::seconds(g_quick ? 1 : 2); ++i) {
       otelagent_test::emit_reference_span(i);
       if (i % 100000 == 0) peak = std::max(peak, rss_kib());
     }
@@ -326,12 +358,16 @@ int main(int argc, char **argv) {
                 otelagent_version(), g_quick ? " (--quick)" : "");
     std::printf("| state | VmRSS | over the process before start |\n|---|---|---|\n");
     std::printf("| process before otelagent_start | %ld | 0 |\n", rss_before);
-    std::printf("| started, no span yet (no thread) | %ld | %ld |\n", rss_started, rss_started - rss_before);
-    std::printf("| one span exported, exporter idle | %ld | %ld |\n", rss_running, rss_running - rss_before);
-    std::printf("| peak under full load (1 thread flat out; %llu exported, %llu dropped ring full) | %ld | %ld |\n",
-                static_cast<unsigned long long>(s1.spans_exported - s0.spans_exported),
-                static_cast<unsigned long long>(s1.spans_dropped_ring_full - s0.spans_dropped_ring_full), peak,
-                peak - rss_before);
+    std::printf("| started, no span yet (no thread) | %ld | %ld |\n", rss_started,
+                rss_started - rss_before);
+    std::printf("| one span exported, exporter idle | %ld | %ld |\n", rss_running,
+                rss_running - rss_before);
+    std::printf(
+        "| peak under full load (1 thread flat out; %llu exported, %llu dropped ring full) | %ld | "
+        "%ld |\n",
+        static_cast<unsigned long long>(s1.spans_exported - s0.spans_exported),
+        static_cast<unsigned long long>(s1.spans_dropped_ring_full - s0.spans_dropped_ring_full),
+        peak, peak - rss_before);
   }
   hot_path(server.port());
   exporter_work();

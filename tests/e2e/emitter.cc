@@ -7,9 +7,9 @@
 // default 30000) and prints its statistics as one JSON line.
 #include <otelagent/otelagent.hpp>
 
-#include "support/record_builder.h"
 #include <sys/wait.h>
 #include <unistd.h>
+#include "support/record_builder.h"
 
 #include <cstdio>
 #include <cstdlib>
@@ -61,7 +61,10 @@ void emit_tree() {
   ro.scope_name = "e2e.scope";
   ro.scope_version = "2.0";
   otelagent::Span root("e2e.request", ro);
-  root.set("attr.string", "hello").set("attr.int", int64_t{-7}).set("attr.double", 3.5).set("attr.bool", true);
+  root.set("attr.string", "hello")
+      .set("attr.int", int64_t{-7})
+      .set("attr.double", 3.5)
+      .set("attr.bool", true);
   root.set("attr.int_array", std::vector<int64_t>{1, 2, 3});
   root.set("attr.double_array", std::vector<double>{0.5, 1.5});
   root.set("attr.string_array", std::vector<otelagent_str>{{"a", 1}, {"bc", 2}});
@@ -167,6 +170,7 @@ int main(int argc, char **argv) {
   int f = otelagent_flush(flush_ms);
   print_stats("parent");
   int s = otelagent_shutdown(flush_ms);
-  std::fprintf(stderr, "emitter: flush %s, shutdown %s\n", otelagent_status_name(f), otelagent_status_name(s));
+  std::fprintf(stderr, "emitter: flush %s, shutdown %s\n", otelagent_status_name(f),
+               otelagent_status_name(s));
   return 0;
 }

@@ -38,7 +38,8 @@ bool host_uv_works() {
   int fired = 0;
   uv_timer_init(&loop, &t);
   t.data = &fired;
-  uv_timer_start(&t, [](uv_timer_t *h) { ++*static_cast<int *>(h->data); }, 1, 0);
+  uv_timer_start(
+      &t, [](uv_timer_t *h) { ++*static_cast<int *>(h->data); }, 1, 0);
   uv_run(&loop, UV_RUN_DEFAULT);
   uv_close(reinterpret_cast<uv_handle_t *>(&t), nullptr);
   uv_run(&loop, UV_RUN_DEFAULT);

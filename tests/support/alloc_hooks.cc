@@ -67,11 +67,17 @@ int posix_memalign(void **out, size_t a, size_t n) {
   *out = __libc_memalign(a, n);
   return *out ? 0 : 12;
 }
-void free(void *p) { __libc_free(p); }
+void free(void *p) {
+  __libc_free(p);
+}
 }
 
-void *operator new(size_t n) { return counted_new(n); }
-void *operator new[](size_t n) { return counted_new(n); }
+void *operator new(size_t n) {
+  return counted_new(n);
+}
+void *operator new[](size_t n) {
+  return counted_new(n);
+}
 void *operator new(size_t n, const std::nothrow_t &) noexcept {
   try {
     return counted_new(n);
@@ -86,13 +92,33 @@ void *operator new[](size_t n, const std::nothrow_t &) noexcept {
     return nullptr;
   }
 }
-void *operator new(size_t n, std::align_val_t a) { return counted_new(n, static_cast<size_t>(a)); }
-void *operator new[](size_t n, std::align_val_t a) { return counted_new(n, static_cast<size_t>(a)); }
-void operator delete(void *p) noexcept { __libc_free(p); }
-void operator delete[](void *p) noexcept { __libc_free(p); }
-void operator delete(void *p, size_t) noexcept { __libc_free(p); }
-void operator delete[](void *p, size_t) noexcept { __libc_free(p); }
-void operator delete(void *p, std::align_val_t) noexcept { __libc_free(p); }
-void operator delete[](void *p, std::align_val_t) noexcept { __libc_free(p); }
-void operator delete(void *p, size_t, std::align_val_t) noexcept { __libc_free(p); }
-void operator delete[](void *p, size_t, std::align_val_t) noexcept { __libc_free(p); }
+void *operator new(size_t n, std::align_val_t a) {
+  return counted_new(n, static_cast<size_t>(a));
+}
+void *operator new[](size_t n, std::align_val_t a) {
+  return counted_new(n, static_cast<size_t>(a));
+}
+void operator delete(void *p) noexcept {
+  __libc_free(p);
+}
+void operator delete[](void *p) noexcept {
+  __libc_free(p);
+}
+void operator delete(void *p, size_t) noexcept {
+  __libc_free(p);
+}
+void operator delete[](void *p, size_t) noexcept {
+  __libc_free(p);
+}
+void operator delete(void *p, std::align_val_t) noexcept {
+  __libc_free(p);
+}
+void operator delete[](void *p, std::align_val_t) noexcept {
+  __libc_free(p);
+}
+void operator delete(void *p, size_t, std::align_val_t) noexcept {
+  __libc_free(p);
+}
+void operator delete[](void *p, size_t, std::align_val_t) noexcept {
+  __libc_free(p);
+}

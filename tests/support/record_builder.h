@@ -54,16 +54,20 @@ class RecordBuilder {
     buf_.insert(buf_.end(), value.begin(), value.end());
     return *this;
   }
-  RecordBuilder &text(uint8_t tag, std::string_view v) { return entry(tag, OTELAGENT_TYPE_STRING, {}, v); }
+  RecordBuilder &text(uint8_t tag, std::string_view v) {
+    return entry(tag, OTELAGENT_TYPE_STRING, {}, v);
+  }
   RecordBuilder &name(std::string_view v) { return text(OTELAGENT_REC_NAME, v); }
-  RecordBuilder &attr_str(std::string_view k, std::string_view v, uint8_t tag = OTELAGENT_REC_ATTR) {
+  RecordBuilder &attr_str(std::string_view k, std::string_view v,
+                          uint8_t tag = OTELAGENT_REC_ATTR) {
     return entry(tag, OTELAGENT_TYPE_STRING, k, v);
   }
   RecordBuilder &attr_i64(std::string_view k, int64_t v, uint8_t tag = OTELAGENT_REC_ATTR) {
     return entry(tag, OTELAGENT_TYPE_INT64, k, std::string_view(reinterpret_cast<char *>(&v), 8));
   }
   RecordBuilder &attr_f64(std::string_view k, double v) {
-    return entry(OTELAGENT_REC_ATTR, OTELAGENT_TYPE_DOUBLE, k, std::string_view(reinterpret_cast<char *>(&v), 8));
+    return entry(OTELAGENT_REC_ATTR, OTELAGENT_TYPE_DOUBLE, k,
+                 std::string_view(reinterpret_cast<char *>(&v), 8));
   }
   RecordBuilder &attr_bool(std::string_view k, bool v) {
     char b = v ? 1 : 0;

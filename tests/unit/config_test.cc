@@ -52,8 +52,9 @@ TEST(Config, GarbageValuesWarnNameTheVariableAndKeepDefaults) {
   EXPECT_EQ(c.exporter, ExporterKind::kOtlp);
   EXPECT_EQ(c.limits.attr_count, static_cast<uint32_t>(OTELAGENT_MAX_ATTRS));
   EXPECT_EQ(w.size(), 9u) << joined(w);
-  for (const char *var : {"OTEL_BSP_SCHEDULE_DELAY", "OTEL_BSP_MAX_QUEUE_SIZE", "OTEL_TRACES_SAMPLER_ARG",
-                          "OTEL_EXPORTER_OTLP_COMPRESSION", "OTEL_SDK_DISABLED"})
+  for (const char *var :
+       {"OTEL_BSP_SCHEDULE_DELAY", "OTEL_BSP_MAX_QUEUE_SIZE", "OTEL_TRACES_SAMPLER_ARG",
+        "OTEL_EXPORTER_OTLP_COMPRESSION", "OTEL_SDK_DISABLED"})
     EXPECT_NE(joined(w).find(var), std::string::npos) << var;
 }
 
@@ -133,7 +134,8 @@ TEST(Config, BatchSizeIsCappedByQueueSizeAndLimitsByInternalCaps) {
   EXPECT_EQ(c.max_export_batch_size, 100u);
   EXPECT_EQ(c.limits.attr_count, 5u);         // the SPAN_ variant wins
   EXPECT_EQ(c.limits.event_attr_count, 10u);  // the general one applies to events
-  EXPECT_EQ(c.limits.event_count, static_cast<uint32_t>(OTELAGENT_MAX_EVENTS));  // over the cap: warned
+  EXPECT_EQ(c.limits.event_count,
+            static_cast<uint32_t>(OTELAGENT_MAX_EVENTS));  // over the cap: warned
   EXPECT_EQ(w.size(), 2u) << joined(w);
 }
 

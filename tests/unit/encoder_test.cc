@@ -17,8 +17,8 @@ namespace {
 using otelagent_test::RecordBuilder;
 namespace pb = opentelemetry::proto;
 
-pb::collector::trace::v1::ExportTraceServiceRequest encode(std::vector<std::vector<uint8_t>> &recs,
-                                                           const std::vector<ResourceAttr> &res = {}) {
+pb::collector::trace::v1::ExportTraceServiceRequest encode(
+    std::vector<std::vector<uint8_t>> &recs, const std::vector<ResourceAttr> &res = {}) {
   std::vector<RecordView> views;
   for (auto &r : recs) {
     EXPECT_TRUE(record_validate(r.data(), r.size()));
@@ -153,7 +153,8 @@ TEST(Sanitize, RepairsUtf8AppliesLimitsAndDeduplicates) {
   EXPECT_FALSE(record_is_clean(v, lim));
   std::string clean;
   EXPECT_EQ(record_clean(v, lim, &clean), 1u);  // one value cut to 3 characters
-  RecordView c{reinterpret_cast<const uint8_t *>(clean.data()), static_cast<uint32_t>(clean.size())};
+  RecordView c{reinterpret_cast<const uint8_t *>(clean.data()),
+               static_cast<uint32_t>(clean.size())};
   EXPECT_TRUE(record_validate(c.data, c.len));
   EXPECT_TRUE(record_is_clean(c, lim));
   std::vector<std::vector<uint8_t>> recs{std::vector<uint8_t>(clean.begin(), clean.end())};

@@ -85,7 +85,8 @@ TEST(Sampling, RatioSamplesTheExpectedFraction) {
 
 TEST(Sampling, RatioDecisionUsesTheLow64BitsLikeTheSdks) {
   Runtime rt = runtime_with(SamplerKind::kRatio, 0.5);
-  uint8_t low[16] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+  uint8_t low[16] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                     0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
   uint8_t high[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0x80, 0, 0, 0, 0, 0, 0, 0};
   EXPECT_TRUE(should_sample(rt, nullptr, low));
   EXPECT_FALSE(should_sample(rt, nullptr, high));
@@ -97,7 +98,8 @@ TEST(Sampling, ParentBasedFollowsTheParent) {
   uint8_t t[16] = {1};
   otelagent_span_context sampled{}, unsampled{};
   sampled.trace_flags = 1;
-  for (SamplerKind k : {SamplerKind::kParentAlwaysOn, SamplerKind::kParentAlwaysOff, SamplerKind::kParentRatio}) {
+  for (SamplerKind k :
+       {SamplerKind::kParentAlwaysOn, SamplerKind::kParentAlwaysOff, SamplerKind::kParentRatio}) {
     Runtime rt = runtime_with(k, 0.0);
     EXPECT_TRUE(should_sample(rt, &sampled, t));
     EXPECT_FALSE(should_sample(rt, &unsampled, t));

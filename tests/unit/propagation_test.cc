@@ -42,25 +42,25 @@ TEST(TraceParent, FutureVersionsParseFixedFieldsAndIgnoreTheRest) {
   ASSERT_TRUE(traceparent_parse(tp("cc") + "-what-the-future-will-be-like", &c));
   EXPECT_EQ(traceparent_format(c), tp("00"));  // re-emitted as version 00
   EXPECT_TRUE(parses(tp("cc")));
-  EXPECT_FALSE(parses(tp("cc") + "what"));  // the rest must follow a '-'
+  EXPECT_FALSE(parses(tp("cc") + "what"));             // the rest must follow a '-'
   EXPECT_FALSE(parses(tp("cc", kTrace, kSpan, "0")));  // flags too short
 }
 
 TEST(TraceParent, InvalidValuesAreRejected) {
   EXPECT_FALSE(parses(""));
-  EXPECT_FALSE(parses(tp("ff")));                                   // forbidden version
-  EXPECT_FALSE(parses(tp("00") + "-extra"));                        // 00 must end at flags
-  EXPECT_FALSE(parses(tp("00", std::string(32, '0'))));             // all-zero trace id
-  EXPECT_FALSE(parses(tp("00", kTrace, std::string(16, '0'))));     // all-zero parent id
-  EXPECT_FALSE(parses(tp("00", "4BF92F3577B34DA6A3CE929D0E0E4736"))); // uppercase
+  EXPECT_FALSE(parses(tp("ff")));                                      // forbidden version
+  EXPECT_FALSE(parses(tp("00") + "-extra"));                           // 00 must end at flags
+  EXPECT_FALSE(parses(tp("00", std::string(32, '0'))));                // all-zero trace id
+  EXPECT_FALSE(parses(tp("00", kTrace, std::string(16, '0'))));        // all-zero parent id
+  EXPECT_FALSE(parses(tp("00", "4BF92F3577B34DA6A3CE929D0E0E4736")));  // uppercase
   EXPECT_FALSE(parses(tp("00", kTrace, "00F067AA0BA902B7")));
-  EXPECT_FALSE(parses(tp("0A")));                                   // uppercase version
-  EXPECT_FALSE(parses(tp("00", kTrace, kSpan, "0G")));              // non-hex flags
-  EXPECT_FALSE(parses(tp("00", kTrace.substr(1))));                 // short trace id
-  EXPECT_FALSE(parses(tp("00", kTrace + "0")));                     // long trace id
+  EXPECT_FALSE(parses(tp("0A")));                       // uppercase version
+  EXPECT_FALSE(parses(tp("00", kTrace, kSpan, "0G")));  // non-hex flags
+  EXPECT_FALSE(parses(tp("00", kTrace.substr(1))));     // short trace id
+  EXPECT_FALSE(parses(tp("00", kTrace + "0")));         // long trace id
   EXPECT_FALSE(parses(tp("00", kTrace, kSpan.substr(1))));
-  EXPECT_FALSE(parses(tp("0")));                                    // short version
-  EXPECT_FALSE(parses("00_" + kTrace + "-" + kSpan + "-01"));       // wrong separator
+  EXPECT_FALSE(parses(tp("0")));                               // short version
+  EXPECT_FALSE(parses("00_" + kTrace + "-" + kSpan + "-01"));  // wrong separator
   EXPECT_FALSE(parses(tp("00", "4bf92f3577b34da6a3ce929d0e0e473g")));
 }
 
@@ -73,13 +73,13 @@ TEST(TraceState, ValidMembersAreKeptTrimmed) {
 
 TEST(TraceState, InvalidHeadersAreDiscardedWhole) {
   otelagent_span_context c{};
-  EXPECT_FALSE(tracestate_parse("Rojo=1", &c));        // uppercase key
+  EXPECT_FALSE(tracestate_parse("Rojo=1", &c));  // uppercase key
   EXPECT_EQ(c.tracestate_len, 0);
-  EXPECT_FALSE(tracestate_parse("rojo=1,rojo=2", &c));  // duplicate key
-  EXPECT_FALSE(tracestate_parse("rojo=a=b", &c));       // '=' in value
-  EXPECT_FALSE(tracestate_parse("rojo", &c));           // no value
-  EXPECT_FALSE(tracestate_parse("rojo=", &c));          // empty value
-  EXPECT_FALSE(tracestate_parse("@sys=1", &c));         // empty tenant
+  EXPECT_FALSE(tracestate_parse("rojo=1,rojo=2", &c));        // duplicate key
+  EXPECT_FALSE(tracestate_parse("rojo=a=b", &c));             // '=' in value
+  EXPECT_FALSE(tracestate_parse("rojo", &c));                 // no value
+  EXPECT_FALSE(tracestate_parse("rojo=", &c));                // empty value
+  EXPECT_FALSE(tracestate_parse("@sys=1", &c));               // empty tenant
   EXPECT_FALSE(tracestate_parse("t@sysverylongname=1", &c));  // system id over 14
   std::string many;
   for (int i = 0; i < 33; ++i) many += "k" + std::to_string(i) + "=v,";
@@ -101,7 +101,8 @@ TEST(TraceState, LongHeadersKeepWholeMembersUpToTheCap) {
 }
 
 TEST(Baggage, KeepsValidMembersOnly) {
-  EXPECT_EQ(baggage_normalize("userId=alice, serverNode = DF%2028 ;prop=1;flag,bad key=x,isProduction=false"),
+  EXPECT_EQ(baggage_normalize(
+                "userId=alice, serverNode = DF%2028 ;prop=1;flag,bad key=x,isProduction=false"),
             "userId=alice,serverNode=DF%2028;prop=1;flag,isProduction=false");
   EXPECT_EQ(baggage_normalize("k=v%zz"), "");  // bad percent escape
   EXPECT_EQ(baggage_normalize("novalue"), "");
@@ -120,7 +121,8 @@ TEST(Baggage, LimitsMembersAndBytesWithoutPartialMembers) {
 }
 
 TEST(XRay, ParseAndFormatRoundTrip) {
-  const std::string h = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
+  const std::string h =
+      "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
   otelagent_span_context c{};
   ASSERT_TRUE(xray_parse(h, &c));
   char hex[33];
@@ -128,7 +130,9 @@ TEST(XRay, ParseAndFormatRoundTrip) {
   EXPECT_EQ(std::string(hex, 32), "5759e988bd862e3fe1be46a994272793");
   EXPECT_EQ(c.trace_flags, 1);
   EXPECT_EQ(xray_format(c), h);
-  ASSERT_TRUE(xray_parse(" Sampled=0 ; Parent=53995c3f42cd8ad8;Root=1-5759e988-bd862e3fe1be46a994272793;Lineage=a:1", &c));
+  ASSERT_TRUE(xray_parse(
+      " Sampled=0 ; Parent=53995c3f42cd8ad8;Root=1-5759e988-bd862e3fe1be46a994272793;Lineage=a:1",
+      &c));
   EXPECT_EQ(c.trace_flags, 0);
 }
 

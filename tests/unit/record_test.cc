@@ -12,7 +12,12 @@ namespace {
 using otelagent_test::RecordBuilder;
 
 TEST(Record, ValidRecordsPass) {
-  auto r = RecordBuilder().name("n").attr_str("k", "v").event("e", 5).attr_i64("x", 1, OTELAGENT_REC_EVENT_ATTR).build();
+  auto r = RecordBuilder()
+               .name("n")
+               .attr_str("k", "v")
+               .event("e", 5)
+               .attr_i64("x", 1, OTELAGENT_REC_EVENT_ATTR)
+               .build();
   EXPECT_TRUE(record_validate(r.data(), r.size()));
 }
 
@@ -26,11 +31,15 @@ TEST(Record, MalformedRecordsAreRefused) {
   EXPECT_FALSE(record_validate(empty_key.data(), empty_key.size()));
   auto orphan = RecordBuilder().name("n").attr_str("k", "v", OTELAGENT_REC_EVENT_ATTR).build();
   EXPECT_FALSE(record_validate(orphan.data(), orphan.size()));
-  auto bad_int = RecordBuilder().name("n").entry(OTELAGENT_REC_ATTR, OTELAGENT_TYPE_INT64, "k", "123").build();
+  auto bad_int =
+      RecordBuilder().name("n").entry(OTELAGENT_REC_ATTR, OTELAGENT_TYPE_INT64, "k", "123").build();
   EXPECT_FALSE(record_validate(bad_int.data(), bad_int.size()));
   auto bad_tag = RecordBuilder().name("n").entry(99, OTELAGENT_TYPE_STRING, {}, "x").build();
   EXPECT_FALSE(record_validate(bad_tag.data(), bad_tag.size()));
-  auto bad_array = RecordBuilder().name("n").entry(OTELAGENT_REC_ATTR, OTELAGENT_TYPE_STRING_ARRAY, "k", "\x05\0\0\0ab").build();
+  auto bad_array = RecordBuilder()
+                       .name("n")
+                       .entry(OTELAGENT_REC_ATTR, OTELAGENT_TYPE_STRING_ARRAY, "k", "\x05\0\0\0ab")
+                       .build();
   EXPECT_FALSE(record_validate(bad_array.data(), bad_array.size()));
   uint8_t zero[8] = {0};
   auto zero_span = RecordBuilder().name("n").span_id(zero).build();
@@ -44,8 +53,13 @@ TEST(Record, RandomCorruptionNeverReadsOutOfBounds) {
   // Flip bytes of a valid record at random; validation must either refuse it
   // or accept something whose entries all lie inside the buffer (run under
   // ASan in CI to catch any stray read).
-  auto base = RecordBuilder().name("name").attr_str("key", "value").event("e", 1)
-                  .attr_i64("x", 3, OTELAGENT_REC_EVENT_ATTR).attr_str_array("a", {"p", "q"}).build();
+  auto base = RecordBuilder()
+                  .name("name")
+                  .attr_str("key", "value")
+                  .event("e", 1)
+                  .attr_i64("x", 3, OTELAGENT_REC_EVENT_ATTR)
+                  .attr_str_array("a", {"p", "q"})
+                  .build();
   std::mt19937 rng(42);
   int accepted = 0;
   for (int i = 0; i < 20000; ++i) {
@@ -60,7 +74,8 @@ TEST(Record, RandomCorruptionNeverReadsOutOfBounds) {
       Entry e;
       while (it.next(&e)) {
         ASSERT_GE(reinterpret_cast<const uint8_t *>(e.value.data()), exact.data());
-        ASSERT_LE(reinterpret_cast<const uint8_t *>(e.value.data()) + e.value.size(), exact.data() + exact.size());
+        ASSERT_LE(reinterpret_cast<const uint8_t *>(e.value.data()) + e.value.size(),
+                  exact.data() + exact.size());
       }
     }
   }

@@ -14,7 +14,8 @@ Outcome status(long s) {
 TEST(RetryPolicy, Classification) {
   EXPECT_EQ(classify(status(200), false), Verdict::kSuccess);
   EXPECT_EQ(classify(status(202), false), Verdict::kSuccess);
-  for (long s : {429L, 502L, 503L, 504L}) EXPECT_EQ(classify(status(s), false), Verdict::kRetry) << s;
+  for (long s : {429L, 502L, 503L, 504L})
+    EXPECT_EQ(classify(status(s), false), Verdict::kRetry) << s;
   for (long s : {400L, 401L, 403L, 404L, 413L, 415L, 500L, 501L})
     EXPECT_EQ(classify(status(s), false), Verdict::kDrop) << s;
   Outcome down;

@@ -209,7 +209,8 @@ class SmallRing : public Agent {
   // The smallest ring and a queue of one span: most spans must be dropped
   // while the exporter cannot reach its collector.
   void SetUp() override {
-    start({{"OTELAGENT_RING_BYTES", "131072"}, {"OTEL_BSP_MAX_QUEUE_SIZE", "1"},
+    start({{"OTELAGENT_RING_BYTES", "131072"},
+           {"OTEL_BSP_MAX_QUEUE_SIZE", "1"},
            {"OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "1"}});
   }
 };

@@ -70,20 +70,20 @@ OTELAGENT_API uint32_t otelagent_abi_version(void);
 /* ------------------------------------------------------------------ */
 
 /* X(number, NAME, description): the one list every status comes from. */
-#define OTELAGENT_STATUS_MAP(X)                                                \
-  X(0, OK, "success")                                                          \
-  X(-1, INVALID, "invalid argument (NULL pointer, bad length or bad value)")   \
-  X(-2, NOT_STARTED, "the agent is not started")                               \
-  X(-3, DISABLED, "the agent is disabled by configuration")                    \
-  X(-4, ALREADY_STARTED, "the agent is already started")                       \
-  X(-5, RING_FULL, "span dropped: the span ring is full")                      \
-  X(-6, SPAN_LIMIT, "span not started: the open-span limit is reached")        \
-  X(-7, NO_SPACE, "the output buffer is too small")                            \
-  X(-8, TIMEOUT, "the operation timed out")                                    \
-  X(-9, BAD_RECORD, "malformed span record")                                   \
-  X(-10, NOT_FOUND, "no valid header value was found")                         \
-  X(-11, ENDED, "the span has already ended")                                  \
-  X(-12, INTERNAL, "internal error (logged)")                                  \
+#define OTELAGENT_STATUS_MAP(X)                                              \
+  X(0, OK, "success")                                                        \
+  X(-1, INVALID, "invalid argument (NULL pointer, bad length or bad value)") \
+  X(-2, NOT_STARTED, "the agent is not started")                             \
+  X(-3, DISABLED, "the agent is disabled by configuration")                  \
+  X(-4, ALREADY_STARTED, "the agent is already started")                     \
+  X(-5, RING_FULL, "span dropped: the span ring is full")                    \
+  X(-6, SPAN_LIMIT, "span not started: the open-span limit is reached")      \
+  X(-7, NO_SPACE, "the output buffer is too small")                          \
+  X(-8, TIMEOUT, "the operation timed out")                                  \
+  X(-9, BAD_RECORD, "malformed span record")                                 \
+  X(-10, NOT_FOUND, "no valid header value was found")                       \
+  X(-11, ENDED, "the span has already ended")                                \
+  X(-12, INTERNAL, "internal error (logged)")                                \
   X(-13, UNKNOWN_KEY, "unknown configuration key")
 
 #define OTELAGENT_STATUS_DEFINE_(num, name, desc) OTELAGENT_E_##name = (num),
@@ -120,9 +120,8 @@ OTELAGENT_API void otelagent_config_free(otelagent_config *cfg);
  *  (a bad value is then warned about once and replaced by the default).
  *  @return OTELAGENT_OK, OTELAGENT_E_INVALID, or OTELAGENT_E_UNKNOWN_KEY.
  *  Not thread-safe on one object. */
-OTELAGENT_API int otelagent_config_set(otelagent_config *cfg, const char *key,
-                                       size_t key_len, const char *value,
-                                       size_t value_len);
+OTELAGENT_API int otelagent_config_set(otelagent_config *cfg, const char *key, size_t key_len,
+                                       const char *value, size_t value_len);
 
 /*! otelagent_config_load_env() :
  *  Copies every known variable present in the process environment into `cfg`
@@ -165,7 +164,7 @@ typedef struct otelagent_span_context {
   uint8_t trace_flags; /**< W3C flags: bit 0 sampled, bit 1 random. */
   uint8_t is_remote;   /**< 1 when extracted from a carrier. */
   uint16_t tracestate_len;
-  uint32_t reserved; /**< zero */
+  uint32_t reserved;                         /**< zero */
   char tracestate[OTELAGENT_TRACESTATE_MAX]; /**< W3C tracestate, no NUL. */
 } otelagent_span_context;
 
@@ -239,7 +238,7 @@ typedef struct otelagent_span otelagent_span;
  *  struct_size = sizeof(otelagent_span_options), fill what you need. */
 typedef struct otelagent_span_options {
   uint32_t struct_size;
-  int32_t kind; /**< OTELAGENT_KIND_*; 0 means INTERNAL */
+  int32_t kind;                         /**< OTELAGENT_KIND_*; 0 means INTERNAL */
   const otelagent_span_context *parent; /**< NULL: a new root (new trace) */
   otelagent_str scope_name;             /**< instrumentation scope */
   otelagent_str scope_version;
@@ -259,8 +258,7 @@ typedef struct otelagent_span_options {
  *  (`*out` = NULL); OTELAGENT_E_SPAN_LIMIT when this thread already holds
  *  OTELAGENT_MAX_OPEN_SPANS_PER_THREAD open spans (counted, `*out` = NULL). */
 OTELAGENT_API int otelagent_span_start(const char *name, size_t name_len,
-                                       const otelagent_span_options *opts,
-                                       otelagent_span **out);
+                                       const otelagent_span_options *opts, otelagent_span **out);
 
 /*! otelagent_span_set_attr() :
  *  Adds an attribute. Over the internal caps (README) a value is truncated at
@@ -268,45 +266,38 @@ OTELAGENT_API int otelagent_span_start(const char *name, size_t name_len,
  *  recorded in the span (dropped_attributes_count). Hot path.
  *  @return OTELAGENT_OK (also when truncated or not recording),
  *  OTELAGENT_E_INVALID, OTELAGENT_E_ENDED. */
-OTELAGENT_API int otelagent_span_set_attr(otelagent_span *span,
-                                          const otelagent_attr *attr);
+OTELAGENT_API int otelagent_span_set_attr(otelagent_span *span, const otelagent_attr *attr);
 /** Shorthands of otelagent_span_set_attr() for the scalar types. Hot path. */
-OTELAGENT_API int otelagent_span_set_str(otelagent_span *span, const char *key,
-                                         size_t key_len, const char *value,
-                                         size_t value_len);
-OTELAGENT_API int otelagent_span_set_int64(otelagent_span *span,
-                                           const char *key, size_t key_len,
+OTELAGENT_API int otelagent_span_set_str(otelagent_span *span, const char *key, size_t key_len,
+                                         const char *value, size_t value_len);
+OTELAGENT_API int otelagent_span_set_int64(otelagent_span *span, const char *key, size_t key_len,
                                            int64_t value);
-OTELAGENT_API int otelagent_span_set_double(otelagent_span *span,
-                                            const char *key, size_t key_len,
+OTELAGENT_API int otelagent_span_set_double(otelagent_span *span, const char *key, size_t key_len,
                                             double value);
-OTELAGENT_API int otelagent_span_set_bool(otelagent_span *span, const char *key,
-                                          size_t key_len, int value);
+OTELAGENT_API int otelagent_span_set_bool(otelagent_span *span, const char *key, size_t key_len,
+                                          int value);
 
 /*! otelagent_span_add_event() :
  *  Adds an event at `time_unix_nano` (0: now) with `attr_count` attributes.
  *  Hot path. @return as otelagent_span_set_attr(). */
-OTELAGENT_API int otelagent_span_add_event(otelagent_span *span,
-                                           const char *name, size_t name_len,
-                                           uint64_t time_unix_nano,
-                                           const otelagent_attr *attrs,
+OTELAGENT_API int otelagent_span_add_event(otelagent_span *span, const char *name, size_t name_len,
+                                           uint64_t time_unix_nano, const otelagent_attr *attrs,
                                            size_t attr_count);
 
 /*! otelagent_span_record_exception() :
  *  Adds an "exception" event with exception.type, exception.message and
  *  exception.stacktrace (each omitted when empty). It does not change the
  *  status. Hot path. */
-OTELAGENT_API int otelagent_span_record_exception(
-    otelagent_span *span, const char *type, size_t type_len,
-    const char *message, size_t message_len, const char *stacktrace,
-    size_t stacktrace_len, uint64_t time_unix_nano);
+OTELAGENT_API int otelagent_span_record_exception(otelagent_span *span, const char *type,
+                                                  size_t type_len, const char *message,
+                                                  size_t message_len, const char *stacktrace,
+                                                  size_t stacktrace_len, uint64_t time_unix_nano);
 
 /*! otelagent_span_set_status() :
  *  Sets the status: OTELAGENT_STATUS_UNSET, _OK or _ERROR; the message is kept
  *  only with _ERROR. Once OK is set the status cannot change (as the
  *  OpenTelemetry API requires). Hot path. */
-OTELAGENT_API int otelagent_span_set_status(otelagent_span *span, int32_t code,
-                                            const char *message,
+OTELAGENT_API int otelagent_span_set_status(otelagent_span *span, int32_t code, const char *message,
                                             size_t message_len);
 
 /*! otelagent_span_get_context() : copies the span's context to `*out`. */
@@ -324,8 +315,7 @@ OTELAGENT_API int otelagent_span_is_recording(const otelagent_span *span);
  *  last wake-up wakes the exporter (one eventfd write, coalesced).
  *  @return OTELAGENT_OK, OTELAGENT_E_RING_FULL (dropped and counted),
  *  OTELAGENT_E_ENDED, OTELAGENT_E_INVALID. */
-OTELAGENT_API int otelagent_span_end(otelagent_span *span,
-                                     uint64_t end_time_unix_nano);
+OTELAGENT_API int otelagent_span_end(otelagent_span *span, uint64_t end_time_unix_nano);
 
 /* ------------------------------------------------------------------ */
 /* One-crossing record call                                            */
@@ -337,8 +327,8 @@ OTELAGENT_API int otelagent_span_end(otelagent_span *span,
  *  decision in trace_flags bit 0. The parent's tracestate is carried over.
  *  Callers of otelagent_record_span() use it to get ids and the decision in
  *  one call; a span sampled out should not be recorded. Hot path. */
-OTELAGENT_API int otelagent_span_context_new(
-    const otelagent_span_context *parent, otelagent_span_context *out);
+OTELAGENT_API int otelagent_span_context_new(const otelagent_span_context *parent,
+                                             otelagent_span_context *out);
 
 /*
  * Span record format, version 1 (OTELAGENT_RECORD_VERSION). All integers are
@@ -429,29 +419,26 @@ OTELAGENT_API int otelagent_tracestate_parse(const char *value, size_t len,
  *  Writes the version-00 `traceparent` of `ctx` (55 characters, NUL added when
  *  there is room) into `buf`; `*written` gets 55.
  *  @return OTELAGENT_OK, OTELAGENT_E_NO_SPACE, OTELAGENT_E_INVALID. */
-OTELAGENT_API int otelagent_traceparent_format(const otelagent_span_context *ctx,
-                                               char *buf, size_t cap,
-                                               size_t *written);
+OTELAGENT_API int otelagent_traceparent_format(const otelagent_span_context *ctx, char *buf,
+                                               size_t cap, size_t *written);
 
 /*! otelagent_xray_parse() :
  *  Parses an AWS `X-Amzn-Trace-Id` value (Root, Parent, Sampled) into `*out`.
  *  @return OTELAGENT_OK or OTELAGENT_E_NOT_FOUND. */
-OTELAGENT_API int otelagent_xray_parse(const char *value, size_t len,
-                                       otelagent_span_context *out);
+OTELAGENT_API int otelagent_xray_parse(const char *value, size_t len, otelagent_span_context *out);
 
 /*! otelagent_xray_format() :
  *  Writes `Root=1-xxxxxxxx-xxx...;Parent=...;Sampled=0|1` for `ctx`.
  *  @return OTELAGENT_OK, OTELAGENT_E_NO_SPACE, OTELAGENT_E_INVALID. */
-OTELAGENT_API int otelagent_xray_format(const otelagent_span_context *ctx,
-                                        char *buf, size_t cap, size_t *written);
+OTELAGENT_API int otelagent_xray_format(const otelagent_span_context *ctx, char *buf, size_t cap,
+                                        size_t *written);
 
 /*! otelagent_baggage_normalize() :
  *  Parses a W3C `baggage` value and writes it back keeping only valid members,
  *  at most 64 members and 8192 bytes (never a partial member).
  *  @return OTELAGENT_OK, OTELAGENT_E_NOT_FOUND (no valid member),
  *  OTELAGENT_E_NO_SPACE. */
-OTELAGENT_API int otelagent_baggage_normalize(const char *value, size_t len,
-                                              char *buf, size_t cap,
+OTELAGENT_API int otelagent_baggage_normalize(const char *value, size_t len, char *buf, size_t cap,
                                               size_t *written);
 
 /** A header as (name, value); names compare case-insensitively. */
@@ -467,21 +454,17 @@ typedef struct otelagent_header {
  *  baggage is written there (`*baggage_len` = 0 when there is none).
  *  Works before start with the default propagators (tracecontext, baggage).
  *  @return OTELAGENT_OK (a context was found), OTELAGENT_E_NOT_FOUND. */
-OTELAGENT_API int otelagent_context_extract(const otelagent_header *headers,
-                                            size_t count,
-                                            otelagent_span_context *out,
-                                            char *baggage_buf,
-                                            size_t baggage_cap,
-                                            size_t *baggage_len);
+OTELAGENT_API int otelagent_context_extract(const otelagent_header *headers, size_t count,
+                                            otelagent_span_context *out, char *baggage_buf,
+                                            size_t baggage_cap, size_t *baggage_len);
 
 /*! otelagent_context_inject() :
  *  Writes the headers of the configured propagators for `ctx` (and `baggage`,
  *  which may be NULL) into `buf` as lines "name: value\r\n".
  *  @return OTELAGENT_OK, OTELAGENT_E_NO_SPACE, OTELAGENT_E_INVALID. */
-OTELAGENT_API int otelagent_context_inject(const otelagent_span_context *ctx,
-                                           const char *baggage,
-                                           size_t baggage_len, char *buf,
-                                           size_t cap, size_t *written);
+OTELAGENT_API int otelagent_context_inject(const otelagent_span_context *ctx, const char *baggage,
+                                           size_t baggage_len, char *buf, size_t cap,
+                                           size_t *written);
 
 /* ------------------------------------------------------------------ */
 /* Self-statistics                                                     */
@@ -491,22 +474,22 @@ OTELAGENT_API int otelagent_context_inject(const otelagent_span_context *ctx,
 typedef struct otelagent_stats {
   uint32_t struct_size; /**< caller sets sizeof(otelagent_stats) */
   uint32_t reserved;
-  uint64_t spans_started;   /**< by otelagent_span_start */
-  uint64_t spans_ended;     /**< ended or recorded, recording or not */
-  uint64_t spans_recorded;  /**< by otelagent_record_span */
+  uint64_t spans_started;  /**< by otelagent_span_start */
+  uint64_t spans_ended;    /**< ended or recorded, recording or not */
+  uint64_t spans_recorded; /**< by otelagent_record_span */
   uint64_t spans_sampled_out;
   uint64_t spans_dropped_ring_full;
-  uint64_t spans_dropped_span_limit; /**< open-span limit reached */
-  uint64_t spans_dropped_rejected;   /**< 4xx/5xx drop or partial success */
+  uint64_t spans_dropped_span_limit;    /**< open-span limit reached */
+  uint64_t spans_dropped_rejected;      /**< 4xx/5xx drop or partial success */
   uint64_t spans_dropped_export_failed; /**< retries exhausted */
-  uint64_t spans_dropped_shutdown;   /**< still queued when shutdown ended */
-  uint64_t spans_exported;           /**< acknowledged by the receiver */
-  uint64_t export_requests;          /**< HTTP requests made */
+  uint64_t spans_dropped_shutdown;      /**< still queued when shutdown ended */
+  uint64_t spans_exported;              /**< acknowledged by the receiver */
+  uint64_t export_requests;             /**< HTTP requests made */
   uint64_t export_retries;
-  uint64_t bytes_sent;               /**< request bodies, as sent */
-  uint64_t queue_depth;              /**< spans waiting in rings and batches */
-  uint64_t spans_open;               /**< started and not yet ended */
-  uint64_t values_truncated;         /**< strings cut to the caps */
+  uint64_t bytes_sent;       /**< request bodies, as sent */
+  uint64_t queue_depth;      /**< spans waiting in rings and batches */
+  uint64_t spans_open;       /**< started and not yet ended */
+  uint64_t values_truncated; /**< strings cut to the caps */
 } otelagent_stats;
 
 /*! otelagent_stats_get() :

@@ -69,7 +69,8 @@ class Span {
     otelagent_span_set_bool(handle_, key.data(), key.size(), v);
     return *this;
   }
-  template <typename T, std::enable_if_t<std::is_integral_v<T> && !std::is_same_v<T, bool>, int> = 0>
+  template <typename T,
+            std::enable_if_t<std::is_integral_v<T> && !std::is_same_v<T, bool>, int> = 0>
   Span &set(std::string_view key, T v) {
     otelagent_span_set_int64(handle_, key.data(), key.size(), static_cast<int64_t>(v));
     return *this;
