@@ -142,7 +142,7 @@ int start(const std::map<std::string, std::string, std::less<>> &settings) {
   rt->disabled = rt->cfg.disabled || rt->cfg.exporter == ExporterKind::kNone;
   sampler_prepare(rt);
   rt->wake_every = rt->cfg.max_export_batch_size;
-  rt->use_tsc = tsc_usable();
+  rt->use_tsc = rt->cfg.allow_tsc && tsc_usable();
   rt->clock_base = clock_pair();
   thread_states_set_ring_bytes(rt->cfg.ring_bytes);
   if (!g_hooks_installed) {

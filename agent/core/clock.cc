@@ -1,7 +1,5 @@
 #include "core/clock.h"
 
-#include <cstdlib>
-#include <cstring>
 #include <fstream>
 #include <string>
 
@@ -9,8 +7,6 @@ namespace otelagent {
 
 bool tsc_usable() {
 #if defined(__x86_64__)
-  const char *env = std::getenv("OTELAGENT_CLOCK");
-  if (env != nullptr && std::strcmp(env, "realtime") == 0) return false;
   std::ifstream cpuinfo("/proc/cpuinfo");
   std::string line;
   while (std::getline(cpuinfo, line)) {

@@ -36,7 +36,7 @@ inline uint64_t read_tsc() {
 #endif
 
 // True when the TSC is invariant on this machine (/proc/cpuinfo flags
-// constant_tsc and nonstop_tsc) and OTELAGENT_CLOCK is not "realtime".
+// constant_tsc and nonstop_tsc).
 bool tsc_usable();
 
 // A (TSC, wall clock) pair read back to back (the closest of a few tries).

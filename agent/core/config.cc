@@ -148,6 +148,7 @@ const std::vector<std::string_view> kKeys = {
     "OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT",
     "OTEL_LINK_ATTRIBUTE_COUNT_LIMIT",
     "OTELAGENT_ID_GENERATOR",
+    "OTELAGENT_CLOCK",
     "OTELAGENT_RING_BYTES",
     "OTELAGENT_SHUTDOWN_TIMEOUT_MS",
     "OTELAGENT_RETRY_INITIAL_MS",
@@ -359,6 +360,13 @@ Config config_parse(const Settings &settings, std::vector<std::string> *warnings
       c.xray_ids = true;
     else if (g != "random")
       p.warn("OTELAGENT_ID_GENERATOR", *v, "is not random or xray", "random");
+  }
+  if (auto *v = p.get({"OTELAGENT_CLOCK"})) {
+    std::string k = lower(trim(*v));
+    if (k == "realtime")
+      c.allow_tsc = false;
+    else if (k != "tsc")
+      p.warn("OTELAGENT_CLOCK", *v, "is not tsc or realtime", "tsc");
   }
   uint32_t ring_bytes = static_cast<uint32_t>(c.ring_bytes);
   p.number({"OTELAGENT_RING_BYTES"}, &ring_bytes, 128 * 1024, 1u << 30);

@@ -58,6 +58,7 @@ struct Config {
   Limits limits;
   // Extensions (OTELAGENT_*).
   bool xray_ids = false;
+  bool allow_tsc = true;  // OTELAGENT_CLOCK=tsc (default) or realtime
   size_t ring_bytes = 1u << 20;
   uint32_t shutdown_timeout_ms = 3000;
   uint32_t retry_initial_ms = 1000;

@@ -16,7 +16,7 @@ void vlog(const char *fmt, va_list ap) {
   int n = snprintf(line, sizeof line, "otelagent: ");
   int m = vsnprintf(line + n, sizeof line - static_cast<size_t>(n) - 1, fmt, ap);
   if (m < 0) return;
-  size_t len = static_cast<size_t>(n + m);
+  size_t len = static_cast<size_t>(n) + static_cast<size_t>(m);
   if (len > sizeof line - 2) len = sizeof line - 2;
   line[len++] = '\n';
   ssize_t w = write(STDERR_FILENO, line, len);

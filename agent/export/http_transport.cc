@@ -146,7 +146,11 @@ void HttpTransport::post(std::string_view body, const char *encoding, Done done)
     h = curl_slist_append(h, (std::string("Content-Encoding: ") + encoding).c_str());
   // Without this curl would wait for a "100 Continue" on large bodies.
   h = curl_slist_append(h, "Expect:");
-  for (const auto &[k, v] : cfg_.headers) h = curl_slist_append(h, (k + ": " + v).c_str());
+  std::string line;
+  for (const auto &[k, v] : cfg_.headers) {
+    line.assign(k).append(": ").append(v);
+    h = curl_slist_append(h, line.c_str());
+  }
   headers_ = h;
   curl_easy_reset(e);
   curl_easy_setopt(e, CURLOPT_URL, cfg_.endpoint.c_str());

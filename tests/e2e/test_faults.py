@@ -152,3 +152,19 @@ def test_grpc_configuration_gets_a_clear_warning(sink):
     assert em.wait() == 0
     assert "only http/protobuf" in em.stderr
     assert em.stats()["exported"] == 1
+
+
+@pytest.mark.parametrize("clock", ["tsc", "realtime"])
+def test_span_times_are_wall_clock_times(sink, clock):
+    before = time.time_ns()
+    em = Emitter("bulk", sink.endpoint, {"OTELAGENT_CLOCK": clock}, ["200"])
+    assert em.wait() == 0
+    after = time.time_ns()
+    spans = sink.spans()
+    assert len(spans) == 200
+    for s in spans:
+        # Allow 5 ms for clock granularity and the conversion; a wrong
+        # conversion is off by seconds or years.
+        assert before - 5_000_000 <= s.start_time_unix_nano <= s.end_time_unix_nano <= after + 5_000_000
+    starts = [s.start_time_unix_nano for s in sorted(spans, key=lambda s: s.attributes[0].value.int_value)]
+    assert starts == sorted(starts)  # emitted one after another
