@@ -38,6 +38,14 @@ bool bad(const void *p, size_t len) {
   return p == nullptr && len != 0;
 }
 
+otelagent_attr attr_of(const char *key, size_t key_len, uint32_t type) {
+  otelagent_attr a{};
+  a.key = key;
+  a.key_len = key_len;
+  a.type = type;
+  return a;
+}
+
 int write_out(const std::string &s, char *buf, size_t cap, size_t *written) {
   if (written != nullptr) *written = s.size();
   if (buf == nullptr || cap < s.size()) return OTELAGENT_E_NO_SPACE;
@@ -165,37 +173,25 @@ int otelagent_span_set_attr(otelagent_span *span, const otelagent_attr *attr) {
 
 int otelagent_span_set_str(otelagent_span *span, const char *key, size_t key_len, const char *value,
                            size_t value_len) {
-  otelagent_attr a{};
-  a.key = key;
-  a.key_len = key_len;
-  a.type = OTELAGENT_TYPE_STRING;
+  otelagent_attr a = attr_of(key, key_len, OTELAGENT_TYPE_STRING);
   a.value.str = {value, value_len};
   return otelagent_span_set_attr(span, &a);
 }
 
 int otelagent_span_set_int64(otelagent_span *span, const char *key, size_t key_len, int64_t value) {
-  otelagent_attr a{};
-  a.key = key;
-  a.key_len = key_len;
-  a.type = OTELAGENT_TYPE_INT64;
+  otelagent_attr a = attr_of(key, key_len, OTELAGENT_TYPE_INT64);
   a.value.i64 = value;
   return otelagent_span_set_attr(span, &a);
 }
 
 int otelagent_span_set_double(otelagent_span *span, const char *key, size_t key_len, double value) {
-  otelagent_attr a{};
-  a.key = key;
-  a.key_len = key_len;
-  a.type = OTELAGENT_TYPE_DOUBLE;
+  otelagent_attr a = attr_of(key, key_len, OTELAGENT_TYPE_DOUBLE);
   a.value.f64 = value;
   return otelagent_span_set_attr(span, &a);
 }
 
 int otelagent_span_set_bool(otelagent_span *span, const char *key, size_t key_len, int value) {
-  otelagent_attr a{};
-  a.key = key;
-  a.key_len = key_len;
-  a.type = OTELAGENT_TYPE_BOOL;
+  otelagent_attr a = attr_of(key, key_len, OTELAGENT_TYPE_BOOL);
   a.value.boolean = value != 0;
   return otelagent_span_set_attr(span, &a);
 }
@@ -217,12 +213,8 @@ int otelagent_span_record_exception(otelagent_span *span, const char *type, size
   size_t n = 0;
   auto add = [&](const char *k, const char *v, size_t len) {
     if (len == 0) return;
-    attrs[n] = otelagent_attr{};
-    attrs[n].key = k;
-    attrs[n].key_len = std::strlen(k);
-    attrs[n].type = OTELAGENT_TYPE_STRING;
-    attrs[n].value.str = {v, len};
-    ++n;
+    attrs[n] = attr_of(k, std::strlen(k), OTELAGENT_TYPE_STRING);
+    attrs[n++].value.str = {v, len};
   };
   add("exception.type", type, type_len);
   add("exception.message", message, message_len);

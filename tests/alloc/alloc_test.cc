@@ -7,7 +7,6 @@
 #include <cstring>
 
 #include "support/alloc_hooks.h"
-#include "support/record_builder.h"
 #include "support/span_shape.h"
 
 namespace {
@@ -75,13 +74,7 @@ TEST_F(Alloc, RichSpansAllocateNothing) {
 }
 
 TEST_F(Alloc, RecordCallAllocatesNothing) {
-  auto rec = otelagent_test::RecordBuilder()
-                 .name("GET /api/orders")
-                 .attr_str("http.request.method", "GET")
-                 .attr_str("url.path", "/api/orders/12345")
-                 .attr_i64("http.response.status_code", 200)
-                 .attr_bool("cache.hit", false)
-                 .build();
+  auto rec = otelagent_test::reference_record();
   otelagent_span_context ids{};
   otelagent_test::alloc_count_begin();
   for (int i = 0; i < 2000; ++i) {

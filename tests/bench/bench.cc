@@ -94,16 +94,7 @@ void start_agent(int port, const char *compression, const char *queue, const cha
   otelagent_config_free(cfg);
 }
 
-// The bytes the reference span packs to, for the baseline's copy.
-std::vector<uint8_t> reference_record() {
-  return otelagent_test::RecordBuilder()
-      .name("GET /api/orders")
-      .attr_str("http.request.method", "GET")
-      .attr_str("url.path", "/api/orders/12345")
-      .attr_i64("http.response.status_code", 200)
-      .attr_bool("cache.hit", false)
-      .build();
-}
+using otelagent_test::reference_record;
 
 // Measures `op` per call in paced bursts on `threads` threads.
 template <typename Op>

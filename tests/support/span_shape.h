@@ -5,6 +5,9 @@
 #include <otelagent/otelagent.h>
 
 #include <cstdint>
+#include <vector>
+
+#include "support/record_builder.h"
 
 namespace otelagent_test {
 
@@ -17,6 +20,17 @@ inline int emit_reference_span(uint64_t i) {
   otelagent_span_set_int64(s, "http.response.status_code", 25, static_cast<int64_t>(200 + (i & 1)));
   otelagent_span_set_bool(s, "cache.hit", 9, (i & 2) != 0);
   return otelagent_span_end(s, 0);
+}
+
+// The same span packed for otelagent_record_span (fixed ids and times).
+inline std::vector<uint8_t> reference_record() {
+  return RecordBuilder()
+      .name("GET /api/orders")
+      .attr_str("http.request.method", "GET")
+      .attr_str("url.path", "/api/orders/12345")
+      .attr_i64("http.response.status_code", 200)
+      .attr_bool("cache.hit", false)
+      .build();
 }
 
 }  // namespace otelagent_test
