@@ -48,7 +48,7 @@ struct Out {
   }
   void bytes(int field, const void *data, size_t n) {
     len_header(field, n);
-    std::memcpy(p, data, n);
+    if (n != 0) std::memcpy(p, data, n);
     p += n;
   }
   void bytes(int field, std::string_view s) { bytes(field, s.data(), s.size()); }

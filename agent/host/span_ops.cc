@@ -392,7 +392,7 @@ int span_get_context(const otelagent_span *span, otelagent_span_context *out) {
   out->trace_flags = static_cast<uint8_t>(v.flags() & 0xFF);
   std::string_view ts = v.find(OTELAGENT_REC_TRACESTATE);
   out->tracestate_len = static_cast<uint16_t>(ts.size());
-  std::memcpy(out->tracestate, ts.data(), ts.size());
+  if (!ts.empty()) std::memcpy(out->tracestate, ts.data(), ts.size());
   return OTELAGENT_OK;
 }
 
