@@ -14,6 +14,7 @@
 #include "core/log.h"
 #include "core/thread_state.h"
 #include "export/exporter.h"
+#include "export/http_transport.h"
 #include "export/otlp_encoder.h"
 #include "host/sampler.h"
 
@@ -146,6 +147,7 @@ int start(const std::map<std::string, std::string, std::less<>> &settings) {
   rt->clock_base = clock_pair();
   thread_states_set_ring_bytes(rt->cfg.ring_bytes);
   if (!g_hooks_installed) {
+    http_global_init();
     pthread_atfork(nullptr, nullptr, at_fork_child);
     atexit(at_exit);
     g_hooks_installed = true;

@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cctype>
 #include <ctime>
-#include <mutex>
 
 namespace otelagent {
 
@@ -33,9 +32,15 @@ std::string lower(std::string_view s) {
 
 }  // namespace
 
+void http_global_init() {
+  // libcurl's global init takes a process-wide spin lock; run on the
+  // exporter thread it could be held at the moment a host forks, and the
+  // child would spin forever. So it runs here, once, from otelagent_start.
+  static bool done = false;
+  if (!done) done = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
+}
+
 HttpTransport::HttpTransport(uv_loop_t *loop, const Config &cfg) : loop_(loop), cfg_(cfg) {
-  static std::once_flag once;
-  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
   user_agent_ = std::string("OTel-OTLP-Exporter-Cpp/") + OTELAGENT_VERSION_STRING +
                 " libotelagent/" + OTELAGENT_VERSION_STRING;
   multi_ = curl_multi_init();

@@ -22,6 +22,10 @@ struct Response {
   std::string error;         // curl's description of a transport error
 };
 
+// libcurl's process-wide initialisation. Call before any exporter thread
+// exists (otelagent_start does, under the lifecycle lock).
+void http_global_init();
+
 class HttpTransport {
  public:
   using Done = std::function<void(Response &&)>;

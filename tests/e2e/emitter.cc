@@ -3,6 +3,7 @@
 //   emitter tree            the reference trace (see tests/e2e/test_collector.py)
 //   emitter bulk N          N simple spans, then flush
 //   emitter fork            a span in the parent, a fork, spans in both
+//   emitter forkstorm       forks five children while a thread emits
 // It prints "emitted" when the spans are queued, then flushes (OTELAGENT_E2E_FLUSH_MS,
 // default 30000) and prints its statistics as one JSON line.
 #include <otelagent/otelagent.hpp>
@@ -11,6 +12,7 @@
 #include <unistd.h>
 #include "support/record_builder.h"
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -161,6 +163,25 @@ int main(int argc, char **argv) {
     waitpid(pid, &status, 0);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return 4;
     emit_bulk(1);
+  } else if (mode == "forkstorm") {
+    std::atomic<bool> stop{false};
+    std::thread background([&stop] {
+      while (!stop.load()) emit_bulk(1);
+    });
+    for (int k = 0; k < 5; ++k) {
+      pid_t pid = fork();
+      if (pid == 0) {
+        emit_bulk(10);
+        otelagent_flush(flush_ms);
+        print_stats("child");
+        _exit(0);
+      }
+      int status = 0;
+      waitpid(pid, &status, 0);
+      if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return 4;
+    }
+    stop.store(true);
+    background.join();
   } else {
     std::fprintf(stderr, "emitter: unknown mode %s\n", mode.c_str());
     return 2;

@@ -7,6 +7,7 @@ import gzip
 import json
 import os
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -45,8 +46,9 @@ def port_open(port):
 
 
 class Request:
-    def __init__(self, headers, body):
+    def __init__(self, headers, body, client_port=0):
         self.time = time.monotonic()
+        self.client_port = client_port
         self.headers = {k.lower(): v for k, v in headers.items()}
         self.raw = body
         encoding = self.headers.get("content-encoding", "")
@@ -74,7 +76,8 @@ class Sink:
     from a script: a list of (status, headers, body, delay_s) consumed one per
     request; when the script is empty it answers 200 with an empty response."""
 
-    def __init__(self, script=None):
+    def __init__(self, script=None, tls=None):
+        """tls: (certificate file, key file) to serve HTTPS."""
         self.requests = []
         self.script = list(script or [])
         self.lock = threading.Lock()
@@ -86,7 +89,7 @@ class Sink:
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with sink.lock:
-                    sink.requests.append(Request(dict(self.headers), body))
+                    sink.requests.append(Request(dict(self.headers), body, self.client_address[1]))
                     step = sink.script.pop(0) if sink.script else None
                 status, headers, payload, delay = step or (200, {}, None, 0)
                 if delay:
@@ -109,13 +112,19 @@ class Sink:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
+        self.scheme = "http"
+        if tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*tls)
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+            self.scheme = "https"
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
     @property
     def endpoint(self):
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def spans(self):
         with self.lock:

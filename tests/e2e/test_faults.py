@@ -1,6 +1,7 @@
 """Behaviour the real collector cannot produce on demand, against a scripted
 loopback sink; every body is decoded with the official opentelemetry-proto."""
 
+import json
 import subprocess
 import time
 
@@ -24,6 +25,8 @@ def test_bodies_decode_with_the_official_package(sink, compression):
     assert sorted(s.attributes[0].value.int_value for s in spans) == list(range(1000))
     # Batches respect OTEL_BSP_MAX_EXPORT_BATCH_SIZE (512 by default).
     assert max(len(r.spans()) for r in sink.requests) <= 512
+    # One kept-alive connection carried every request.
+    assert len(sink.requests) >= 2 and len({r.client_port for r in sink.requests}) == 1
 
 
 def test_headers_are_sent_on_every_request(sink):
@@ -168,3 +171,60 @@ def test_span_times_are_wall_clock_times(sink, clock):
         assert before - 5_000_000 <= s.start_time_unix_nano <= s.end_time_unix_nano <= after + 5_000_000
     starts = [s.start_time_unix_nano for s in sorted(spans, key=lambda s: s.attributes[0].value.int_value)]
     assert starts == sorted(starts)  # emitted one after another
+
+
+@pytest.fixture
+def certificate(tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    return str(cert), str(key)
+
+
+def test_https_with_the_configured_certificate(certificate):
+    tls_sink = Sink(tls=certificate)
+    try:
+        em = Emitter("bulk", tls_sink.endpoint, {"OTEL_EXPORTER_OTLP_CERTIFICATE": certificate[0]}, ["20"])
+        assert em.wait() == 0, em.stderr
+        assert em.stats()["exported"] == 20
+        assert len(tls_sink.spans()) == 20
+    finally:
+        tls_sink.close()
+
+
+def test_https_verifies_the_server_by_default(certificate):
+    tls_sink = Sink(tls=certificate)
+    try:
+        em = Emitter("bulk", tls_sink.endpoint, {"OTELAGENT_E2E_FLUSH_MS": "1500"}, ["20"])
+        assert em.wait() == 0
+        assert em.stats()["exported"] == 0
+        assert tls_sink.requests == []  # no request got past the handshake
+        assert "cannot reach the OTLP endpoint" in em.stderr
+    finally:
+        tls_sink.close()
+
+
+def test_forks_while_the_exporter_is_busy(sink):
+    """A thread emits and exports continuously while the main thread forks
+    five children; each child gets its own working agent."""
+    em = Emitter("forkstorm", sink.endpoint, {"OTEL_BSP_SCHEDULE_DELAY": "1",
+                                              "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "16"}, [])
+    assert em.wait(120) == 0, em.stderr
+    parent = em.stats("parent")
+    children = [json.loads(line) for line in em.lines if line.startswith('{"who":"child"')]
+    assert len(children) == 5
+    assert all(c["exported"] == 10 for c in children), children
+    # The background thread emits flat out, so its ring may fill: every span
+    # is either exported or counted as dropped, none lost or duplicated.
+    assert parent["ended"] > 0 and parent["exported"] > 0
+    assert parent["exported"] + parent["ring_full"] == parent["ended"], parent
+    assert parent["rejected"] == parent["failed"] == 0
+    per_pid = {}
+    for r in sink.requests:
+        for rs in r.request.resource_spans:
+            pid = [a.value.int_value for a in rs.resource.attributes if a.key == "process.pid"][0]
+            per_pid[pid] = per_pid.get(pid, 0) + sum(len(ss.spans) for ss in rs.scope_spans)
+    for c in children:
+        assert per_pid[c["pid"]] == 10
+    assert per_pid[parent["pid"]] == parent["exported"]

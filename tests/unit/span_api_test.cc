@@ -3,6 +3,10 @@
 #include <gtest/gtest.h>
 #include <otelagent/otelagent.h>
 
+#include <dirent.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <cstring>
 #include <string>
 #include <thread>
@@ -78,6 +82,40 @@ TEST(CApiUnstarted, DisabledAgentMakesSpanCallsNoOps) {
   EXPECT_EQ(otelagent_span_start("x", 1, nullptr, &s), OTELAGENT_E_DISABLED);
   EXPECT_EQ(s, nullptr);
   EXPECT_EQ(otelagent_shutdown(0), OTELAGENT_OK);
+}
+
+int thread_count() {
+  int n = 0;
+  if (DIR *d = opendir("/proc/self/task")) {
+    while (dirent *e = readdir(d))
+      if (e->d_name[0] != '.') ++n;
+    closedir(d);
+  }
+  return n;
+}
+
+TEST(CApiUnstarted, NoThreadUntilTheFirstSpanEnds) {
+  // In a child process, which has one thread whatever the test runner did.
+  pid_t pid = fork();
+  if (pid == 0) {
+    otelagent_shutdown(0);  // an agent inherited from the runner, if any
+    int before = thread_count();
+    otelagent_config *cfg = otelagent_config_new();
+    otelagent_config_set(cfg, "OTEL_EXPORTER_OTLP_ENDPOINT", 27, "http://127.0.0.1:1", 18);
+    otelagent_start(cfg);
+    otelagent_config_free(cfg);
+    int started = thread_count();
+    otelagent_span *s = nullptr;
+    otelagent_span_start("x", 1, nullptr, &s);
+    int open = thread_count();
+    otelagent_span_end(s, 0);
+    int ended = thread_count();
+    _exit(before == 1 && started == 1 && open == 1 && ended == 2 ? 0 : 10 + ended);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
 }
 
 TEST_F(Agent, StartTwiceIsRefused) {
