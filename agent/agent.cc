@@ -93,6 +93,7 @@ void exporter_wake() {
 }
 
 __attribute__((cold, noinline)) void exporter_ensure_started() {
+  if (runtime() == nullptr) return;  // spans ending after shutdown stay queued
   std::lock_guard<std::mutex> lk(g_life_mu);
   const Runtime *rt = runtime();
   if (g_exporter_live.load(std::memory_order_relaxed) || rt == nullptr || rt->disabled) return;

@@ -227,6 +227,10 @@ int otelagent_span_set_status(otelagent_span *span, int32_t code, const char *me
   return guarded([&]() -> int { return span_set_status(span, code, message, message_len); });
 }
 
+int otelagent_span_set_name(otelagent_span *span, const char *name, size_t name_len) {
+  return guarded([&]() -> int { return span_set_name(span, name, name_len); });
+}
+
 int otelagent_span_get_context(const otelagent_span *span, otelagent_span_context *out) {
   return guarded([&]() -> int { return span_get_context(span, out); });
 }

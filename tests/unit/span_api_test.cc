@@ -167,6 +167,8 @@ TEST_F(Agent, BadArgumentsGetAStatusAndTheSpanStillWorks) {
   EXPECT_EQ(otelagent_span_set_attr(s, nullptr), OTELAGENT_E_INVALID);
   EXPECT_EQ(otelagent_span_set_status(s, 9, nullptr, 0), OTELAGENT_E_INVALID);
   EXPECT_EQ(otelagent_span_set_str(s, "ok", 2, "\xFF\xFE", 2), OTELAGENT_OK);  // repaired later
+  EXPECT_EQ(otelagent_span_set_name(s, nullptr, 2), OTELAGENT_E_INVALID);
+  EXPECT_EQ(otelagent_span_set_name(s, "renamed", 7), OTELAGENT_OK);
   EXPECT_EQ(otelagent_span_end(s, 0), OTELAGENT_OK);
 }
 

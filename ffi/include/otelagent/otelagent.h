@@ -300,6 +300,11 @@ OTELAGENT_API int otelagent_span_record_exception(otelagent_span *span, const ch
 OTELAGENT_API int otelagent_span_set_status(otelagent_span *span, int32_t code, const char *message,
                                             size_t message_len);
 
+/*! otelagent_span_set_name() :
+ *  Renames the span (the last name set is exported). Hot path.
+ *  @return OTELAGENT_OK, OTELAGENT_E_INVALID, OTELAGENT_E_ENDED. */
+OTELAGENT_API int otelagent_span_set_name(otelagent_span *span, const char *name, size_t name_len);
+
 /*! otelagent_span_get_context() : copies the span's context to `*out`. */
 OTELAGENT_API int otelagent_span_get_context(const otelagent_span *span,
                                              otelagent_span_context *out);
