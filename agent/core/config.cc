@@ -165,10 +165,6 @@ int hex_value(char c) {
 
 }  // namespace
 
-const std::vector<std::string_view> &config_keys() {
-  return kKeys;
-}
-
 bool config_key_known(std::string_view key) {
   return std::find(kKeys.begin(), kKeys.end(), key) != kKeys.end();
 }

@@ -66,9 +66,8 @@ struct Config {
   uint32_t retry_max_elapsed_ms = 300000;
 };
 
-// Every key the agent reads. otelagent_config_set accepts only these.
+// Whether `key` is one the agent reads (otelagent_config_set accepts only these).
 bool config_key_known(std::string_view key);
-const std::vector<std::string_view> &config_keys();
 
 // Parses `settings`. Each problem is appended to `warnings` (which never
 // contain header values); the caller prints them.

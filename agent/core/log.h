@@ -8,7 +8,6 @@
 namespace otelagent {
 
 enum class Once : uint32_t {
-  kBadConfig0,  // config warnings use their own per-variable dedup
   kGrpcUnsupported,
   kZstdFallback,
   kExportConnect,

@@ -300,7 +300,7 @@ int span_start(const char *name, size_t name_len, const otelagent_span_options *
   s->use_tsc = rt->use_tsc;
   s->limits = &rt->cfg.limits;
   s->status_final = 0;
-  s->attrs = s->events = s->links = s->group_attrs = 0;
+  s->attrs = s->events = s->links = 0;
   // The tracestate is kept even when not recording: the context needs it.
   if (parent != nullptr && parent->tracestate_len != 0)
     put_string(s, OTELAGENT_REC_TRACESTATE, parent->tracestate,
