@@ -10,6 +10,7 @@
 #include <mutex>
 #include <new>
 #include <thread>
+#include <vector>
 
 #include "core/log.h"
 #include "core/thread_state.h"
@@ -28,6 +29,9 @@ std::mutex g_life_mu;
 std::atomic<const Runtime *> g_runtime{nullptr};
 std::atomic<bool> g_exporter_live{false};
 Exporter *g_exporter = nullptr;  // guarded by g_life_mu
+// Stopped exporters are kept, not deleted: otelagent_flush may still hold a
+// pointer to one (it waits without the lifecycle lock). One per start.
+std::vector<Exporter *> g_stopped_exporters;
 // The exporter host threads may wake, and how many are doing so right now:
 // shutdown clears the pointer and waits for the count to fall to zero before
 // the loop's handles go away.
@@ -54,7 +58,7 @@ void stop_exporter_locked(uint32_t timeout_ms, bool *flushed) {
   g_wake_target.store(nullptr);
   while (g_wakers.load() != 0) std::this_thread::yield();
   *flushed = e->stop(timeout_ms);
-  delete e;
+  g_stopped_exporters.push_back(e);
   g_exporter_live.store(false, std::memory_order_relaxed);
 }
 

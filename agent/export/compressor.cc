@@ -48,7 +48,7 @@ bool Compressor::compress(Compression c, std::string_view in, std::string *out) 
       z.next_out = reinterpret_cast<Bytef *>(out->data());
       z.avail_out = static_cast<uInt>(out->size());
       if (deflate(&z, Z_FINISH) != Z_STREAM_END) return false;
-      out->resize(out->size() - z.avail_out);
+      out->resize(static_cast<size_t>(z.total_out));
       return true;
     }
   }
