@@ -31,7 +31,8 @@ std::atomic<bool> g_exporter_live{false};
 Exporter *g_exporter = nullptr;  // guarded by g_life_mu
 // Stopped exporters are kept, not deleted: otelagent_flush may still hold a
 // pointer to one (it waits without the lifecycle lock). One per start.
-std::vector<Exporter *> g_stopped_exporters;
+// Heap-held so no static destructor at exit makes them unreachable.
+std::vector<Exporter *> *const g_stopped_exporters = new std::vector<Exporter *>;
 // The exporter host threads may wake, and how many are doing so right now:
 // shutdown clears the pointer and waits for the count to fall to zero before
 // the loop's handles go away.
@@ -58,7 +59,7 @@ void stop_exporter_locked(uint32_t timeout_ms, bool *flushed) {
   g_wake_target.store(nullptr);
   while (g_wakers.load() != 0) std::this_thread::yield();
   *flushed = e->stop(timeout_ms);
-  g_stopped_exporters.push_back(e);
+  g_stopped_exporters->push_back(e);
   g_exporter_live.store(false, std::memory_order_relaxed);
 }
 

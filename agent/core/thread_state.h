@@ -30,9 +30,9 @@ struct SpanSlot {
   std::atomic<uint32_t> state{kFree};
   uint16_t index = 0;
   uint8_t recording = 0;
-  uint8_t status_final = 0;  // OK was set: the status can no longer change
-  uint8_t use_tsc = 0;       // times come from the TSC (the runtime's choice)
-  uint32_t len = 0;          // bytes of `buf` in use
+  uint8_t status_final = 0;                   // OK was set: the status can no longer change
+  uint8_t use_tsc = 0;                        // times come from the TSC (the runtime's choice)
+  uint32_t len = 0;                           // bytes of `buf` in use
   uint16_t attrs = 0, events = 0, links = 0;  // counts, for the limits
   ThreadState *home = nullptr;
   const Limits *limits = nullptr;  // the runtime's (runtimes are never freed)

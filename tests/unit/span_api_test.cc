@@ -110,12 +110,43 @@ TEST(CApiUnstarted, NoThreadUntilTheFirstSpanEnds) {
     int open = thread_count();
     otelagent_span_end(s, 0);
     int ended = thread_count();
-    _exit(before == 1 && started == 1 && open == 1 && ended == 2 ? 0 : 10 + ended);
+    // Relative counts: a sanitizer runtime may run a thread of its own, and
+    // TSan's starts with the first thread we create.
+#if defined(__SANITIZE_THREAD__)
+    const bool one_more = ended > before;
+#else
+    const bool one_more = ended == before + 1;
+#endif
+    _exit(started == before && open == before && one_more ? 0 : 10 + ended - before);
   }
   int status = 0;
   waitpid(pid, &status, 0);
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+TEST(CApiUnstarted, FlushRacingShutdownIsSafe) {
+  for (int round = 0; round < 20; ++round) {
+    otelagent_config *cfg = otelagent_config_new();
+    otelagent_config_set(cfg, "OTEL_EXPORTER_OTLP_ENDPOINT", 27, "http://127.0.0.1:1", 18);
+    ASSERT_EQ(otelagent_start(cfg), OTELAGENT_OK);
+    otelagent_config_free(cfg);
+    otelagent_span *s = nullptr;
+    otelagent_span_start("x", 1, nullptr, &s);
+    otelagent_span_end(s, 0);  // the exporter thread is running
+    std::thread flusher([] {
+      for (int i = 0; i < 5; ++i) {
+        int rc = otelagent_flush(5);
+        EXPECT_TRUE(rc == OTELAGENT_E_TIMEOUT || rc == OTELAGENT_E_NOT_STARTED ||
+                    rc == OTELAGENT_OK)
+            << rc;
+      }
+    });
+    int rc = otelagent_shutdown(1);
+    EXPECT_TRUE(rc == OTELAGENT_OK || rc == OTELAGENT_E_TIMEOUT) << rc;
+    flusher.join();
+    otelagent_shutdown(0);
+  }
 }
 
 TEST_F(Agent, StartTwiceIsRefused) {
