@@ -57,6 +57,9 @@ constexpr size_t kDroppedLinks = 68;
 constexpr size_t kInternal = 72;
 constexpr uint32_t kStartIsTsc = 1;
 constexpr uint32_t kEndIsTsc = 2;
+// Also internal: how many values were cut to a cap or limit (exported as the
+// span attribute otelagent.truncated_values).
+constexpr size_t kTruncated = 76;
 constexpr size_t kHeader = OTELAGENT_RECORD_HEADER_SIZE;
 constexpr size_t kEntryHeader = OTELAGENT_RECORD_ENTRY_HEADER_SIZE;
 constexpr size_t kLinkFixed = 16 + 8 + 4;  // ids and flags before tracestate

@@ -135,7 +135,7 @@ void Exporter::convert_times(uint8_t *r) {
     store_u64(r + rec::kStart, tsc_to_unix(load_u64(r + rec::kStart), clock_base_, clock_now_));
   if (flags & rec::kEndIsTsc)
     store_u64(r + rec::kEnd, tsc_to_unix(load_u64(r + rec::kEnd), clock_base_, clock_now_));
-  store_u32(r + rec::kInternal, 0);
+  store_u32(r + rec::kInternal, 0);  // the truncation count after it stays
 }
 
 void Exporter::cut(size_t n) {

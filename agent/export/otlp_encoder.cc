@@ -273,6 +273,15 @@ size_t varint_field_size(int field, uint64_t v) {
   return v == 0 ? 0 : tag_size(field) + CodedOutputStream::VarintSize64(v);
 }
 
+// The attribute that says how many values of the span were cut.
+constexpr std::string_view kTruncatedKey = "otelagent.truncated_values";
+
+Entry truncated_attr(const RecordView &r, uint64_t *storage) {
+  *storage = load_u32(r.data + rec::kTruncated);
+  return Entry{OTELAGENT_REC_ATTR, OTELAGENT_TYPE_INT64, kTruncatedKey,
+               std::string_view(reinterpret_cast<const char *>(storage), 8)};
+}
+
 size_t span_body_size(const RecordView &r) {
   SpanParts p = parts_of(r);
   size_t n = len_field_size(PbSpan::kTraceIdFieldNumber, 16) +
@@ -290,6 +299,10 @@ size_t span_body_size(const RecordView &r) {
   n += varint_field_size(PbSpan::kDroppedLinksCountFieldNumber, r.dropped_links());
   size_t st = status_body_size(r, p);
   if (st) n += len_field_size(PbSpan::kStatusFieldNumber, st);
+  uint64_t truncated;
+  if (load_u32(r.data + rec::kTruncated) != 0)
+    n +=
+        len_field_size(PbSpan::kAttributesFieldNumber, kv_body_size(truncated_attr(r, &truncated)));
   EntryReader it = r.entries();
   Entry e;
   while (it.next(&e)) {
@@ -354,6 +367,9 @@ void write_span(Out &o, const RecordView &r, size_t body) {
       o.fixed32(PbLink::kFlagsFieldNumber, load_u32(v + 24));
     }
   }
+  uint64_t truncated;
+  if (load_u32(r.data + rec::kTruncated) != 0)
+    write_kv(o, PbSpan::kAttributesFieldNumber, truncated_attr(r, &truncated));
   if (r.dropped_attrs()) o.uint(PbSpan::kDroppedAttributesCountFieldNumber, r.dropped_attrs());
   if (r.dropped_events()) o.uint(PbSpan::kDroppedEventsCountFieldNumber, r.dropped_events());
   if (r.dropped_links()) o.uint(PbSpan::kDroppedLinksCountFieldNumber, r.dropped_links());

@@ -223,6 +223,7 @@ uint32_t record_clean(const RecordView &r, const Limits &lim, std::string *out) 
   store_u32(h + rec::kDroppedAttrs, static_cast<uint32_t>(dropped_attrs));
   store_u32(h + rec::kDroppedEvents, static_cast<uint32_t>(dropped_events));
   store_u32(h + rec::kDroppedLinks, static_cast<uint32_t>(dropped_links));
+  store_u32(h + rec::kTruncated, load_u32(h + rec::kTruncated) + w.truncated());
   return w.truncated();
 }
 

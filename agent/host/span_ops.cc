@@ -53,14 +53,17 @@ bool put_string(SpanSlot *s, uint8_t tag, const char *v, size_t len) {
   return true;
 }
 
-__attribute__((cold, noinline)) void note_truncation() {
+// Counts a value cut to an internal cap, in the statistics and in the span
+// (exported as the attribute otelagent.truncated_values).
+__attribute__((cold, noinline)) void note_truncation(SpanSlot *s) {
   if (ThreadState *st = this_thread_state()) st->truncated.add();
+  store_u32(s->buf + rec::kTruncated, load_u32(s->buf + rec::kTruncated) + 1);
 }
 
 // Cut a string to the internal byte cap at a UTF-8 boundary.
-size_t capped(const char *p, size_t len, size_t cap) {
+size_t capped(SpanSlot *s, const char *p, size_t len, size_t cap) {
   if (__builtin_expect(len <= cap, 1)) return len;
-  note_truncation();
+  note_truncation(s);
   return utf8_cut(p, len, cap);
 }
 
@@ -68,7 +71,7 @@ size_t capped(const char *p, size_t len, size_t cap) {
 // -1: the attribute itself is invalid.
 int put_attr(SpanSlot *s, uint8_t tag, const otelagent_attr *a) {
   if (a == nullptr || a->key == nullptr || a->key_len == 0) return -1;
-  const size_t klen = capped(a->key, a->key_len, OTELAGENT_MAX_KEY_BYTES);
+  const size_t klen = capped(s, a->key, a->key_len, OTELAGENT_MAX_KEY_BYTES);
   const auto &v = a->value;
   uint8_t *p;
   switch (a->type) {
@@ -76,7 +79,7 @@ int put_attr(SpanSlot *s, uint8_t tag, const otelagent_attr *a) {
     case OTELAGENT_TYPE_BYTES: {
       if (bad_str(v.str.ptr, v.str.len)) return -1;
       size_t n = a->type == OTELAGENT_TYPE_STRING
-                     ? capped(v.str.ptr, v.str.len, OTELAGENT_MAX_VALUE_BYTES)
+                     ? capped(s, v.str.ptr, v.str.len, OTELAGENT_MAX_VALUE_BYTES)
                      : std::min<size_t>(v.str.len, OTELAGENT_MAX_VALUE_BYTES);
       if ((p = reserve_entry(s, tag, static_cast<uint8_t>(a->type), a->key, klen, n)) == nullptr)
         return 0;
@@ -101,7 +104,7 @@ int put_attr(SpanSlot *s, uint8_t tag, const otelagent_attr *a) {
       size_t count = v.array.count;
       if (count * item > OTELAGENT_MAX_VALUE_BYTES) {
         count = OTELAGENT_MAX_VALUE_BYTES / item;
-        note_truncation();
+        note_truncation(s);
       }
       if ((p = reserve_entry(s, tag, static_cast<uint8_t>(a->type), a->key, klen, count * item)) ==
           nullptr)
@@ -124,7 +127,7 @@ int put_attr(SpanSlot *s, uint8_t tag, const otelagent_attr *a) {
         if (bad_str(items[count].ptr, items[count].len)) return -1;
         size_t n = items[count].len;
         if (total + 4 + n > OTELAGENT_MAX_VALUE_BYTES) {
-          note_truncation();
+          note_truncation(s);
           if (count == 0) {
             total = 4 + utf8_cut(items[0].ptr, n, OTELAGENT_MAX_VALUE_BYTES - 4);
             count = 1;
@@ -311,13 +314,13 @@ int span_start(const char *name, size_t name_len, const otelagent_span_options *
     return OTELAGENT_OK;
   }
 
-  put_string(s, OTELAGENT_REC_NAME, name, capped(name, name_len, OTELAGENT_MAX_VALUE_BYTES));
+  put_string(s, OTELAGENT_REC_NAME, name, capped(s, name, name_len, OTELAGENT_MAX_VALUE_BYTES));
   if (o.scope_name.len != 0)
     put_string(s, OTELAGENT_REC_SCOPE_NAME, o.scope_name.ptr,
-               capped(o.scope_name.ptr, o.scope_name.len, OTELAGENT_MAX_KEY_BYTES));
+               capped(s, o.scope_name.ptr, o.scope_name.len, OTELAGENT_MAX_KEY_BYTES));
   if (o.scope_version.len != 0)
     put_string(s, OTELAGENT_REC_SCOPE_VERSION, o.scope_version.ptr,
-               capped(o.scope_version.ptr, o.scope_version.len, OTELAGENT_MAX_KEY_BYTES));
+               capped(s, o.scope_version.ptr, o.scope_version.len, OTELAGENT_MAX_KEY_BYTES));
   int rc = OTELAGENT_OK;
   const Limits &lim = rt->cfg.limits;
   for (size_t i = 0; i < o.link_count; ++i)
@@ -347,7 +350,7 @@ int span_add_event(otelagent_span *span, const char *name, size_t name_len, uint
     bump(s->buf + rec::kDroppedEvents);
     return OTELAGENT_OK;
   }
-  const size_t n = capped(name, name_len, OTELAGENT_MAX_KEY_BYTES);
+  const size_t n = capped(s, name, name_len, OTELAGENT_MAX_KEY_BYTES);
   uint8_t *p = reserve_entry(s, OTELAGENT_REC_EVENT, OTELAGENT_TYPE_INT64, name, n, 8);
   if (p == nullptr) {
     bump(s->buf + rec::kDroppedEvents);
@@ -368,7 +371,7 @@ int span_set_status(otelagent_span *span, int32_t code, const char *msg, size_t 
   if (code == OTELAGENT_STATUS_OK) s->status_final = 1;
   if (code == OTELAGENT_STATUS_ERROR && msg_len != 0)
     put_string(s, OTELAGENT_REC_STATUS_MESSAGE, msg,
-               capped(msg, msg_len, OTELAGENT_MAX_VALUE_BYTES));
+               capped(s, msg, msg_len, OTELAGENT_MAX_VALUE_BYTES));
   return OTELAGENT_OK;
 }
 
@@ -377,7 +380,7 @@ int span_set_name(otelagent_span *span, const char *name, size_t name_len) {
   int rc;
   SpanSlot *s = writable(span, &rc);
   if (s == nullptr) return rc;
-  put_string(s, OTELAGENT_REC_NAME, name, capped(name, name_len, OTELAGENT_MAX_VALUE_BYTES));
+  put_string(s, OTELAGENT_REC_NAME, name, capped(s, name, name_len, OTELAGENT_MAX_VALUE_BYTES));
   return OTELAGENT_OK;
 }
 

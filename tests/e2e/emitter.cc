@@ -4,6 +4,7 @@
 //   emitter bulk N          N simple spans, then flush
 //   emitter fork            a span in the parent, a fork, spans in both
 //   emitter forkstorm       forks five children while a thread emits
+//   emitter long            one span with a value over the internal cap
 // It prints "emitted" when the spans are queued, then flushes (OTELAGENT_E2E_FLUSH_MS,
 // default 30000) and prints its statistics as one JSON line.
 #include <otelagent/otelagent.hpp>
@@ -163,6 +164,10 @@ int main(int argc, char **argv) {
     waitpid(pid, &status, 0);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return 4;
     emit_bulk(1);
+  } else if (mode == "long") {
+    otelagent::Span s("long");
+    s.set("big", std::string(OTELAGENT_MAX_VALUE_BYTES + 500, 'x'));
+    s.set("small", "ok");
   } else if (mode == "forkstorm") {
     std::atomic<bool> stop{false};
     std::thread background([&stop] {

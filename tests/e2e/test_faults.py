@@ -228,3 +228,23 @@ def test_forks_while_the_exporter_is_busy(sink):
     for c in children:
         assert per_pid[c["pid"]] == 10
     assert per_pid[parent["pid"]] == parent["exported"]
+
+
+def test_truncated_values_are_marked_on_the_span(sink):
+    em = Emitter("long", sink.endpoint, {}, [])
+    assert em.wait() == 0
+    (span,) = sink.spans()
+    values = {a.key: a.value for a in span.attributes}
+    assert len(values["big"].string_value) == 4096
+    assert values["small"].string_value == "ok"
+    assert values["otelagent.truncated_values"].int_value == 1
+
+
+def test_configured_length_limit_counts_characters(sink):
+    em = Emitter("long", sink.endpoint, {"OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT": "10"}, [])
+    assert em.wait() == 0
+    (span,) = sink.spans()
+    values = {a.key: a.value for a in span.attributes}
+    assert values["big"].string_value == "x" * 10
+    # Cut twice: once to the internal cap on the host thread, once to the limit.
+    assert values["otelagent.truncated_values"].int_value == 2

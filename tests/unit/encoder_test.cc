@@ -21,7 +21,9 @@ pb::collector::trace::v1::ExportTraceServiceRequest encode(
     std::vector<std::vector<uint8_t>> &recs, const std::vector<ResourceAttr> &res = {}) {
   std::vector<RecordView> views;
   for (auto &r : recs) {
-    EXPECT_TRUE(record_validate(r.data(), r.size()));
+    if (load_u64(r.data() + rec::kInternal) == 0) {
+      EXPECT_TRUE(record_validate(r.data(), r.size()));
+    }
     views.push_back({r.data(), static_cast<uint32_t>(r.size())});
   }
   std::string out;
@@ -155,17 +157,35 @@ TEST(Sanitize, RepairsUtf8AppliesLimitsAndDeduplicates) {
   EXPECT_EQ(record_clean(v, lim, &clean), 1u);  // one value cut to 3 characters
   RecordView c{reinterpret_cast<const uint8_t *>(clean.data()),
                static_cast<uint32_t>(clean.size())};
-  EXPECT_TRUE(record_validate(c.data, c.len));
+  EXPECT_EQ(load_u32(c.data + rec::kTruncated), 1u);  // the span remembers the cut
+  std::string revalidated = clean;
+  std::memset(revalidated.data() + rec::kInternal, 0, 8);  // internal fields aside,
+  EXPECT_TRUE(record_validate(reinterpret_cast<const uint8_t *>(revalidated.data()),
+                              revalidated.size()));  // a well-formed record
   EXPECT_TRUE(record_is_clean(c, lim));
   std::vector<std::vector<uint8_t>> recs{std::vector<uint8_t>(clean.begin(), clean.end())};
   auto req = encode(recs);
   const auto &s = req.resource_spans(0).scope_spans(0).spans(0);
   EXPECT_EQ(s.name(), "bad\xEF\xBF\xBD");
-  ASSERT_EQ(s.attributes_size(), 2);
+  ASSERT_EQ(s.attributes_size(), 3);
   EXPECT_EQ(s.attributes(0).value().string_value(), "\xC3\xA9\xC3\xA9\xC3\xA9");
+  EXPECT_EQ(s.attributes(2).key(), "otelagent.truncated_values");
+  EXPECT_EQ(s.attributes(2).value().int_value(), 1);
   EXPECT_EQ(s.dropped_attributes_count(), 1u);
   EXPECT_EQ(s.events_size(), 1);
   EXPECT_EQ(s.dropped_events_count(), 1u);
+}
+
+TEST(Encoder, TruncatedValuesAreRecordedInTheSpan) {
+  std::vector<std::vector<uint8_t>> recs;
+  recs.push_back(RecordBuilder().name("n").attr_str("k", "v").build());
+  uint32_t two = 2;
+  std::memcpy(recs[0].data() + 76, &two, 4);  // what the hot path counts
+  auto req = encode(recs);
+  const auto &s = req.resource_spans(0).scope_spans(0).spans(0);
+  ASSERT_EQ(s.attributes_size(), 2);
+  EXPECT_EQ(s.attributes(1).key(), "otelagent.truncated_values");
+  EXPECT_EQ(s.attributes(1).value().int_value(), 2);
 }
 
 TEST(Encoder, ResponsePartialSuccessIsRead) {
