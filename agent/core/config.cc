@@ -350,20 +350,9 @@ Config config_parse(const Settings &settings, std::vector<std::string> *warnings
   p.number({"OTEL_LINK_ATTRIBUTE_COUNT_LIMIT", "OTEL_ATTRIBUTE_COUNT_LIMIT"}, &l.link_attr_count, 0,
            OTELAGENT_MAX_ATTRS);
 
-  if (auto *v = p.get({"OTELAGENT_ID_GENERATOR"})) {
-    std::string g = lower(trim(*v));
-    if (g == "xray")
-      c.xray_ids = true;
-    else if (g != "random")
-      p.warn("OTELAGENT_ID_GENERATOR", *v, "is not random or xray", "random");
-  }
-  if (auto *v = p.get({"OTELAGENT_CLOCK"})) {
-    std::string k = lower(trim(*v));
-    if (k == "realtime")
-      c.allow_tsc = false;
-    else if (k != "tsc")
-      p.warn("OTELAGENT_CLOCK", *v, "is not tsc or realtime", "tsc");
-  }
+  p.choice<bool>({"OTELAGENT_ID_GENERATOR"}, {{"random", false}, {"xray", true}}, &c.xray_ids,
+                 "random");
+  p.choice<bool>({"OTELAGENT_CLOCK"}, {{"tsc", true}, {"realtime", false}}, &c.allow_tsc, "tsc");
   uint32_t ring_bytes = static_cast<uint32_t>(c.ring_bytes);
   p.number({"OTELAGENT_RING_BYTES"}, &ring_bytes, 128 * 1024, 1u << 30);
   c.ring_bytes = ring_bytes;

@@ -148,3 +148,21 @@ TEST(Config, PropagatorsList) {
 
 }  // namespace
 }  // namespace otelagent
+
+namespace otelagent {
+namespace {
+
+TEST(Config, AgentExtensions) {
+  std::vector<std::string> w;
+  Config c = config_parse({{"OTELAGENT_ID_GENERATOR", "XRay"}, {"OTELAGENT_CLOCK", "realtime"}}, &w);
+  EXPECT_TRUE(c.xray_ids);
+  EXPECT_FALSE(c.allow_tsc);
+  EXPECT_TRUE(w.empty());
+  c = config_parse({{"OTELAGENT_ID_GENERATOR", "uuid"}, {"OTELAGENT_CLOCK", "hpet"}}, &w);
+  EXPECT_FALSE(c.xray_ids);
+  EXPECT_TRUE(c.allow_tsc);
+  EXPECT_EQ(w.size(), 2u);
+}
+
+}  // namespace
+}  // namespace otelagent
