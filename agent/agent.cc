@@ -145,6 +145,8 @@ int start(const std::map<std::string, std::string, std::less<>> &settings) {
   std::vector<std::string> warnings;
   auto *rt = new Runtime;
   rt->cfg = config_parse(settings, &warnings);
+  const auto log_dest = settings.find("OTELAGENT_LOG");
+  log_set_destination(log_dest != settings.end() ? log_dest->second : std::string_view());
   for (const auto &w : warnings) log_warn("%s", w.c_str());
   rt->disabled = rt->cfg.disabled || rt->cfg.exporter == ExporterKind::kNone;
   sampler_prepare(rt);
@@ -204,9 +206,11 @@ void stats_get(otelagent_stats *s) {
     s->spans_dropped_span_limit += t->span_limit.get();
     s->values_truncated += t->truncated.get();
     queued += t->queued.get();
-    for (uint32_t i = 0; i < OTELAGENT_MAX_OPEN_SPANS_PER_THREAD; ++i)
-      if (t->slots[i].state.load(std::memory_order_relaxed) == SpanSlot::kOpen) ++s->spans_open;
   }
+  // Spans are counted started on the thread that starts them and ended on
+  // the one that ends them; recorded spans count as both.
+  s->spans_open = s->spans_started > s->spans_ended ? s->spans_started - s->spans_ended : 0;
+  s->spans_dropped_thread_exit = thread_exit_drops();
   const ExportCounters &c = export_counters();
   s->spans_dropped_rejected = c.rejected.load(std::memory_order_relaxed);
   s->spans_dropped_export_failed = c.failed.load(std::memory_order_relaxed);

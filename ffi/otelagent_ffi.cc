@@ -38,6 +38,27 @@ bool bad(const void *p, size_t len) {
   return p == nullptr && len != 0;
 }
 
+// No header may carry an all-zero trace id or span id.
+bool ids_valid(const otelagent_span_context *c) {
+  static const uint8_t zero[16] = {};
+  return c != nullptr && std::memcmp(c->trace_id, zero, 16) != 0 &&
+         std::memcmp(c->span_id, zero, 8) != 0;
+}
+
+// A caller's (pointer, length) input with a documented maximum: never reads
+// more than max + 1 bytes (OTELAGENT_NTS), refuses longer inputs.
+int input(const char *p, size_t len, size_t max, std::string_view *out) {
+  if (len == OTELAGENT_NTS) {
+    if (p == nullptr) return OTELAGENT_E_INVALID;
+    len = strnlen(p, max + 1);
+  } else if (bad(p, len)) {
+    return OTELAGENT_E_INVALID;
+  }
+  if (len > max) return OTELAGENT_E_TOO_LONG;
+  *out = std::string_view(p != nullptr ? p : "", len);
+  return OTELAGENT_OK;
+}
+
 otelagent_attr attr_of(const char *key, size_t key_len, uint32_t type) {
   otelagent_attr a{};
   a.key = key;
@@ -212,7 +233,7 @@ int otelagent_span_record_exception(otelagent_span *span, const char *type, size
   otelagent_attr attrs[3];
   size_t n = 0;
   auto add = [&](const char *k, const char *v, size_t len) {
-    if (len == 0) return;
+    if (len == 0 || (len == OTELAGENT_NTS && v[0] == '\0')) return;
     attrs[n] = attr_of(k, std::strlen(k), OTELAGENT_TYPE_STRING);
     attrs[n++].value.str = {v, len};
   };
@@ -235,6 +256,11 @@ int otelagent_span_get_context(const otelagent_span *span, otelagent_span_contex
   return guarded([&]() -> int { return span_get_context(span, out); });
 }
 
+int otelagent_span_get_tracestate(const otelagent_span *span, char *buf, size_t cap,
+                                  size_t *written) {
+  return guarded([&]() -> int { return span_get_tracestate(span, buf, cap, written); });
+}
+
 int otelagent_span_is_recording(const otelagent_span *span) {
   return span_is_recording(span);
 }
@@ -252,46 +278,65 @@ int otelagent_record_span(const void *record, size_t len) {
 }
 
 int otelagent_traceparent_parse(const char *value, size_t len, otelagent_span_context *out) {
-  if (bad(value, len) || out == nullptr) return OTELAGENT_E_INVALID;
-  return guarded([&]() -> int {
-    if (!traceparent_parse(std::string_view(value, len), out)) return OTELAGENT_E_NOT_FOUND;
-    out->tracestate_len = 0;
-    return OTELAGENT_OK;
-  });
+  std::string_view v;
+  int rc = input(value, len, OTELAGENT_MAX_TRACEPARENT, &v);
+  if (rc != OTELAGENT_OK) return rc;
+  if (out == nullptr) return OTELAGENT_E_INVALID;
+  return guarded(
+      [&]() -> int { return traceparent_parse(v, out) ? OTELAGENT_OK : OTELAGENT_E_NOT_FOUND; });
 }
 
-int otelagent_tracestate_parse(const char *value, size_t len, otelagent_span_context *ctx) {
-  if (bad(value, len) || ctx == nullptr) return OTELAGENT_E_INVALID;
+int otelagent_tracestate_normalize(const char *value, size_t len, char *buf, size_t cap,
+                                   size_t *written) {
+  std::string_view v;
+  int rc = input(value, len, OTELAGENT_MAX_TRACESTATE_INPUT, &v);
+  if (rc != OTELAGENT_OK) return rc;
   return guarded([&]() -> int {
-    return tracestate_parse(std::string_view(value, len), ctx) ? OTELAGENT_OK
-                                                               : OTELAGENT_E_NOT_FOUND;
+    std::string ts;
+    if (!tracestate_parse(v, &ts) || ts.empty()) {
+      if (written != nullptr) *written = 0;
+      return OTELAGENT_E_NOT_FOUND;
+    }
+    return write_out(ts, buf, cap, written);
   });
 }
 
 int otelagent_traceparent_format(const otelagent_span_context *ctx, char *buf, size_t cap,
                                  size_t *written) {
-  if (ctx == nullptr) return OTELAGENT_E_INVALID;
-  return guarded([&]() -> int { return write_out(traceparent_format(*ctx), buf, cap, written); });
+  if (!ids_valid(ctx)) return OTELAGENT_E_INVALID;
+  return guarded([&]() -> int {
+    const std::string tp = traceparent_format(*ctx);
+    if (tp.empty()) return OTELAGENT_E_INVALID;
+    return write_out(tp, buf, cap, written);
+  });
 }
 
 int otelagent_xray_parse(const char *value, size_t len, otelagent_span_context *out) {
-  if (bad(value, len) || out == nullptr) return OTELAGENT_E_INVALID;
-  return guarded([&]() -> int {
-    return xray_parse(std::string_view(value, len), out) ? OTELAGENT_OK : OTELAGENT_E_NOT_FOUND;
-  });
+  std::string_view v;
+  int rc = input(value, len, OTELAGENT_MAX_XRAY, &v);
+  if (rc != OTELAGENT_OK) return rc;
+  if (out == nullptr) return OTELAGENT_E_INVALID;
+  return guarded(
+      [&]() -> int { return xray_parse(v, out) ? OTELAGENT_OK : OTELAGENT_E_NOT_FOUND; });
 }
 
 int otelagent_xray_format(const otelagent_span_context *ctx, char *buf, size_t cap,
                           size_t *written) {
-  if (ctx == nullptr) return OTELAGENT_E_INVALID;
-  return guarded([&]() -> int { return write_out(xray_format(*ctx), buf, cap, written); });
+  if (!ids_valid(ctx)) return OTELAGENT_E_INVALID;
+  return guarded([&]() -> int {
+    const std::string x = xray_format(*ctx);
+    if (x.empty()) return OTELAGENT_E_INVALID;
+    return write_out(x, buf, cap, written);
+  });
 }
 
 int otelagent_baggage_normalize(const char *value, size_t len, char *buf, size_t cap,
                                 size_t *written) {
-  if (bad(value, len)) return OTELAGENT_E_INVALID;
+  std::string_view v;
+  int rc = input(value, len, OTELAGENT_MAX_BAGGAGE, &v);
+  if (rc != OTELAGENT_OK) return rc;
   return guarded([&]() -> int {
-    std::string b = baggage_normalize(std::string_view(value, len));
+    std::string b = baggage_normalize(v);
     if (b.empty()) {
       if (written != nullptr) *written = 0;
       return OTELAGENT_E_NOT_FOUND;
@@ -301,74 +346,102 @@ int otelagent_baggage_normalize(const char *value, size_t len, char *buf, size_t
 }
 
 int otelagent_context_extract(const otelagent_header *headers, size_t count,
-                              otelagent_span_context *out, char *baggage_buf, size_t baggage_cap,
-                              size_t *baggage_len) {
+                              otelagent_span_context *out, char *tracestate_buf,
+                              size_t tracestate_cap, size_t *tracestate_len, char *baggage_buf,
+                              size_t baggage_cap, size_t *baggage_len) {
   if ((headers == nullptr && count != 0) || out == nullptr) return OTELAGENT_E_INVALID;
   return guarded([&]() -> int {
     bool tc, bg, xr;
     propagators(&tc, &bg, &xr);
+    if (tracestate_len != nullptr) *tracestate_len = 0;
     if (baggage_len != nullptr) *baggage_len = 0;
-    std::string_view traceparent, tracestate, xray;
-    std::string baggage;
-    bool have_tp = false, have_ts = false, have_xray = false;
+    std::string_view traceparent, xray;
+    // Several tracestate (or baggage) field lines are one comma-separated
+    // list (RFC 9110 section 5.3).
+    std::string tracestate, baggage;
+    bool have_tp = false, tp_twice = false, have_xray = false;
     for (size_t i = 0; i < count; ++i) {
       const otelagent_header &h = headers[i];
-      if (bad(h.name.ptr, h.name.len) || bad(h.value.ptr, h.value.len)) return OTELAGENT_E_INVALID;
-      std::string_view name(h.name.ptr, h.name.len), value(h.value.ptr, h.value.len);
+      std::string_view name, value;
+      if (input(h.name.ptr, h.name.len, OTELAGENT_MAX_HEADER_NAME, &name) != OTELAGENT_OK) continue;
       if (name_is(name, "traceparent")) {
+        if (input(h.value.ptr, h.value.len, OTELAGENT_MAX_TRACEPARENT, &value) != OTELAGENT_OK)
+          continue;
         // Two traceparent headers make the context invalid (W3C).
-        if (have_tp)
-          traceparent = {};
-        else
-          traceparent = value;
+        tp_twice = have_tp;
+        traceparent = value;
         have_tp = true;
       } else if (name_is(name, "tracestate")) {
-        tracestate = value;
-        have_ts = true;
+        if (input(h.value.ptr, h.value.len, OTELAGENT_MAX_TRACESTATE_INPUT, &value) ==
+                OTELAGENT_OK &&
+            tracestate.size() + value.size() < OTELAGENT_MAX_TRACESTATE_INPUT) {
+          if (!tracestate.empty()) tracestate += ',';
+          tracestate.append(value);
+        }
       } else if (name_is(name, "x-amzn-trace-id")) {
+        if (input(h.value.ptr, h.value.len, OTELAGENT_MAX_XRAY, &value) != OTELAGENT_OK) continue;
         xray = value;
         have_xray = true;
       } else if (name_is(name, "baggage")) {
-        if (!baggage.empty()) baggage += ',';
-        baggage.append(value);
+        if (input(h.value.ptr, h.value.len, OTELAGENT_MAX_BAGGAGE, &value) == OTELAGENT_OK &&
+            baggage.size() + value.size() < OTELAGENT_MAX_BAGGAGE) {
+          if (!baggage.empty()) baggage += ',';
+          baggage.append(value);
+        }
       }
     }
     bool found = false;
-    if (tc && have_tp && traceparent_parse(traceparent, out)) {
+    if (tc && have_tp && !tp_twice && traceparent_parse(traceparent, out)) {
       found = true;
-      out->tracestate_len = 0;
-      if (have_ts) tracestate_parse(tracestate, out);
+      std::string ts;
+      if (tracestate_buf != nullptr && tracestate_parse(tracestate, &ts) &&
+          write_out(ts, tracestate_buf, tracestate_cap, tracestate_len) != OTELAGENT_OK &&
+          tracestate_len != nullptr)
+        *tracestate_len = 0;
     }
     if (!found && xr && have_xray && xray_parse(xray, out)) found = true;
     if (bg && baggage_buf != nullptr && !baggage.empty()) {
       std::string norm = baggage_normalize(baggage);
-      if (!norm.empty() && write_out(norm, baggage_buf, baggage_cap, baggage_len) != OTELAGENT_OK) {
-        if (baggage_len != nullptr) *baggage_len = 0;
-      }
+      if (!norm.empty() && write_out(norm, baggage_buf, baggage_cap, baggage_len) != OTELAGENT_OK &&
+          baggage_len != nullptr)
+        *baggage_len = 0;
     }
     return found ? OTELAGENT_OK : OTELAGENT_E_NOT_FOUND;
   });
 }
 
-int otelagent_context_inject(const otelagent_span_context *ctx, const char *baggage,
-                             size_t baggage_len, char *buf, size_t cap, size_t *written) {
-  if (ctx == nullptr || bad(baggage, baggage_len)) return OTELAGENT_E_INVALID;
+int otelagent_context_inject(const otelagent_span_context *ctx, const char *tracestate,
+                             size_t tracestate_len, const char *baggage, size_t baggage_len,
+                             char *buf, size_t cap, size_t *written) {
+  std::string_view ts_in, bg_in;
+  int rc = input(tracestate, tracestate_len, OTELAGENT_MAX_TRACESTATE_INPUT, &ts_in);
+  if (rc == OTELAGENT_OK) rc = input(baggage, baggage_len, OTELAGENT_MAX_BAGGAGE, &bg_in);
+  if (rc != OTELAGENT_OK) return rc;
+  if (!ids_valid(ctx)) return OTELAGENT_E_INVALID;
   return guarded([&]() -> int {
     bool tc, bg, xr;
     propagators(&tc, &bg, &xr);
+    const std::string tp = traceparent_format(*ctx);
+    if (tp.empty()) return OTELAGENT_E_INVALID;  // no header for an invalid context
     std::string out;
     if (tc) {
-      out += "traceparent: " + traceparent_format(*ctx) + "\r\n";
-      if (ctx->tracestate_len != 0 && ctx->tracestate_len <= OTELAGENT_TRACESTATE_MAX)
-        out += "tracestate: " + std::string(ctx->tracestate, ctx->tracestate_len) + "\r\n";
+      out += "traceparent: " + tp + "\r\n";
+      std::string ts;
+      if (!ts_in.empty() && tracestate_parse(ts_in, &ts) && !ts.empty())
+        out += "tracestate: " + ts + "\r\n";
     }
     if (xr) out += "X-Amzn-Trace-Id: " + xray_format(*ctx) + "\r\n";
-    if (bg && baggage_len != 0) {
-      std::string norm = baggage_normalize(std::string_view(baggage, baggage_len));
+    if (bg && !bg_in.empty()) {
+      std::string norm = baggage_normalize(bg_in);
       if (!norm.empty()) out += "baggage: " + norm + "\r\n";
     }
     return write_out(out, buf, cap, written);
   });
+}
+
+int otelagent_log_set_handler(otelagent_log_fn fn, void *user) {
+  log_set_handler(fn, user);
+  return OTELAGENT_OK;
 }
 
 int otelagent_stats_get(otelagent_stats *out) {

@@ -59,7 +59,7 @@ struct Config {
   // Extensions (OTELAGENT_*).
   bool xray_ids = false;
   bool allow_tsc = true;  // OTELAGENT_CLOCK=tsc (default) or realtime
-  size_t ring_bytes = 1u << 20;
+  size_t ring_bytes = 256u * 1024;
   uint32_t shutdown_timeout_ms = 3000;
   uint32_t retry_initial_ms = 1000;
   uint32_t retry_max_ms = 30000;

@@ -70,6 +70,13 @@ constexpr uint32_t kFlagHasIsRemote = 0x100;
 constexpr uint32_t kFlagIsRemote = 0x200;
 }  // namespace rec
 
+// Zeroes a record header and sets its version (the span calls build records
+// in place).
+inline void record_header_init(uint8_t *b) {
+  std::memset(b, 0, rec::kHeader);
+  store_u16(b + rec::kVersion, OTELAGENT_RECORD_VERSION);
+}
+
 // One decoded entry; the views point into the record.
 struct Entry {
   uint8_t tag;

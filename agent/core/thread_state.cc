@@ -1,5 +1,7 @@
 #include "core/thread_state.h"
 
+#include <limits.h>
+#include <pthread.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -11,48 +13,79 @@ namespace otelagent {
 
 namespace {
 
+// States by id, so that a span handle (which carries the id) finds its slot
+// without trusting any pointer. Ids start at 1; 0 is never a valid handle.
+// The table is zero-initialised static storage: only the pages of ids in use
+// are ever touched.
+constexpr uint32_t kMaxStates = 1u << 16;
+std::atomic<ThreadState *> g_table[kMaxStates];
+std::atomic<uint32_t> g_state_count{0};
+
 std::atomic<ThreadState *> g_states{nullptr};
-std::atomic<size_t> g_ring_bytes{1u << 20};
+std::atomic<size_t> g_ring_bytes{256u * 1024};
+std::atomic<uint64_t> g_thread_exit_drops{0};
 
 // initial-exec: the hot path reads this with one instruction, no call into
 // the dynamic loader.
 thread_local ThreadState *t_state __attribute__((tls_model("initial-exec"))) = nullptr;
+// Set once the thread's exit clean-up has released its state: anything it
+// emits afterwards is dropped and counted instead of registering again (a
+// registration then would never be released).
+thread_local bool t_exited __attribute__((tls_model("initial-exec"))) = false;
+thread_local uint8_t t_exit_calls __attribute__((tls_model("initial-exec"))) = 0;
 
-// Releases the state when its thread exits.
-struct ThreadExitGuard {
-  ThreadState *state = nullptr;
-  ~ThreadExitGuard() {
-    if (state != nullptr) {
-      // Pairs with the acquire CAS of the next thread that adopts the state:
-      // everything this thread wrote is visible to it.
-      state->owner.store(0, std::memory_order_release);
-      t_state = nullptr;
-    }
-  }
-};
-thread_local ThreadExitGuard t_guard;
+pthread_key_t g_exit_key;
+pthread_once_t g_exit_key_once = PTHREAD_ONCE_INIT;
+
+// Releases the state when its thread exits. A pthread key destructor rather
+// than a thread_local destructor: glibc runs key destructors after every
+// thread_local destructor, so spans those end are still queued. Re-arming
+// once keeps the state through a second round of key destructors, for spans
+// emitted from other keys' destructors. (The library is linked -z nodelete,
+// so this function is never unmapped while threads still hold the key.)
+void on_thread_exit(void *p) {
+  auto *st = static_cast<ThreadState *>(p);
+  if (++t_exit_calls < 2 && pthread_setspecific(g_exit_key, st) == 0) return;
+  t_state = nullptr;
+  t_exited = true;
+  // Pairs with the acquire CAS of the next thread that adopts the state:
+  // everything this thread wrote is visible to it.
+  st->owner.store(0, std::memory_order_release);
+}
+
+void make_exit_key() {
+  if (pthread_key_create(&g_exit_key, on_thread_exit) != 0)
+    log_warn("cannot create the thread-exit key; exiting threads' span storage is not reused");
+}
+
+size_t slab_bytes() {
+  return sizeof(SpanSlot) * OTELAGENT_MAX_OPEN_SPANS_PER_THREAD;
+}
 
 ThreadState *create_state() {
-  void *mem = mmap(nullptr, sizeof(SpanSlot) * OTELAGENT_MAX_OPEN_SPANS_PER_THREAD,
-                   PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  const uint32_t id = g_state_count.load(std::memory_order_relaxed) + 1;
+  if (id >= kMaxStates) return nullptr;
+  // Not populated: anonymous memory is zero, which is a free slot (even seq),
+  // and a slot's page is touched only when a span first uses it.
+  void *mem =
+      mmap(nullptr, slab_bytes(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (mem == MAP_FAILED) return nullptr;
   auto *st = new (std::nothrow) ThreadState();
   if (st == nullptr || !st->ring.init(g_ring_bytes.load(std::memory_order_relaxed))) {
     delete st;
-    munmap(mem, sizeof(SpanSlot) * OTELAGENT_MAX_OPEN_SPANS_PER_THREAD);
+    munmap(mem, slab_bytes());
     return nullptr;
   }
-  // Anonymous memory is zero, which is a free slot; construct in place so the
-  // atomics are properly begun, touching only the slot headers' pages.
   st->slots = static_cast<SpanSlot *>(mem);
-  for (uint32_t i = 0; i < OTELAGENT_MAX_OPEN_SPANS_PER_THREAD; ++i) {
-    SpanSlot *s = &st->slots[i];
-    s->state.store(SpanSlot::kFree, std::memory_order_relaxed);
-    s->index = static_cast<uint16_t>(i);
-    s->home = st;
-  }
+  st->id = id;
+  // Registration is serialised by the caller's lock, so ids are dense.
+  g_table[id].store(st, std::memory_order_release);
+  g_state_count.store(id, std::memory_order_release);
   return st;
 }
+
+// Serialises registrations (cold path only), so ids and the list stay simple.
+pthread_mutex_t g_register_mu = PTHREAD_MUTEX_INITIALIZER;
 
 }  // namespace
 
@@ -64,6 +97,17 @@ ThreadState *thread_states() {
   return g_states.load(std::memory_order_acquire);
 }
 
+uint64_t thread_exit_drops() {
+  return g_thread_exit_drops.load(std::memory_order_relaxed);
+}
+
+void thread_exit_drop() {
+  g_thread_exit_drops.fetch_add(1, std::memory_order_relaxed);
+  log_warn_once(Once::kThreadExit,
+                "a thread emitted a span after its exit clean-up; dropped (counted in "
+                "spans_dropped_thread_exit)");
+}
+
 SpanSlot *ThreadState::acquire_slot() {
   const uint32_t n = OTELAGENT_MAX_OPEN_SPANS_PER_THREAD;
   for (uint32_t k = 0; k < n; ++k) {
@@ -72,8 +116,12 @@ SpanSlot *ThreadState::acquire_slot() {
     SpanSlot *s = &slots[i];
     // Pairs with the release store in span end (possibly on another thread):
     // that thread's use of the slot happened before our reuse.
-    if (s->state.load(std::memory_order_acquire) == SpanSlot::kFree) {
-      s->state.store(SpanSlot::kOpen, std::memory_order_relaxed);
+    const uint32_t q = s->seq.load(std::memory_order_acquire);
+    if ((q & 1u) == 0) {
+      // Only the owner opens a free slot, so a plain store suffices.
+      s->seq.store(q + 1, std::memory_order_relaxed);
+      s->index = static_cast<uint16_t>(i);
+      s->home = this;
       free_hint = i + 1 < n ? i + 1 : 0;
       return s;
     }
@@ -81,38 +129,69 @@ SpanSlot *ThreadState::acquire_slot() {
   return nullptr;
 }
 
+bool ThreadState::any_open() const {
+  for (uint32_t i = 0; i < OTELAGENT_MAX_OPEN_SPANS_PER_THREAD; ++i)
+    if (slots[i].open()) return true;
+  return false;
+}
+
+SpanSlot *span_slot_of(const otelagent_span *handle, uint32_t *seq) {
+  const auto token = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(handle));
+  const uint64_t id = token >> 40;
+  const uint64_t index = (token >> 32) & 0xFFu;
+  *seq = static_cast<uint32_t>(token);
+  if (id == 0 || id >= kMaxStates || (*seq & 1u) == 0) return nullptr;
+  // Pairs with the release store in create_state (the handle's id was
+  // published before any handle carrying it existed).
+  ThreadState *st = g_table[id].load(std::memory_order_acquire);
+  if (st == nullptr) return nullptr;
+  return &st->slots[index];
+}
+
 __attribute__((noinline, cold)) ThreadState *register_thread() {
+  if (t_exited) {
+    thread_exit_drop();
+    return nullptr;
+  }
   const uint64_t me = static_cast<uint64_t>(gettid());
   ThreadState *st = nullptr;
-  // Adopt a released state first, so memory stays bounded by live threads.
+  pthread_mutex_lock(&g_register_mu);
+  // Adopt a released state first, so memory stays bounded by live threads;
+  // but not one whose previous thread left spans open (they may have been
+  // handed to other threads): a new thread starts with all its slots free.
   for (ThreadState *s = thread_states(); s != nullptr; s = s->next) {
     uint64_t expected = 0;
-    // Pairs with the release store of the previous owner's exit guard.
-    if (s->owner.load(std::memory_order_relaxed) == 0 &&
+    // Pairs with the release store of the previous owner's exit clean-up.
+    if (s->owner.load(std::memory_order_acquire) == 0 && !s->any_open() &&
         s->owner.compare_exchange_strong(expected, me, std::memory_order_acquire)) {
       st = s;
       break;
     }
   }
-  if (st == nullptr) {
-    st = create_state();
-    if (st == nullptr) {
-      log_warn_once(Once::kThreadStart,
-                    "cannot allocate span storage for a thread; its spans are dropped");
-      return nullptr;
-    }
+  if (st == nullptr && (st = create_state()) != nullptr) {
     st->owner.store(me, std::memory_order_relaxed);
-    ThreadState *head = g_states.load(std::memory_order_relaxed);
-    do st->next = head;
+    st->next = g_states.load(std::memory_order_relaxed);
     // Release: the new state is fully built before readers can reach it.
-    while (!g_states.compare_exchange_weak(head, st, std::memory_order_release,
-                                           std::memory_order_relaxed));
+    g_states.store(st, std::memory_order_release);
+  }
+  pthread_mutex_unlock(&g_register_mu);
+  if (st == nullptr) {
+    log_warn_once(Once::kThreadStart,
+                  "cannot allocate span storage for a thread; its spans are dropped");
+    return nullptr;
   }
   st->ids.seed();
   st->since_wake = 0;
-  t_guard.state = st;
+  st->since_wake_bytes = 0;
+  st->free_hint = 0;
+  pthread_once(&g_exit_key_once, make_exit_key);
+  pthread_setspecific(g_exit_key, st);
   t_state = st;
   return st;
+}
+
+ThreadState *current_thread_state() {
+  return t_state;
 }
 
 ThreadState *this_thread_state() {
@@ -124,9 +203,13 @@ ThreadState *this_thread_state() {
 void thread_states_after_fork_child() {
   ThreadState *mine = t_state;
   const uint64_t me = static_cast<uint64_t>(gettid());
+  // The parent's registration lock may have been held by a thread that does
+  // not exist here.
+  new (&g_register_mu) pthread_mutex_t(PTHREAD_MUTEX_INITIALIZER);
   for (ThreadState *s = thread_states(); s != nullptr; s = s->next) {
     s->ring.reset();
     s->since_wake = 0;
+    s->since_wake_bytes = 0;
     s->started.reset();
     s->ended.reset();
     s->recorded.reset();
@@ -137,6 +220,7 @@ void thread_states_after_fork_child() {
     s->queued.reset();
     s->owner.store(s == mine ? me : 0, std::memory_order_relaxed);
   }
+  g_thread_exit_drops.store(0, std::memory_order_relaxed);
   if (mine != nullptr) mine->ids.seed();
 }
 

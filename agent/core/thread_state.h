@@ -21,13 +21,14 @@ namespace otelagent {
 
 struct ThreadState;
 
-// A span being built. Only the thread that currently uses the span writes it;
-// `state` hands the slot back to its owner's slab when the span ends.
+// A span being built. Only the thread that currently uses the span writes it.
+// `seq` is odd while the span is open; every open and every end adds one, so
+// a handle (which carries the odd value it was opened with) matches only the
+// span it was made for: a stale or double-ended handle sees another value.
+// Slabs are mapped without being touched; a slot's page is first written when
+// the slot is first used, so an idle slot costs no memory.
 struct SpanSlot {
-  static constexpr uint32_t kFree = 0;
-  static constexpr uint32_t kOpen = 1;
-
-  std::atomic<uint32_t> state{kFree};
+  std::atomic<uint32_t> seq{0};
   uint16_t index = 0;
   uint8_t recording = 0;
   uint8_t status_final = 0;                   // OK was set: the status can no longer change
@@ -37,6 +38,8 @@ struct SpanSlot {
   ThreadState *home = nullptr;
   const Limits *limits = nullptr;  // the runtime's (runtimes are never freed)
   alignas(8) uint8_t buf[OTELAGENT_MAX_SPAN_BYTES];
+
+  bool open() const { return (seq.load(std::memory_order_relaxed) & 1u) != 0; }
 };
 
 // A counter written by one thread at a time (the state's owner) and read by
@@ -54,23 +57,50 @@ struct ThreadState {
   // 0 when no live thread owns this state; otherwise the owner's tid.
   std::atomic<uint64_t> owner{0};
   ThreadState *next = nullptr;  // immutable once published
+  uint32_t id = 0;              // index in the state table (handles carry it)
 
   SpscRing ring;
   SpanSlot *slots = nullptr;  // OTELAGENT_MAX_OPEN_SPANS_PER_THREAD of them
   uint32_t free_hint = 0;     // owner's guess of the lowest free slot
   uint32_t since_wake = 0;    // spans pushed since this thread last woke the exporter
+  uint64_t since_wake_bytes = 0;
   IdGenerator ids;
 
   OwnedCounter started, ended, recorded, sampled_out, ring_full, span_limit, truncated, queued;
 
-  // Owner: a free slot, or nullptr when all are open.
+  // Owner: opens a free slot (its `seq` becomes odd), or nullptr when all are
+  // open.
   SpanSlot *acquire_slot();
+  // Whether any slot is open (a scan; cold paths only).
+  bool any_open() const;
 };
 
+// Span handles are tokens, not addresses: the state's table index, the slot
+// index and the slot's `seq` when the span was opened.
+inline otelagent_span *span_handle(const ThreadState *st, const SpanSlot *s, uint32_t seq) {
+  const uint64_t token = (static_cast<uint64_t>(st->id) << 40) |
+                         (static_cast<uint64_t>(s->index) << 32) | static_cast<uint64_t>(seq);
+  return reinterpret_cast<otelagent_span *>(static_cast<uintptr_t>(token));
+}
+
+// The slot a handle names, or nullptr when it names none (not a handle). The
+// caller compares `*seq` with the slot's seq to know whether it still is the
+// same span.
+SpanSlot *span_slot_of(const otelagent_span *handle, uint32_t *seq);
+
 // The calling thread's state, registering it on first use (cold path: one
-// allocation of the ring and slab, done once per new thread). nullptr only
-// when memory is exhausted.
+// allocation of the ring and slab, done once per new thread). nullptr when
+// memory is exhausted, when the process already has 65535 states, or when
+// the thread is past its exit clean-up (then the caller's span is dropped and
+// counted in thread_exit_drops()).
 ThreadState *this_thread_state();
+
+// The calling thread's state if it has one; never registers.
+ThreadState *current_thread_state();
+
+// Spans dropped because their thread emitted after its exit clean-up.
+uint64_t thread_exit_drops();
+void thread_exit_drop();
 
 // Capacity of the rings of threads registered from now on.
 void thread_states_set_ring_bytes(size_t bytes);

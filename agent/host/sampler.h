@@ -16,9 +16,11 @@ inline bool ratio_sampled(const Runtime &rt, const uint8_t trace_id[16]) {
   return low < rt.ratio_bound;
 }
 
-// `parent` is a valid context or nullptr for a root span.
+// `parent` is a valid context or nullptr for a root span. A parent whose
+// upstream deferred the decision (X-Ray Sampled=?) is decided like a root.
 inline bool should_sample(const Runtime &rt, const otelagent_span_context *parent,
                           const uint8_t trace_id[16]) {
+  if (parent != nullptr && parent->sampling == OTELAGENT_SAMPLING_DEFERRED) parent = nullptr;
   switch (rt.cfg.sampler) {
     case SamplerKind::kAlwaysOn:
       return true;

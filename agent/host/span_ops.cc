@@ -15,23 +15,49 @@ namespace otelagent {
 
 namespace {
 
-SpanSlot *slot_of(otelagent_span *span) {
-  return reinterpret_cast<SpanSlot *>(span);
-}
-const SpanSlot *slot_of(const otelagent_span *span) {
-  return reinterpret_cast<const SpanSlot *>(span);
-}
-
 bool bad_str(const void *p, size_t len) {
   return p == nullptr && len != 0;
+}
+
+// The length of a caller's string: OTELAGENT_NTS means NUL-terminated, read
+// no further than one byte past `max` (so a caller's cap check still sees
+// "too long"). Returns false for a NULL pointer with a length.
+inline bool str_len(const char *p, size_t len, size_t max, size_t *out) {
+  if (__builtin_expect(len == OTELAGENT_NTS, 0)) {
+    if (p == nullptr) return false;
+    *out = strnlen(p, max + 1);
+    return true;
+  }
+  *out = len;
+  return !bad_str(p, len);
 }
 
 bool context_valid(const otelagent_span_context *c) {
   return c != nullptr && !all_zero(c->trace_id, 16) && !all_zero(c->span_id, 8);
 }
 
+// The slot of a live span, or nullptr with *rc = INVALID (not a handle) or
+// ENDED (the span has ended; its slot may serve another span by now).
+SpanSlot *live_slot(const otelagent_span *span, int *rc) {
+  uint32_t seq;
+  SpanSlot *s = span_slot_of(span, &seq);
+  if (__builtin_expect(s == nullptr, 0)) {
+    *rc = OTELAGENT_E_INVALID;
+    return nullptr;
+  }
+  // Pairs with the release store that ended the span (when it was ended on
+  // another thread and handed back, the hand-off orders it anyway).
+  if (__builtin_expect(s->seq.load(std::memory_order_acquire) != seq, 0)) {
+    *rc = OTELAGENT_E_ENDED;
+    return nullptr;
+  }
+  *rc = OTELAGENT_OK;
+  return s;
+}
+
 // Writes an entry header and key, returning where `vlen` value bytes go, or
-// nullptr when the span has no room left.
+// nullptr when the span has no room left. `klen` and `vlen` are within the
+// caps, so the record's u16/u32 length fields cannot wrap.
 uint8_t *reserve_entry(SpanSlot *s, uint8_t tag, uint8_t type, const char *key, size_t klen,
                        size_t vlen) {
   const size_t need = rec::kEntryHeader + klen + vlen;
@@ -53,6 +79,23 @@ bool put_string(SpanSlot *s, uint8_t tag, const char *v, size_t len) {
   return true;
 }
 
+// Removes the entries with `tag` (a span's own NAME or STATUS_MESSAGE), so
+// that replacing them takes no more room however often it is done. Rare
+// (a rename, an error status), so a move of the span's bytes is fine.
+__attribute__((noinline)) void remove_entries(SpanSlot *s, uint8_t tag) {
+  uint32_t off = rec::kHeader;
+  while (off + rec::kEntryHeader <= s->len) {
+    const uint8_t *p = s->buf + off;
+    const uint32_t n = static_cast<uint32_t>(rec::kEntryHeader) + load_u16(p + 2) + load_u32(p + 4);
+    if (p[0] == tag) {
+      std::memmove(s->buf + off, s->buf + off + n, s->len - off - n);
+      s->len -= n;
+    } else {
+      off += n;
+    }
+  }
+}
+
 // Counts a value cut to an internal cap, in the statistics and in the span
 // (exported as the attribute otelagent.truncated_values).
 __attribute__((cold, noinline)) void note_truncation(SpanSlot *s) {
@@ -67,20 +110,55 @@ size_t capped(SpanSlot *s, const char *p, size_t len, size_t cap) {
   return utf8_cut(p, len, cap);
 }
 
+// Whether an attribute is well-formed (what put_attr would accept), without
+// writing it: for spans that do not record, whose status must still agree.
+bool attr_valid(const otelagent_attr *a) {
+  if (a == nullptr || a->key == nullptr || a->key_len == 0) return false;
+  const auto &v = a->value;
+  switch (a->type) {
+    case OTELAGENT_TYPE_STRING:
+    case OTELAGENT_TYPE_BYTES:
+      return !bad_str(v.str.ptr, v.str.len);
+    case OTELAGENT_TYPE_BOOL:
+    case OTELAGENT_TYPE_INT64:
+    case OTELAGENT_TYPE_DOUBLE:
+      return true;
+    case OTELAGENT_TYPE_BOOL_ARRAY:
+    case OTELAGENT_TYPE_INT64_ARRAY:
+    case OTELAGENT_TYPE_DOUBLE_ARRAY:
+    case OTELAGENT_TYPE_STRING_ARRAY:
+      return !(v.array.items == nullptr && v.array.count != 0);
+    default:
+      return false;
+  }
+}
+
+bool link_valid(const otelagent_link *l) {
+  if (l == nullptr || !context_valid(l->context) || bad_str(l->tracestate.ptr, l->tracestate.len) ||
+      (l->attrs == nullptr && l->attr_count != 0))
+    return false;
+  for (size_t i = 0; i < l->attr_count; ++i)
+    if (!attr_valid(&l->attrs[i])) return false;
+  return true;
+}
+
 // 1: written; 0: no room or over the count (caller counts it dropped);
 // -1: the attribute itself is invalid.
 int put_attr(SpanSlot *s, uint8_t tag, const otelagent_attr *a) {
   if (a == nullptr || a->key == nullptr || a->key_len == 0) return -1;
-  const size_t klen = capped(s, a->key, a->key_len, OTELAGENT_MAX_KEY_BYTES);
+  size_t key_len;
+  if (!str_len(a->key, a->key_len, OTELAGENT_MAX_KEY_BYTES, &key_len) || key_len == 0) return -1;
+  const size_t klen = capped(s, a->key, key_len, OTELAGENT_MAX_KEY_BYTES);
   const auto &v = a->value;
   uint8_t *p;
   switch (a->type) {
     case OTELAGENT_TYPE_STRING:
     case OTELAGENT_TYPE_BYTES: {
-      if (bad_str(v.str.ptr, v.str.len)) return -1;
+      size_t len;
+      if (!str_len(v.str.ptr, v.str.len, OTELAGENT_MAX_VALUE_BYTES, &len)) return -1;
       size_t n = a->type == OTELAGENT_TYPE_STRING
-                     ? capped(s, v.str.ptr, v.str.len, OTELAGENT_MAX_VALUE_BYTES)
-                     : std::min<size_t>(v.str.len, OTELAGENT_MAX_VALUE_BYTES);
+                     ? capped(s, v.str.ptr, len, OTELAGENT_MAX_VALUE_BYTES)
+                     : std::min<size_t>(len, OTELAGENT_MAX_VALUE_BYTES);
       if ((p = reserve_entry(s, tag, static_cast<uint8_t>(a->type), a->key, klen, n)) == nullptr)
         return 0;
       if (n != 0) std::memcpy(p, v.str.ptr, n);
@@ -102,7 +180,8 @@ int put_attr(SpanSlot *s, uint8_t tag, const otelagent_attr *a) {
       if (v.array.items == nullptr && v.array.count != 0) return -1;
       const size_t item = a->type == OTELAGENT_TYPE_BOOL_ARRAY ? 1 : 8;
       size_t count = v.array.count;
-      if (count * item > OTELAGENT_MAX_VALUE_BYTES) {
+      // Compared by division: count * item may not fit in size_t.
+      if (count > OTELAGENT_MAX_VALUE_BYTES / item) {
         count = OTELAGENT_MAX_VALUE_BYTES / item;
         note_truncation(s);
       }
@@ -120,30 +199,34 @@ int put_attr(SpanSlot *s, uint8_t tag, const otelagent_attr *a) {
     case OTELAGENT_TYPE_STRING_ARRAY: {
       const auto *items = static_cast<const otelagent_str *>(v.array.items);
       if (items == nullptr && v.array.count != 0) return -1;
-      // Keep whole items up to the value cap (the first one is cut if alone
-      // it is too long).
+      // Whole items up to the value cap (the first one is cut when alone it
+      // is too long). Each length is resolved once and bounded by the cap
+      // before any arithmetic, so no sum can overflow.
+      constexpr size_t kCap = OTELAGENT_MAX_VALUE_BYTES;
+      uint32_t lens[OTELAGENT_MAX_VALUE_BYTES / 4];
       size_t total = 0, count = 0;
       for (; count < v.array.count; ++count) {
-        if (bad_str(items[count].ptr, items[count].len)) return -1;
-        size_t n = items[count].len;
-        if (total + 4 + n > OTELAGENT_MAX_VALUE_BYTES) {
+        size_t n;
+        if (!str_len(items[count].ptr, items[count].len, kCap, &n)) return -1;
+        if (count == kCap / 4 || total + 4 > kCap || n > kCap - 4 - total) {
           note_truncation(s);
           if (count == 0) {
-            total = 4 + utf8_cut(items[0].ptr, n, OTELAGENT_MAX_VALUE_BYTES - 4);
+            lens[0] = static_cast<uint32_t>(utf8_cut(items[0].ptr, n, kCap - 4));
+            total = 4 + lens[0];
             count = 1;
           }
           break;
         }
+        lens[count] = static_cast<uint32_t>(n);
         total += 4 + n;
       }
       if ((p = reserve_entry(s, tag, OTELAGENT_TYPE_STRING_ARRAY, a->key, klen, total)) == nullptr)
         return 0;
       size_t off = 0;
       for (size_t i = 0; i < count; ++i) {
-        uint32_t n = static_cast<uint32_t>(std::min(items[i].len, total - off - 4));
-        store_u32(p + off, n);
-        if (n != 0) std::memcpy(p + off + 4, items[i].ptr, n);
-        off += 4 + n;
+        store_u32(p + off, lens[i]);
+        if (lens[i] != 0) std::memcpy(p + off + 4, items[i].ptr, lens[i]);
+        off += 4 + lens[i];
       }
       return 1;
     }
@@ -179,31 +262,41 @@ int put_group_attrs(SpanSlot *s, uint8_t tag, const otelagent_attr *attrs, size_
   return rc;
 }
 
-int put_link(SpanSlot *s, const Limits &lim, const otelagent_link *l) {
-  if (l == nullptr || !context_valid(l->context)) return OTELAGENT_E_INVALID;
+// A caller's tracestate, or an empty one when it is over the W3C maximum
+// (then it is not a valid tracestate; its members are checked on the
+// exporter thread).
+size_t tracestate_len(const otelagent_str &ts) {
+  size_t n;
+  if (!str_len(ts.ptr, ts.len, OTELAGENT_TRACESTATE_MAX, &n)) return 0;
+  return n <= OTELAGENT_TRACESTATE_MAX ? n : 0;
+}
+
+// The link was checked by link_valid.
+void put_link(SpanSlot *s, const Limits &lim, const otelagent_link *l) {
   const otelagent_span_context *c = l->context;
   if (s->links >= lim.link_count) {
     bump(s->buf + rec::kDroppedLinks);
-    return OTELAGENT_OK;
+    return;
   }
-  size_t ts = std::min<size_t>(c->tracestate_len, OTELAGENT_TRACESTATE_MAX);
+  const size_t ts = tracestate_len(l->tracestate);
   uint8_t *p =
       reserve_entry(s, OTELAGENT_REC_LINK, OTELAGENT_TYPE_BYTES, nullptr, 0, rec::kLinkFixed + ts);
   if (p == nullptr) {
     bump(s->buf + rec::kDroppedLinks);
-    return OTELAGENT_OK;
+    return;
   }
   std::memcpy(p, c->trace_id, 16);
   std::memcpy(p + 16, c->span_id, 8);
   store_u32(p + 24,
             c->trace_flags | rec::kFlagHasIsRemote | (c->is_remote ? rec::kFlagIsRemote : 0));
-  std::memcpy(p + rec::kLinkFixed, c->tracestate, ts);
+  if (ts != 0) std::memcpy(p + rec::kLinkFixed, l->tracestate.ptr, ts);
   ++s->links;
-  return put_group_attrs(s, OTELAGENT_REC_LINK_ATTR, l->attrs, l->attr_count, lim.link_attr_count);
+  put_group_attrs(s, OTELAGENT_REC_LINK_ATTR, l->attrs, l->attr_count, lim.link_attr_count);
 }
 
 int add_attr(SpanSlot *s, const Limits &lim, const otelagent_attr *a) {
   if (s->attrs >= lim.attr_count) {
+    if (!attr_valid(a)) return OTELAGENT_E_INVALID;
     bump(s->buf + rec::kDroppedAttrs);
     return OTELAGENT_OK;
   }
@@ -217,20 +310,21 @@ int add_attr(SpanSlot *s, const Limits &lim, const otelagent_attr *a) {
   return OTELAGENT_OK;
 }
 
-// Shared checks of the span setters: a usable, recording span. Returns
+// Shared checks of the span setters: a live, recording span. Returns
 // nullptr with *rc set when there is nothing to do.
 SpanSlot *writable(otelagent_span *span, int *rc) {
-  SpanSlot *s = slot_of(span);
-  if (s == nullptr) {
-    *rc = OTELAGENT_E_INVALID;
-    return nullptr;
-  }
-  if (s->state.load(std::memory_order_relaxed) != SpanSlot::kOpen) {
-    *rc = OTELAGENT_E_ENDED;
-    return nullptr;
-  }
-  *rc = OTELAGENT_OK;
-  return s->recording ? s : nullptr;
+  SpanSlot *s = live_slot(span, rc);
+  return s != nullptr && s->recording ? s : nullptr;
+}
+
+// Ends the use of a slot: the handle that named it becomes stale.
+void release_slot(SpanSlot *s, ThreadState *st) {
+  ThreadState *home = s->home;
+  const uint16_t index = s->index;
+  // Pairs with the acquire load in acquire_slot (our writes to the slot are
+  // done before its owner reuses it) and in live_slot.
+  s->seq.store(s->seq.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+  if (home == st && index < home->free_hint) home->free_hint = index;
 }
 
 }  // namespace
@@ -239,7 +333,7 @@ int span_start(const char *name, size_t name_len, const otelagent_span_options *
                otelagent_span **out) {
   if (out == nullptr) return OTELAGENT_E_INVALID;
   *out = nullptr;
-  if (bad_str(name, name_len)) return OTELAGENT_E_INVALID;
+  if (!str_len(name, name_len, OTELAGENT_MAX_VALUE_BYTES, &name_len)) return OTELAGENT_E_INVALID;
   const Runtime *rt = runtime();
   if (rt == nullptr) return OTELAGENT_E_NOT_STARTED;
   if (rt->disabled) return OTELAGENT_E_DISABLED;
@@ -250,11 +344,20 @@ int span_start(const char *name, size_t name_len, const otelagent_span_options *
       return OTELAGENT_E_INVALID;
     std::memcpy(&o, opts, std::min<size_t>(opts->struct_size, sizeof o));
   }
+  size_t scope_len = 0, scope_version_len = 0;
   if (o.kind < 0 || o.kind > OTELAGENT_KIND_CONSUMER ||
-      bad_str(o.scope_name.ptr, o.scope_name.len) ||
-      bad_str(o.scope_version.ptr, o.scope_version.len) || (o.links == nullptr && o.link_count) ||
-      (o.attrs == nullptr && o.attr_count))
+      !str_len(o.scope_name.ptr, o.scope_name.len, OTELAGENT_MAX_KEY_BYTES, &scope_len) ||
+      !str_len(o.scope_version.ptr, o.scope_version.len, OTELAGENT_MAX_KEY_BYTES,
+               &scope_version_len) ||
+      bad_str(o.parent_tracestate.ptr, o.parent_tracestate.len) ||
+      (o.links == nullptr && o.link_count) || (o.attrs == nullptr && o.attr_count))
     return OTELAGENT_E_INVALID;
+  // Links and initial attributes are checked before anything is started, so
+  // that the status and the handle agree (INVALID: no span).
+  for (size_t i = 0; i < o.link_count; ++i)
+    if (!link_valid(&o.links[i])) return OTELAGENT_E_INVALID;
+  for (size_t i = 0; i < o.attr_count; ++i)
+    if (!attr_valid(&o.attrs[i])) return OTELAGENT_E_INVALID;
 
   ThreadState *st = this_thread_state();
   if (st == nullptr) return OTELAGENT_E_INTERNAL;
@@ -271,14 +374,13 @@ int span_start(const char *name, size_t name_len, const otelagent_span_options *
 
   const otelagent_span_context *parent = context_valid(o.parent) ? o.parent : nullptr;
   uint8_t *b = s->buf;
-  std::memset(b, 0, rec::kHeader);
-  store_u16(b + rec::kVersion, OTELAGENT_RECORD_VERSION);
+  record_header_init(b);
   b[rec::kKind] = static_cast<uint8_t>(o.kind == 0 ? OTELAGENT_KIND_INTERNAL : o.kind);
   uint64_t start = o.start_time_unix_nano;
   if (start == 0) {
     if (rt->use_tsc) {
       start = read_tsc();
-      store_u32(b + rec::kInternal, rec::kStartIsTsc);
+      store_u16(b + rec::kInternal, rec::kStartIsTsc);
     } else {
       start = now_unix_nano();
     }
@@ -305,43 +407,41 @@ int span_start(const char *name, size_t name_len, const otelagent_span_options *
   s->status_final = 0;
   s->attrs = s->events = s->links = 0;
   // The tracestate is kept even when not recording: the context needs it.
-  if (parent != nullptr && parent->tracestate_len != 0)
-    put_string(s, OTELAGENT_REC_TRACESTATE, parent->tracestate,
-               std::min<size_t>(parent->tracestate_len, OTELAGENT_TRACESTATE_MAX));
-  *out = reinterpret_cast<otelagent_span *>(s);
+  if (parent != nullptr) {
+    const size_t ts = tracestate_len(o.parent_tracestate);
+    if (ts != 0) put_string(s, OTELAGENT_REC_TRACESTATE, o.parent_tracestate.ptr, ts);
+  }
+  *out = span_handle(st, s, s->seq.load(std::memory_order_relaxed));
   if (!sampled) {
     st->sampled_out.add();
     return OTELAGENT_OK;
   }
 
   put_string(s, OTELAGENT_REC_NAME, name, capped(s, name, name_len, OTELAGENT_MAX_VALUE_BYTES));
-  if (o.scope_name.len != 0)
+  if (scope_len != 0)
     put_string(s, OTELAGENT_REC_SCOPE_NAME, o.scope_name.ptr,
-               capped(s, o.scope_name.ptr, o.scope_name.len, OTELAGENT_MAX_KEY_BYTES));
-  if (o.scope_version.len != 0)
+               capped(s, o.scope_name.ptr, scope_len, OTELAGENT_MAX_KEY_BYTES));
+  if (scope_version_len != 0)
     put_string(s, OTELAGENT_REC_SCOPE_VERSION, o.scope_version.ptr,
-               capped(s, o.scope_version.ptr, o.scope_version.len, OTELAGENT_MAX_KEY_BYTES));
-  int rc = OTELAGENT_OK;
+               capped(s, o.scope_version.ptr, scope_version_len, OTELAGENT_MAX_KEY_BYTES));
   const Limits &lim = rt->cfg.limits;
-  for (size_t i = 0; i < o.link_count; ++i)
-    if (put_link(s, lim, &o.links[i]) != OTELAGENT_OK) rc = OTELAGENT_E_INVALID;
-  for (size_t i = 0; i < o.attr_count; ++i)
-    if (add_attr(s, lim, &o.attrs[i]) != OTELAGENT_OK) rc = OTELAGENT_E_INVALID;
-  // The span is started even when some link or attribute was invalid; the
-  // status says so.
-  return rc;
+  for (size_t i = 0; i < o.link_count; ++i) put_link(s, lim, &o.links[i]);
+  for (size_t i = 0; i < o.attr_count; ++i) add_attr(s, lim, &o.attrs[i]);
+  return OTELAGENT_OK;
 }
 
 int span_set_attr(otelagent_span *span, const otelagent_attr *attr) {
   int rc;
   SpanSlot *s = writable(span, &rc);
-  if (s == nullptr) return attr == nullptr && rc == OTELAGENT_OK ? OTELAGENT_E_INVALID : rc;
+  if (s == nullptr) return rc == OTELAGENT_OK && !attr_valid(attr) ? OTELAGENT_E_INVALID : rc;
   return add_attr(s, *s->limits, attr);
 }
 
 int span_add_event(otelagent_span *span, const char *name, size_t name_len, uint64_t time,
                    const otelagent_attr *attrs, size_t attr_count) {
-  if (bad_str(name, name_len) || (attrs == nullptr && attr_count != 0)) return OTELAGENT_E_INVALID;
+  if (!str_len(name, name_len, OTELAGENT_MAX_KEY_BYTES, &name_len) ||
+      (attrs == nullptr && attr_count != 0))
+    return OTELAGENT_E_INVALID;
   int rc;
   SpanSlot *s = writable(span, &rc);
   if (s == nullptr) return rc;
@@ -362,47 +462,63 @@ int span_add_event(otelagent_span *span, const char *name, size_t name_len, uint
 }
 
 int span_set_status(otelagent_span *span, int32_t code, const char *msg, size_t msg_len) {
-  if (code < OTELAGENT_STATUS_UNSET || code > OTELAGENT_STATUS_ERROR || bad_str(msg, msg_len))
+  if (code < OTELAGENT_STATUS_UNSET || code > OTELAGENT_STATUS_ERROR ||
+      !str_len(msg, msg_len, OTELAGENT_MAX_VALUE_BYTES, &msg_len))
     return OTELAGENT_E_INVALID;
   int rc;
   SpanSlot *s = writable(span, &rc);
   if (s == nullptr || s->status_final || code == OTELAGENT_STATUS_UNSET) return rc;
   s->buf[rec::kStatus] = static_cast<uint8_t>(code);
   if (code == OTELAGENT_STATUS_OK) s->status_final = 1;
-  if (code == OTELAGENT_STATUS_ERROR && msg_len != 0)
-    put_string(s, OTELAGENT_REC_STATUS_MESSAGE, msg,
-               capped(s, msg, msg_len, OTELAGENT_MAX_VALUE_BYTES));
+  if (code == OTELAGENT_STATUS_ERROR) {
+    // The last description set is the one; an earlier one is replaced.
+    remove_entries(s, OTELAGENT_REC_STATUS_MESSAGE);
+    if (msg_len != 0)
+      put_string(s, OTELAGENT_REC_STATUS_MESSAGE, msg,
+                 capped(s, msg, msg_len, OTELAGENT_MAX_VALUE_BYTES));
+  }
   return OTELAGENT_OK;
 }
 
 int span_set_name(otelagent_span *span, const char *name, size_t name_len) {
-  if (bad_str(name, name_len)) return OTELAGENT_E_INVALID;
+  if (!str_len(name, name_len, OTELAGENT_MAX_VALUE_BYTES, &name_len)) return OTELAGENT_E_INVALID;
   int rc;
   SpanSlot *s = writable(span, &rc);
   if (s == nullptr) return rc;
+  remove_entries(s, OTELAGENT_REC_NAME);
   put_string(s, OTELAGENT_REC_NAME, name, capped(s, name, name_len, OTELAGENT_MAX_VALUE_BYTES));
   return OTELAGENT_OK;
 }
 
 int span_get_context(const otelagent_span *span, otelagent_span_context *out) {
-  const SpanSlot *s = slot_of(span);
-  if (s == nullptr || out == nullptr) return OTELAGENT_E_INVALID;
-  if (s->state.load(std::memory_order_relaxed) != SpanSlot::kOpen) return OTELAGENT_E_ENDED;
-  RecordView v{s->buf, s->len};
-  std::memset(out, 0, offsetof(otelagent_span_context, tracestate));
-  std::memcpy(out->trace_id, v.trace_id(), 16);
-  std::memcpy(out->span_id, v.span_id(), 8);
-  out->trace_flags = static_cast<uint8_t>(v.flags() & 0xFF);
-  std::string_view ts = v.find(OTELAGENT_REC_TRACESTATE);
-  out->tracestate_len = static_cast<uint16_t>(ts.size());
-  if (!ts.empty()) std::memcpy(out->tracestate, ts.data(), ts.size());
+  if (out == nullptr) return OTELAGENT_E_INVALID;
+  int rc;
+  const SpanSlot *s = live_slot(span, &rc);
+  if (s == nullptr) return rc;
+  std::memset(out, 0, sizeof *out);
+  std::memcpy(out->trace_id, s->buf + rec::kTraceId, 16);
+  std::memcpy(out->span_id, s->buf + rec::kSpanId, 8);
+  out->trace_flags = static_cast<uint8_t>(load_u32(s->buf + rec::kFlags) & 0xFF);
+  return OTELAGENT_OK;
+}
+
+int span_get_tracestate(const otelagent_span *span, char *buf, size_t cap, size_t *written) {
+  if (written == nullptr || (buf == nullptr && cap != 0)) return OTELAGENT_E_INVALID;
+  int rc;
+  const SpanSlot *s = live_slot(span, &rc);
+  if (s == nullptr) return rc;
+  const std::string_view ts = RecordView{s->buf, s->len}.find(OTELAGENT_REC_TRACESTATE);
+  *written = ts.size();
+  if (cap < ts.size()) return OTELAGENT_E_NO_SPACE;
+  if (!ts.empty()) std::memcpy(buf, ts.data(), ts.size());
+  if (cap > ts.size()) buf[ts.size()] = '\0';
   return OTELAGENT_OK;
 }
 
 int span_is_recording(const otelagent_span *span) {
-  const SpanSlot *s = slot_of(span);
-  return s != nullptr && s->state.load(std::memory_order_relaxed) == SpanSlot::kOpen &&
-         s->recording;
+  int rc;
+  const SpanSlot *s = live_slot(span, &rc);
+  return s != nullptr && s->recording;
 }
 
 namespace {
@@ -418,9 +534,16 @@ int enqueue(ThreadState *st, const uint8_t *data, uint32_t len) {
     return OTELAGENT_E_RING_FULL;
   }
   st->queued.add();
+  // Wake the exporter once a batch's worth of spans, or a quarter of the
+  // ring, has been queued since the last wake-up: small rings never wait
+  // for a whole batch.
+  st->since_wake_bytes += len;
   const Runtime *rt = runtime();
-  if (__builtin_expect(++st->since_wake >= (rt ? rt->wake_every : 1), 0)) {
+  if (__builtin_expect(++st->since_wake >= (rt ? rt->wake_every : 1) ||
+                           st->since_wake_bytes >= st->ring.capacity() / 4,
+                       0)) {
     st->since_wake = 0;
+    st->since_wake_bytes = 0;
     exporter_wake();
   }
   return OTELAGENT_OK;
@@ -428,29 +551,28 @@ int enqueue(ThreadState *st, const uint8_t *data, uint32_t len) {
 }  // namespace
 
 int span_end(otelagent_span *span, uint64_t end_time) {
-  SpanSlot *s = slot_of(span);
-  if (s == nullptr) return OTELAGENT_E_INVALID;
-  if (s->state.load(std::memory_order_relaxed) != SpanSlot::kOpen) return OTELAGENT_E_ENDED;
-  ThreadState *st = this_thread_state();
-  int rc = OTELAGENT_OK;
-  if (s->recording && st != nullptr) {
+  int rc;
+  SpanSlot *s = live_slot(span, &rc);
+  if (s == nullptr) return rc;
+  // Only a recording span needs a ring (and so a registered thread).
+  ThreadState *st = s->recording ? this_thread_state() : current_thread_state();
+  if (s->recording) {
     if (end_time != 0) {
       store_u64(s->buf + rec::kEnd, end_time);
     } else {
       const bool tsc = s->use_tsc;
       store_u64(s->buf + rec::kEnd, tsc ? read_tsc() : now_unix_nano());
       if (tsc)
-        store_u32(s->buf + rec::kInternal, load_u32(s->buf + rec::kInternal) | rec::kEndIsTsc);
+        store_u16(s->buf + rec::kInternal, load_u16(s->buf + rec::kInternal) | rec::kEndIsTsc);
     }
     store_u32(s->buf + rec::kTotalLen, s->len);
-    rc = enqueue(st, s->buf, s->len);
+    if (st != nullptr)
+      rc = enqueue(st, s->buf, s->len);
+    else
+      rc = OTELAGENT_E_INTERNAL;  // counted by this_thread_state()
   }
   if (st != nullptr) st->ended.add();
-  ThreadState *home = s->home;
-  // Pairs with the acquire load in acquire_slot: our writes to the slot are
-  // done before its owner reuses it.
-  s->state.store(SpanSlot::kFree, std::memory_order_release);
-  if (home == st && s->index < home->free_hint) home->free_hint = s->index;
+  release_slot(s, st);
   return rc;
 }
 
@@ -463,12 +585,10 @@ int span_context_new(const otelagent_span_context *parent, otelagent_span_contex
   if (st == nullptr) return OTELAGENT_E_INTERNAL;
   const bool has_parent = context_valid(parent);
   otelagent_span_context c;
-  std::memset(&c, 0, offsetof(otelagent_span_context, tracestate));
+  std::memset(&c, 0, sizeof c);
   if (has_parent) {
     std::memcpy(c.trace_id, parent->trace_id, 16);
     c.trace_flags = parent->trace_flags & ~1u;
-    c.tracestate_len = std::min<uint16_t>(parent->tracestate_len, OTELAGENT_TRACESTATE_MAX);
-    std::memcpy(c.tracestate, parent->tracestate, c.tracestate_len);
   } else {
     st->ids.trace_id(c.trace_id,
                      rt->cfg.xray_ids ? static_cast<uint32_t>(now_unix_nano() / 1000000000u) : 0);
@@ -478,7 +598,7 @@ int span_context_new(const otelagent_span_context *parent, otelagent_span_contex
     c.trace_flags |= 1;
   else
     st->sampled_out.add();
-  std::memcpy(out, &c, offsetof(otelagent_span_context, tracestate) + c.tracestate_len);
+  *out = c;
   return OTELAGENT_OK;
 }
 

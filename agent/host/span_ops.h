@@ -14,6 +14,7 @@ int span_add_event(otelagent_span *span, const char *name, size_t name_len, uint
 int span_set_status(otelagent_span *span, int32_t code, const char *msg, size_t msg_len);
 int span_set_name(otelagent_span *span, const char *name, size_t name_len);
 int span_get_context(const otelagent_span *span, otelagent_span_context *out);
+int span_get_tracestate(const otelagent_span *span, char *buf, size_t cap, size_t *written);
 int span_is_recording(const otelagent_span *span);
 int span_end(otelagent_span *span, uint64_t end_time);
 int span_context_new(const otelagent_span_context *parent, otelagent_span_context *out);

@@ -18,7 +18,7 @@ std::string traceparent_format(const otelagent_span_context &ctx);
 // Validates `value` and stores its normalised form (members trimmed, empty
 // members removed, cut from the end to fit OTELAGENT_TRACESTATE_MAX) in
 // ctx->tracestate. Invalid: ctx->tracestate emptied, false returned.
-bool tracestate_parse(std::string_view value, otelagent_span_context *ctx);
+bool tracestate_parse(std::string_view value, std::string *out);
 
 // W3C baggage: the valid members of `value`, at most 64 members and 8192
 // bytes, whole members only; empty when there is none.

@@ -50,7 +50,7 @@ bool traceparent_parse(std::string_view value, otelagent_span_context *out) {
   // A future version may append fields, each after a '-'.
   if (version != 0 && v.size() > 55 && v[55] != '-') return false;
   otelagent_span_context c;
-  std::memset(&c, 0, offsetof(otelagent_span_context, tracestate));
+  std::memset(&c, 0, sizeof c);
   uint8_t flags;
   if (!hex_decode(v.substr(3, 32), c.trace_id, false) ||
       !hex_decode(v.substr(36, 16), c.span_id, false) ||
@@ -59,7 +59,7 @@ bool traceparent_parse(std::string_view value, otelagent_span_context *out) {
   if (all_zero(c.trace_id, 16) || all_zero(c.span_id, 8)) return false;
   c.trace_flags = flags;
   c.is_remote = 1;
-  std::memcpy(out, &c, offsetof(otelagent_span_context, tracestate));
+  *out = c;
   return true;
 }
 
@@ -110,8 +110,8 @@ bool tracestate_value_valid(std::string_view v) {
 
 }  // namespace
 
-bool tracestate_parse(std::string_view value, otelagent_span_context *ctx) {
-  ctx->tracestate_len = 0;
+bool tracestate_parse(std::string_view value, std::string *out) {
+  out->clear();
   std::vector<std::string_view> members;
   std::string_view rest = value;
   while (true) {
@@ -131,15 +131,12 @@ bool tracestate_parse(std::string_view value, otelagent_span_context *ctx) {
     rest = rest.substr(comma + 1);
   }
   // Keep whole members from the front while they fit.
-  size_t len = 0;
   for (auto m : members) {
-    size_t add = m.size() + (len != 0 ? 1 : 0);
-    if (len + add > OTELAGENT_TRACESTATE_MAX) break;
-    if (len != 0) ctx->tracestate[len] = ',';
-    std::memcpy(ctx->tracestate + len + (len != 0 ? 1 : 0), m.data(), m.size());
-    len += add;
+    size_t add = m.size() + (out->empty() ? 0 : 1);
+    if (out->size() + add > OTELAGENT_TRACESTATE_MAX) break;
+    if (!out->empty()) *out += ',';
+    out->append(m);
   }
-  ctx->tracestate_len = static_cast<uint16_t>(len);
   return !members.empty();
 }
 

@@ -9,7 +9,7 @@ namespace otelagent {
 // other fields (Self, Lineage) ignored.
 bool xray_parse(std::string_view value, otelagent_span_context *out) {
   otelagent_span_context c;
-  std::memset(&c, 0, offsetof(otelagent_span_context, tracestate));
+  std::memset(&c, 0, sizeof c);
   bool have_root = false, have_parent = false;
   std::string_view rest = value;
   while (!rest.empty()) {
@@ -35,8 +35,7 @@ bool xray_parse(std::string_view value, otelagent_span_context *out) {
   if (!have_root || !have_parent || all_zero(c.trace_id, 16) || all_zero(c.span_id, 8))
     return false;
   c.is_remote = 1;
-  std::memcpy(out, &c, offsetof(otelagent_span_context, tracestate));
-  out->tracestate_len = 0;
+  *out = c;
   return true;
 }
 

@@ -56,11 +56,12 @@ void emit_tree() {
   const char *tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
   otelagent_span_context remote{};
   otelagent_traceparent_parse(tp, std::strlen(tp), &remote);
-  otelagent_tracestate_parse("vendor=abc", 10, &remote);
+  const std::string_view remote_ts = "vendor=abc";
 
   otelagent::SpanOptions ro;
   ro.kind = OTELAGENT_KIND_SERVER;
   ro.parent = &remote;
+  ro.parent_tracestate = remote_ts;
   ro.scope_name = "e2e.scope";
   ro.scope_version = "2.0";
   otelagent::Span root("e2e.request", ro);
@@ -92,6 +93,7 @@ void emit_tree() {
     // A span linked to the remote context, ended on another thread.
     otelagent_link link{};
     link.context = &remote;
+    link.tracestate = {remote_ts.data(), remote_ts.size()};
     otelagent_attr la[1] = {attr("link.attr", OTELAGENT_TYPE_STRING)};
     la[0].value.str = {"linked", 6};
     link.attrs = la;

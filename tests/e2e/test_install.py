@@ -36,7 +36,7 @@ def test_install_tree_and_consumers(tmp_path):
     prefix = tmp_path / "prefix"
     run(["cmake", "--install", BUILD, "--prefix", str(prefix)])
     libdir = prefix / "lib"
-    assert (libdir / "libotelagent.so.1").exists()
+    assert (libdir / "libotelagent.so.2").exists()
     assert os.path.islink(libdir / "libotelagent.so")
     assert (prefix / "include" / "otelagent" / "otelagent.h").exists()
     assert (prefix / "include" / "otelagent" / "otelagent.hpp").exists()
@@ -49,7 +49,7 @@ def test_install_tree_and_consumers(tmp_path):
     flags = run(["pkg-config", "--cflags", "--libs", "otelagent"], env=env).split()
     run(["cc", "-std=c99", "-Wall", "-Werror", str(tmp_path / "c.c"), "-o", str(tmp_path / "c"), *flags])
     out = run([str(tmp_path / "c")], env=dict(os.environ, LD_LIBRARY_PATH=str(libdir)))
-    assert out.split() == ["0.1.0", "1"]
+    assert out.split() == ["0.2.0", "2"]
 
     # C++, through find_package.
     proj = tmp_path / "cpp"

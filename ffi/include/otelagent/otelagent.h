@@ -12,19 +12,37 @@
  *    returns a status (or does nothing) and never crashes, throws or aborts.
  *  - Strings cross as (pointer, length) pairs and need no terminating NUL. They
  *    are copied before the call returns; the caller keeps ownership. A NULL
- *    pointer with a non-zero length is OTELAGENT_E_INVALID. Invalid UTF-8 is
- *    repaired (each bad sequence becomes U+FFFD) on the exporter thread.
+ *    pointer with a non-zero length is OTELAGENT_E_INVALID. A length of
+ *    OTELAGENT_NTS ((size_t)-1) means "NUL-terminated": the string is read up
+ *    to its NUL, never further than the argument's documented maximum. Every
+ *    string argument has a maximum (OTELAGENT_MAX_*): span values longer than
+ *    theirs are truncated (and counted), other inputs longer than theirs are
+ *    refused with OTELAGENT_E_TOO_LONG. No call reads more of a caller's buffer
+ *    than its maximum, whatever length it is given. Invalid UTF-8 is repaired
+ *    (each bad sequence becomes U+FFFD) on the exporter thread.
  *  - "Hot path" marks the calls a host thread makes while emitting spans: they
  *    take no lock, allocate no memory and make no system call other than a vDSO
  *    clock read (see otelagent_span_end for the one exception, a coalesced
  *    wake-up of the exporter at most once per batch of spans per thread).
- *  - Structs that may grow carry `struct_size`, set by the caller to
- *    sizeof(the struct) so that an older caller keeps working with a newer
- *    library. No C enum type appears in a signature or struct.
+ *  - No C enum type appears in a signature or struct.
  *
- * ABI policy: adding functions, statuses, record entry tags and trailing struct
- * fields (guarded by struct_size) is a minor change; anything else bumps
- * OTELAGENT_ABI_MAJOR, which is also the SONAME's number.
+ * How the structs grow (ABI policy):
+ *  - Structs passed alone by pointer that may grow (otelagent_span_options,
+ *    otelagent_stats) start with `struct_size`, set by the caller to
+ *    sizeof(the struct) it was compiled with. New fields are only ever added
+ *    at the end; the library reads (or writes) only the first struct_size
+ *    bytes and treats missing fields as zero, so an older caller keeps working
+ *    with a newer library, and a newer caller works with an older library as
+ *    long as it leaves the new fields zero (or checks otelagent_abi_version()).
+ *  - Structs passed in arrays (otelagent_attr, otelagent_link,
+ *    otelagent_header) and otelagent_span_context are frozen: their size and
+ *    layout never change within an ABI major. Their `reserved` fields must be
+ *    zero; a later minor version may give a reserved field a meaning whose
+ *    zero value is today's behaviour. Anything more comes as a new type code,
+ *    a new options field or a new function.
+ *  - Adding functions, statuses, record entry tags (see the record format)
+ *    and trailing fields as above is a minor change (OTELAGENT_ABI_MINOR);
+ *    anything else bumps OTELAGENT_ABI_MAJOR, which is the SONAME's number.
  */
 #ifndef OTELAGENT_OTELAGENT_H
 #define OTELAGENT_OTELAGENT_H
@@ -47,11 +65,14 @@ extern "C" {
 /* ------------------------------------------------------------------ */
 
 #define OTELAGENT_VERSION_MAJOR 0
-#define OTELAGENT_VERSION_MINOR 1
+#define OTELAGENT_VERSION_MINOR 2
 #define OTELAGENT_VERSION_PATCH 0
-#define OTELAGENT_VERSION_STRING "0.1.0"
-/** ABI major (the SONAME number) and minor (additions only). */
-#define OTELAGENT_ABI_MAJOR 1
+#define OTELAGENT_VERSION_STRING "0.2.0"
+/** ABI major (the SONAME number) and minor (additions only). ABI 2 (0.2):
+ *  span handles are validated tokens, the span context is 32 bytes without
+ *  the tracestate, the record format is version 2, OTELAGENT_NTS and
+ *  OTELAGENT_E_TOO_LONG, log routing. */
+#define OTELAGENT_ABI_MAJOR 2
 #define OTELAGENT_ABI_MINOR 0
 
 /*! otelagent_version() :
@@ -84,12 +105,16 @@ OTELAGENT_API uint32_t otelagent_abi_version(void);
   X(-10, NOT_FOUND, "no valid header value was found")                       \
   X(-11, ENDED, "the span has already ended")                                \
   X(-12, INTERNAL, "internal error (logged)")                                \
-  X(-13, UNKNOWN_KEY, "unknown configuration key")
+  X(-13, UNKNOWN_KEY, "unknown configuration key")                           \
+  X(-14, TOO_LONG, "an input is longer than the documented maximum")
 
 #define OTELAGENT_STATUS_DEFINE_(num, name, desc) OTELAGENT_E_##name = (num),
-enum { OTELAGENT_STATUS_MAP(OTELAGENT_STATUS_DEFINE_) OTELAGENT_E_LAST_ = -14 };
+enum { OTELAGENT_STATUS_MAP(OTELAGENT_STATUS_DEFINE_) OTELAGENT_E_LAST_ = -15 };
 #undef OTELAGENT_STATUS_DEFINE_
 #define OTELAGENT_OK OTELAGENT_E_OK
+
+/** A string length meaning "NUL-terminated" (see the conventions above). */
+#define OTELAGENT_NTS ((size_t)-1)
 
 /*! otelagent_strerror() : @return a static description of `status`
  *  ("unknown status" for numbers not in the list). */
@@ -155,17 +180,28 @@ OTELAGENT_API int otelagent_shutdown(uint32_t timeout_ms);
 /* Span contexts and attributes                                        */
 /* ------------------------------------------------------------------ */
 
+/** The longest W3C tracestate kept (in characters, the spec's 512). */
 #define OTELAGENT_TRACESTATE_MAX 512
 
-/** A span's identity as it propagates. Plain data: copy it freely. */
+/* otelagent_span_context.sampling */
+#define OTELAGENT_SAMPLING_DECIDED 0  /**< trace_flags bit 0 is the decision */
+#define OTELAGENT_SAMPLING_DEFERRED 1 /**< no decision yet (X-Ray Sampled=?) */
+
+/** A span's identity as it propagates: 32 bytes of plain data, frozen (see
+ *  "How the structs grow"); copy it freely. The W3C tracestate is not part of
+ *  it: it travels as a separate string (otelagent_span_options.parent_tracestate,
+ *  otelagent_link.tracestate, otelagent_span_get_tracestate(), the extract and
+ *  inject calls), so a context costs little to pass around. */
 typedef struct otelagent_span_context {
   uint8_t trace_id[16];
   uint8_t span_id[8];
   uint8_t trace_flags; /**< W3C flags: bit 0 sampled, bit 1 random. */
   uint8_t is_remote;   /**< 1 when extracted from a carrier. */
-  uint16_t tracestate_len;
-  uint32_t reserved;                         /**< zero */
-  char tracestate[OTELAGENT_TRACESTATE_MAX]; /**< W3C tracestate, no NUL. */
+  uint8_t sampling;    /**< OTELAGENT_SAMPLING_*: a parent whose upstream left
+                            the decision open is sampled by the local root
+                            sampler, as if it had no parent (same trace id) */
+  uint8_t reserved0;   /**< zero */
+  uint32_t reserved;   /**< zero */
 } otelagent_span_context;
 
 /** A string as (pointer, length). */
@@ -204,9 +240,11 @@ typedef struct otelagent_attr {
   } value;
 } otelagent_attr;
 
-/** A link to another span, with attributes. */
+/** A link to another span, with attributes. Frozen (passed in arrays). */
 typedef struct otelagent_link {
   const otelagent_span_context *context;
+  otelagent_str tracestate; /**< the linked span's W3C tracestate, may be empty;
+                                 an invalid one is dropped */
   const otelagent_attr *attrs;
   size_t attr_count;
 } otelagent_link;
@@ -228,14 +266,20 @@ typedef struct otelagent_link {
 /* Spans                                                               */
 /* ------------------------------------------------------------------ */
 
-/** Opaque handle of a started span. Valid from otelagent_span_start() until
- *  otelagent_span_end(); using it after end is undefined behaviour (a double
- *  end is detected while the slot has not been reused). One thread at a time
- *  may use a span; it may be handed to, and ended on, another thread. */
+/** Handle of a started span: an opaque token, never dereferenced by the
+ *  caller nor trusted by the library. It is valid from otelagent_span_start()
+ *  until otelagent_span_end(); afterwards every call with it returns
+ *  OTELAGENT_E_ENDED and touches nothing, even when its storage has been
+ *  reused by another span (each reuse changes a 32-bit generation carried in
+ *  the token). A value that was never a handle returns OTELAGENT_E_INVALID or
+ *  OTELAGENT_E_ENDED. One thread at a time may use a span; it may be handed
+ *  to, and ended on, another thread (the hand-off must be a happens-before,
+ *  e.g. a queue or a lock, as for any data). */
 typedef struct otelagent_span otelagent_span;
 
 /** Optional arguments of otelagent_span_start(). Zero-initialise, set
- *  struct_size = sizeof(otelagent_span_options), fill what you need. */
+ *  struct_size = sizeof(otelagent_span_options), fill what you need. Grows
+ *  at the end (see "How the structs grow"). */
 typedef struct otelagent_span_options {
   uint32_t struct_size;
   int32_t kind;                         /**< OTELAGENT_KIND_*; 0 means INTERNAL */
@@ -246,7 +290,10 @@ typedef struct otelagent_span_options {
   size_t link_count;
   const otelagent_attr *attrs; /**< initial attributes */
   size_t attr_count;
-  uint64_t start_time_unix_nano; /**< 0: now */
+  uint64_t start_time_unix_nano;   /**< 0: now */
+  otelagent_str parent_tracestate; /**< the parent's W3C tracestate, carried
+                                        into the new span; an invalid one is
+                                        dropped */
 } otelagent_span_options;
 
 /*! otelagent_span_start() :
@@ -254,9 +301,15 @@ typedef struct otelagent_span_options {
  *  (OTEL_TRACES_SAMPLER) decides whether it records; a span that does not
  *  record still has a context to propagate, and its setters do nothing.
  *  Hot path. `opts` may be NULL.
- *  @return OTELAGENT_OK; OTELAGENT_E_NOT_STARTED / OTELAGENT_E_DISABLED
- *  (`*out` = NULL); OTELAGENT_E_SPAN_LIMIT when this thread already holds
- *  OTELAGENT_MAX_OPEN_SPANS_PER_THREAD open spans (counted, `*out` = NULL). */
+ *  The status and the handle always agree: a span is started, and `*out` is
+ *  set, only with OTELAGENT_OK; with any other status `*out` is NULL and
+ *  nothing is left open. Invalid options, links or initial attributes (NULL
+ *  with a count, a bad type, a NULL key...) are OTELAGENT_E_INVALID: check them
+ *  before starting rather than relying on partial spans.
+ *  @return OTELAGENT_OK; OTELAGENT_E_INVALID; OTELAGENT_E_TOO_LONG (a
+ *  tracestate or scope over its maximum); OTELAGENT_E_NOT_STARTED /
+ *  OTELAGENT_E_DISABLED; OTELAGENT_E_SPAN_LIMIT when this thread already
+ *  holds OTELAGENT_MAX_OPEN_SPANS_PER_THREAD open spans (counted). */
 OTELAGENT_API int otelagent_span_start(const char *name, size_t name_len,
                                        const otelagent_span_options *opts, otelagent_span **out);
 
@@ -301,13 +354,24 @@ OTELAGENT_API int otelagent_span_set_status(otelagent_span *span, int32_t code, 
                                             size_t message_len);
 
 /*! otelagent_span_set_name() :
- *  Renames the span (the last name set is exported). Hot path.
+ *  Renames the span: the name is replaced in place, so renaming any number of
+ *  times takes no more room than the longest name. Hot path.
  *  @return OTELAGENT_OK, OTELAGENT_E_INVALID, OTELAGENT_E_ENDED. */
 OTELAGENT_API int otelagent_span_set_name(otelagent_span *span, const char *name, size_t name_len);
 
-/*! otelagent_span_get_context() : copies the span's context to `*out`. */
+/*! otelagent_span_get_context() : copies the span's context to `*out`.
+ *  @return OTELAGENT_OK, OTELAGENT_E_INVALID, OTELAGENT_E_ENDED. Hot path. */
 OTELAGENT_API int otelagent_span_get_context(const otelagent_span *span,
                                              otelagent_span_context *out);
+
+/*! otelagent_span_get_tracestate() :
+ *  Copies the span's W3C tracestate (possibly empty; at most
+ *  OTELAGENT_TRACESTATE_MAX bytes) to `buf` and its length to `*written`
+ *  (a NUL is added when there is room). Since ABI 2.0.
+ *  @return OTELAGENT_OK, OTELAGENT_E_NO_SPACE (`*written` = the length
+ *  needed), OTELAGENT_E_INVALID, OTELAGENT_E_ENDED. */
+OTELAGENT_API int otelagent_span_get_tracestate(const otelagent_span *span, char *buf, size_t cap,
+                                                size_t *written);
 
 /*! otelagent_span_is_recording() : @return 1 if the span records, else 0. */
 OTELAGENT_API int otelagent_span_is_recording(const otelagent_span *span);
@@ -329,7 +393,8 @@ OTELAGENT_API int otelagent_span_end(otelagent_span *span, uint64_t end_time_uni
 /*! otelagent_span_context_new() :
  *  Makes the context of a new span: a fresh span id, the trace id of `parent`
  *  (or a fresh one when `parent` is NULL or invalid), and the sampler's
- *  decision in trace_flags bit 0. The parent's tracestate is carried over.
+ *  decision in trace_flags bit 0 (`sampling` = DECIDED). The caller carries
+ *  the parent's tracestate over itself (a TRACESTATE record entry).
  *  Callers of otelagent_record_span() use it to get ids and the decision in
  *  one call; a span sampled out should not be recorded. Hot path. */
 OTELAGENT_API int otelagent_span_context_new(const otelagent_span_context *parent,
@@ -406,47 +471,68 @@ OTELAGENT_API int otelagent_record_span(const void *record, size_t len);
 /* Propagation                                                         */
 /* ------------------------------------------------------------------ */
 
+/* The longest header values the propagation calls read (OTELAGENT_NTS or a
+ * longer length gives OTELAGENT_E_TOO_LONG; nothing past these is read). */
+#define OTELAGENT_MAX_TRACEPARENT 512
+#define OTELAGENT_MAX_TRACESTATE_INPUT 8192 /* one value, or several lines joined */
+#define OTELAGENT_MAX_BAGGAGE 8192
+#define OTELAGENT_MAX_XRAY 1024
+#define OTELAGENT_MAX_HEADER_NAME 256
+
 /*! otelagent_traceparent_parse() :
- *  Parses a W3C `traceparent` value into `*out` (is_remote = 1, tracestate
- *  emptied), by every rule of the Trace Context spec, future versions
- *  included. @return OTELAGENT_OK or OTELAGENT_E_NOT_FOUND (invalid). */
+ *  Parses a W3C `traceparent` value into `*out` (is_remote = 1, sampling =
+ *  DECIDED), by every rule of the Trace Context spec, future versions
+ *  included. At most OTELAGENT_MAX_TRACEPARENT bytes.
+ *  @return OTELAGENT_OK, OTELAGENT_E_NOT_FOUND (invalid), OTELAGENT_E_INVALID,
+ *  OTELAGENT_E_TOO_LONG. */
 OTELAGENT_API int otelagent_traceparent_parse(const char *value, size_t len,
                                               otelagent_span_context *out);
 
-/*! otelagent_tracestate_parse() :
- *  Validates a W3C `tracestate` value and stores its normalised form in
- *  `ctx->tracestate`; an invalid value (or over 32 members) empties it.
- *  @return OTELAGENT_OK or OTELAGENT_E_NOT_FOUND. */
-OTELAGENT_API int otelagent_tracestate_parse(const char *value, size_t len,
-                                             otelagent_span_context *ctx);
+/*! otelagent_tracestate_normalize() :
+ *  Validates a W3C `tracestate` value (several header lines may be joined
+ *  with ',') and writes its normalised form (trimmed, empty members removed,
+ *  cut to OTELAGENT_TRACESTATE_MAX as the spec says) to `buf`, a NUL added
+ *  when there is room. At most OTELAGENT_MAX_TRACESTATE_INPUT bytes in.
+ *  @return OTELAGENT_OK, OTELAGENT_E_NOT_FOUND (invalid or empty: the
+ *  tracestate must then be dropped), OTELAGENT_E_NO_SPACE (`*written` = the
+ *  length needed), OTELAGENT_E_INVALID, OTELAGENT_E_TOO_LONG. */
+OTELAGENT_API int otelagent_tracestate_normalize(const char *value, size_t len, char *buf,
+                                                 size_t cap, size_t *written);
 
 /*! otelagent_traceparent_format() :
  *  Writes the version-00 `traceparent` of `ctx` (55 characters, NUL added when
  *  there is room) into `buf`; `*written` gets 55.
- *  @return OTELAGENT_OK, OTELAGENT_E_NO_SPACE, OTELAGENT_E_INVALID. */
+ *  @return OTELAGENT_OK, OTELAGENT_E_NO_SPACE, OTELAGENT_E_INVALID (NULL, or
+ *  an all-zero trace id or span id: no header may be sent for it). */
 OTELAGENT_API int otelagent_traceparent_format(const otelagent_span_context *ctx, char *buf,
                                                size_t cap, size_t *written);
 
 /*! otelagent_xray_parse() :
  *  Parses an AWS `X-Amzn-Trace-Id` value (Root, Parent, Sampled) into `*out`.
- *  @return OTELAGENT_OK or OTELAGENT_E_NOT_FOUND. */
+ *  `Sampled=?` or no Sampled field sets sampling = DEFERRED (the local
+ *  sampler decides). At most OTELAGENT_MAX_XRAY bytes.
+ *  @return OTELAGENT_OK, OTELAGENT_E_NOT_FOUND, OTELAGENT_E_INVALID,
+ *  OTELAGENT_E_TOO_LONG. */
 OTELAGENT_API int otelagent_xray_parse(const char *value, size_t len, otelagent_span_context *out);
 
 /*! otelagent_xray_format() :
- *  Writes `Root=1-xxxxxxxx-xxx...;Parent=...;Sampled=0|1` for `ctx`.
- *  @return OTELAGENT_OK, OTELAGENT_E_NO_SPACE, OTELAGENT_E_INVALID. */
+ *  Writes `Root=1-xxxxxxxx-xxx...;Parent=...;Sampled=0|1` for `ctx`
+ *  (`Sampled=?` when its sampling is DEFERRED).
+ *  @return OTELAGENT_OK, OTELAGENT_E_NO_SPACE, OTELAGENT_E_INVALID (NULL or
+ *  all-zero ids). */
 OTELAGENT_API int otelagent_xray_format(const otelagent_span_context *ctx, char *buf, size_t cap,
                                         size_t *written);
 
 /*! otelagent_baggage_normalize() :
  *  Parses a W3C `baggage` value and writes it back keeping only valid members,
- *  at most 64 members and 8192 bytes (never a partial member).
+ *  at most 64 members and 8192 bytes (never a partial member). At most
+ *  OTELAGENT_MAX_BAGGAGE bytes in.
  *  @return OTELAGENT_OK, OTELAGENT_E_NOT_FOUND (no valid member),
- *  OTELAGENT_E_NO_SPACE. */
+ *  OTELAGENT_E_NO_SPACE, OTELAGENT_E_INVALID, OTELAGENT_E_TOO_LONG. */
 OTELAGENT_API int otelagent_baggage_normalize(const char *value, size_t len, char *buf, size_t cap,
                                               size_t *written);
 
-/** A header as (name, value); names compare case-insensitively. */
+/** A header as (name, value); names compare case-insensitively. Frozen. */
 typedef struct otelagent_header {
   otelagent_str name;
   otelagent_str value;
@@ -455,21 +541,33 @@ typedef struct otelagent_header {
 /*! otelagent_context_extract() :
  *  Extracts a parent context from `headers` with the propagators configured
  *  by OTEL_PROPAGATORS (tracecontext, baggage, xray; in that order, the first
- *  valid trace context wins). When `baggage_buf` is not NULL the normalised
- *  baggage is written there (`*baggage_len` = 0 when there is none).
+ *  valid trace context wins). Several `tracestate` or `baggage` header lines
+ *  are combined into one list (RFC 9110). When `tracestate_buf` is not NULL,
+ *  the normalised tracestate that goes with a W3C context is written there
+ *  (`*tracestate_len` = 0 when there is none; a buffer of
+ *  OTELAGENT_TRACESTATE_MAX bytes always suffices); likewise the normalised
+ *  baggage into `baggage_buf` (8192 bytes suffice). A header value over its
+ *  maximum (OTELAGENT_MAX_*) is ignored, as an invalid one is.
  *  Works before start with the default propagators (tracecontext, baggage).
- *  @return OTELAGENT_OK (a context was found), OTELAGENT_E_NOT_FOUND. */
+ *  @return OTELAGENT_OK (a context was found), OTELAGENT_E_NOT_FOUND,
+ *  OTELAGENT_E_INVALID. */
 OTELAGENT_API int otelagent_context_extract(const otelagent_header *headers, size_t count,
-                                            otelagent_span_context *out, char *baggage_buf,
-                                            size_t baggage_cap, size_t *baggage_len);
+                                            otelagent_span_context *out, char *tracestate_buf,
+                                            size_t tracestate_cap, size_t *tracestate_len,
+                                            char *baggage_buf, size_t baggage_cap,
+                                            size_t *baggage_len);
 
 /*! otelagent_context_inject() :
- *  Writes the headers of the configured propagators for `ctx` (and `baggage`,
- *  which may be NULL) into `buf` as lines "name: value\r\n".
- *  @return OTELAGENT_OK, OTELAGENT_E_NO_SPACE, OTELAGENT_E_INVALID. */
-OTELAGENT_API int otelagent_context_inject(const otelagent_span_context *ctx, const char *baggage,
-                                           size_t baggage_len, char *buf, size_t cap,
-                                           size_t *written);
+ *  Writes the headers of the configured propagators for `ctx`, its
+ *  `tracestate` and `baggage` (both may be empty) into `buf` as lines
+ *  "name: value\r\n". An invalid tracestate or baggage is left out.
+ *  @return OTELAGENT_OK, OTELAGENT_E_NO_SPACE (`*written` = the length
+ *  needed), OTELAGENT_E_INVALID (NULL or an all-zero context),
+ *  OTELAGENT_E_TOO_LONG. */
+OTELAGENT_API int otelagent_context_inject(const otelagent_span_context *ctx,
+                                           const char *tracestate, size_t tracestate_len,
+                                           const char *baggage, size_t baggage_len, char *buf,
+                                           size_t cap, size_t *written);
 
 /* ------------------------------------------------------------------ */
 /* Self-statistics                                                     */
@@ -495,6 +593,10 @@ typedef struct otelagent_stats {
   uint64_t queue_depth;      /**< spans waiting in rings and batches */
   uint64_t spans_open;       /**< started and not yet ended */
   uint64_t values_truncated; /**< strings cut to the caps */
+  /* Since ABI 2.0. */
+  uint64_t spans_dropped_thread_exit; /**< emitted by a thread after its
+                                           thread-exit clean-up had run (e.g.
+                                           from a pthread key destructor) */
 } otelagent_stats;
 
 /*! otelagent_stats_get() :
@@ -503,7 +605,31 @@ typedef struct otelagent_stats {
  *  @return OTELAGENT_OK or OTELAGENT_E_INVALID. */
 OTELAGENT_API int otelagent_stats_get(otelagent_stats *out);
 
-/* Internal caps (the OTEL_* limits may lower them, never raise them). */
+/* ------------------------------------------------------------------ */
+/* Diagnostics                                                         */
+/* ------------------------------------------------------------------ */
+
+/* Levels of the agent's own log lines. */
+#define OTELAGENT_LOG_WARN 1
+#define OTELAGENT_LOG_INFO 2
+
+/** Receives one log line (no newline, not NUL-terminated, at most 1023
+ *  bytes). Called from any thread, the exporter's included, possibly
+ *  concurrently; it must not call back into otelagent_*. */
+typedef void (*otelagent_log_fn)(void *user, int32_t level, const char *line, size_t len);
+
+/*! otelagent_log_set_handler() :
+ *  Routes the agent's log lines to `fn` (with `user`), replacing the
+ *  destination chosen by OTELAGENT_LOG (stderr by default; `none`; or a file
+ *  path, opened for appending). NULL restores that destination. May be
+ *  called at any time, before start included; a line being written while the
+ *  handler changes goes to either. Since ABI 2.0. Not hot path.
+ *  @return OTELAGENT_OK. */
+OTELAGENT_API int otelagent_log_set_handler(otelagent_log_fn fn, void *user);
+
+/* Internal caps (the OTEL_* limits may lower them, never raise them). A
+ * string over its cap is cut at a UTF-8 boundary and counted; the caller's
+ * buffer is never read past the cap. */
 #define OTELAGENT_MAX_OPEN_SPANS_PER_THREAD 256
 #define OTELAGENT_MAX_SPAN_BYTES 16384 /* a recording span's packed size */
 #define OTELAGENT_MAX_VALUE_BYTES 4096 /* one string value or array */

@@ -24,6 +24,8 @@ struct SpanOptions {
   // An explicit parent (e.g. extracted from request headers). When null the
   // span current on this thread is the parent; when there is none, a root.
   const otelagent_span_context *parent = nullptr;
+  // The explicit parent's W3C tracestate (e.g. from otelagent_context_extract).
+  std::string_view parent_tracestate;
   // Start a new trace even when a span is current on this thread.
   bool root = false;
   uint64_t start_time_unix_nano = 0;
@@ -37,14 +39,24 @@ class Span {
     o.kind = opt.kind;
     o.scope_name = {opt.scope_name.data(), opt.scope_name.size()};
     o.scope_version = {opt.scope_version.data(), opt.scope_version.size()};
-    if (opt.parent != nullptr)
+    // The tracestate is read from a local parent only when it has one (an
+    // uncommon case), so the usual child costs no extra call.
+    char ts[OTELAGENT_TRACESTATE_MAX];
+    size_t ts_len = 0;
+    if (opt.parent != nullptr) {
       o.parent = opt.parent;
-    else if (!opt.root && prev_ != nullptr && prev_->handle_ != nullptr)
+      o.parent_tracestate = {opt.parent_tracestate.data(), opt.parent_tracestate.size()};
+    } else if (!opt.root && prev_ != nullptr && prev_->handle_ != nullptr) {
       o.parent = &prev_->ctx_;
+      if (prev_->has_tracestate_ &&
+          otelagent_span_get_tracestate(prev_->handle_, ts, sizeof ts, &ts_len) == OTELAGENT_OK)
+        o.parent_tracestate = {ts, ts_len};
+    }
     o.start_time_unix_nano = opt.start_time_unix_nano;
-    if (otelagent_span_start(name.data(), name.size(), &o, &handle_) == OTELAGENT_OK &&
-        handle_ != nullptr)
+    if (otelagent_span_start(name.data(), name.size(), &o, &handle_) == OTELAGENT_OK) {
       otelagent_span_get_context(handle_, &ctx_);
+      has_tracestate_ = o.parent_tracestate.len != 0;
+    }
     current_ref() = this;
   }
   ~Span() { end(); }
@@ -132,6 +144,7 @@ class Span {
 
   otelagent_span *handle_ = nullptr;
   Span *prev_;
+  bool has_tracestate_ = false;
   otelagent_span_context ctx_{};
 };
 
