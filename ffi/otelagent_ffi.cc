@@ -350,6 +350,7 @@ int otelagent_context_extract(const otelagent_header *headers, size_t count,
                               size_t tracestate_cap, size_t *tracestate_len, char *baggage_buf,
                               size_t baggage_cap, size_t *baggage_len) {
   if ((headers == nullptr && count != 0) || out == nullptr) return OTELAGENT_E_INVALID;
+  if (count > OTELAGENT_MAX_ITEMS) return OTELAGENT_E_TOO_LONG;
   return guarded([&]() -> int {
     bool tc, bg, xr;
     propagators(&tc, &bg, &xr);

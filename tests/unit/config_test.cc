@@ -154,7 +154,8 @@ namespace {
 
 TEST(Config, AgentExtensions) {
   std::vector<std::string> w;
-  Config c = config_parse({{"OTELAGENT_ID_GENERATOR", "XRay"}, {"OTELAGENT_CLOCK", "realtime"}}, &w);
+  Config c =
+      config_parse({{"OTELAGENT_ID_GENERATOR", "XRay"}, {"OTELAGENT_CLOCK", "realtime"}}, &w);
   EXPECT_TRUE(c.xray_ids);
   EXPECT_FALSE(c.allow_tsc);
   EXPECT_TRUE(w.empty());

@@ -67,8 +67,7 @@ TEST(TraceParent, InvalidValuesAreRejected) {
 TEST(TraceState, ValidMembersAreKeptTrimmed) {
   std::string c;
   ASSERT_TRUE(tracestate_parse(" rojo=00f067aa0ba902b7 ,, congo=t61rcWkgMzE,tenant@sys=v", &c));
-  EXPECT_EQ(c,
-            "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE,tenant@sys=v");
+  EXPECT_EQ(c, "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE,tenant@sys=v");
 }
 
 TEST(TraceState, InvalidHeadersAreDiscardedWhole) {

@@ -306,8 +306,9 @@ typedef struct otelagent_span_options {
  *  nothing is left open. Invalid options, links or initial attributes (NULL
  *  with a count, a bad type, a NULL key...) are OTELAGENT_E_INVALID: check them
  *  before starting rather than relying on partial spans.
- *  @return OTELAGENT_OK; OTELAGENT_E_INVALID; OTELAGENT_E_TOO_LONG (a
- *  tracestate or scope over its maximum); OTELAGENT_E_NOT_STARTED /
+ *  A parent_tracestate over OTELAGENT_TRACESTATE_MAX is dropped, not cut.
+ *  @return OTELAGENT_OK; OTELAGENT_E_INVALID; OTELAGENT_E_TOO_LONG (more than
+ *  OTELAGENT_MAX_ITEMS links or attributes); OTELAGENT_E_NOT_STARTED /
  *  OTELAGENT_E_DISABLED; OTELAGENT_E_SPAN_LIMIT when this thread already
  *  holds OTELAGENT_MAX_OPEN_SPANS_PER_THREAD open spans (counted). */
 OTELAGENT_API int otelagent_span_start(const char *name, size_t name_len,
@@ -332,7 +333,8 @@ OTELAGENT_API int otelagent_span_set_bool(otelagent_span *span, const char *key,
 
 /*! otelagent_span_add_event() :
  *  Adds an event at `time_unix_nano` (0: now) with `attr_count` attributes.
- *  Hot path. @return as otelagent_span_set_attr(). */
+ *  Hot path. @return as otelagent_span_set_attr(), or OTELAGENT_E_TOO_LONG
+ *  (more than OTELAGENT_MAX_ITEMS attributes). */
 OTELAGENT_API int otelagent_span_add_event(otelagent_span *span, const char *name, size_t name_len,
                                            uint64_t time_unix_nano, const otelagent_attr *attrs,
                                            size_t attr_count);
@@ -550,7 +552,8 @@ typedef struct otelagent_header {
  *  maximum (OTELAGENT_MAX_*) is ignored, as an invalid one is.
  *  Works before start with the default propagators (tracecontext, baggage).
  *  @return OTELAGENT_OK (a context was found), OTELAGENT_E_NOT_FOUND,
- *  OTELAGENT_E_INVALID. */
+ *  OTELAGENT_E_INVALID, OTELAGENT_E_TOO_LONG (more than OTELAGENT_MAX_ITEMS
+ *  headers). */
 OTELAGENT_API int otelagent_context_extract(const otelagent_header *headers, size_t count,
                                             otelagent_span_context *out, char *tracestate_buf,
                                             size_t tracestate_cap, size_t *tracestate_len,
@@ -637,6 +640,10 @@ OTELAGENT_API int otelagent_log_set_handler(otelagent_log_fn fn, void *user);
 #define OTELAGENT_MAX_ATTRS 128 /* per span, event or link */
 #define OTELAGENT_MAX_EVENTS 128
 #define OTELAGENT_MAX_LINKS 128
+/* The most attributes, links or headers one call reads from a caller's
+ * array: a larger count is OTELAGENT_E_TOO_LONG (up to it, what is over a
+ * count limit is dropped and counted). */
+#define OTELAGENT_MAX_ITEMS 1024
 
 #ifdef __cplusplus
 }
