@@ -5,6 +5,8 @@
 
 #include <otelagent/otelagent.h>
 
+#include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -24,9 +26,24 @@ bool tracestate_parse(std::string_view value, otelagent_span_context *ctx);
 // bytes, whole members only; empty when there is none.
 std::string baggage_normalize(std::string_view value);
 
-// AWS X-Ray X-Amzn-Trace-Id.
+// AWS's own APIs accept X-Ray trace headers of up to 8192 characters
+// (for example Lambda's TraceHeader.XAmznTraceId); a longer input is refused
+// before any of its bytes is read.
+inline constexpr size_t kXrayMaxInput = 8192;
+
+// AWS X-Ray X-Amzn-Trace-Id. True and out's ids, trace_flags and is_remote = 1
+// set for a value with a valid Root and Parent; false and *out untouched
+// otherwise. `Sampled=?` or no Sampled field means the caller left the
+// decision to us: *sampling_deferred = true and the sampled flag is clear, and
+// the caller must then ask its own sampler instead of treating the parent as
+// not sampled.
+bool xray_parse(std::string_view value, otelagent_span_context *out, bool *sampling_deferred);
+// Compatibility with the current C ABI: xray_parse that also empties
+// out->tracestate (an X-Ray header carries none) and drops the deferral.
 bool xray_parse(std::string_view value, otelagent_span_context *out);
-std::string xray_format(const otelagent_span_context &ctx);
+// Root=1-<8 hex>-<24 hex>;Parent=<16 hex>;Sampled=<0|1>, or Sampled=? when
+// `sampling_deferred`; empty when the trace id or the span id is all zero.
+std::string xray_format(const otelagent_span_context &ctx, bool sampling_deferred = false);
 
 // Lower-case hex of `n` bytes.
 void hex_encode(const uint8_t *bytes, size_t n, char *out);

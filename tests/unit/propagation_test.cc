@@ -1,14 +1,26 @@
+// Propagation headers, one test per rule of the specs. "TC" cites W3C Trace
+// Context (w3c/trace-context spec/20-http_request_header_format.md and
+// spec/30-processing-model.md, Level 2 and the current editor's draft; the
+// conformance suite is test/test.py there); "BG" cites W3C Baggage
+// (w3c/baggage baggage/HTTP_HEADER_FORMAT.md).
 #include "propagation/propagation.h"
 
 #include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cstring>
 #include <string>
+#include <vector>
 
 namespace otelagent {
 namespace {
 
 const std::string kTrace = "4bf92f3577b34da6a3ce929d0e0e4736";
 const std::string kSpan = "00f067aa0ba902b7";
+const std::string kRoot = "Root=1-5759e988-bd862e3fe1be46a994272793";
+const std::string kParent = "Parent=53995c3f42cd8ad8";
 
 std::string tp(const std::string &version, const std::string &trace = kTrace,
                const std::string &span = kSpan, const std::string &flags = "01") {
@@ -18,6 +30,13 @@ std::string tp(const std::string &version, const std::string &trace = kTrace,
 bool parses(const std::string &v) {
   otelagent_span_context c{};
   return traceparent_parse(v, &c);
+}
+
+otelagent_span_context context(uint8_t flags) {
+  otelagent_span_context c{};
+  EXPECT_TRUE(traceparent_parse(tp("00"), &c));
+  c.trace_flags = flags;
+  return c;
 }
 
 TEST(TraceParent, ValidVersion00) {
@@ -120,30 +139,83 @@ TEST(Baggage, LimitsMembersAndBytesWithoutPartialMembers) {
   EXPECT_EQ(out.back(), 'a');
 }
 
+// ---------------------------------------------------------------------- X-Ray
+
 TEST(XRay, ParseAndFormatRoundTrip) {
-  const std::string h =
-      "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
+  const std::string h = kRoot + ";" + kParent + ";Sampled=1";
   otelagent_span_context c{};
-  ASSERT_TRUE(xray_parse(h, &c));
+  bool deferred = true;
+  ASSERT_TRUE(xray_parse(h, &c, &deferred));
   char hex[33];
   hex_encode(c.trace_id, 16, hex);
   EXPECT_EQ(std::string(hex, 32), "5759e988bd862e3fe1be46a994272793");
   EXPECT_EQ(c.trace_flags, 1);
+  EXPECT_EQ(c.is_remote, 1);
+  EXPECT_FALSE(deferred);
   EXPECT_EQ(xray_format(c), h);
-  ASSERT_TRUE(xray_parse(
-      " Sampled=0 ; Parent=53995c3f42cd8ad8;Root=1-5759e988-bd862e3fe1be46a994272793;Lineage=a:1",
-      &c));
+  ASSERT_TRUE(xray_parse(" Sampled=0 ; " + kParent + ";" + kRoot + ";Lineage=a:1", &c, &deferred));
   EXPECT_EQ(c.trace_flags, 0);
+  EXPECT_FALSE(deferred);
+}
+
+// "Sampled=?" leaves the decision to the receiver; with a parent-based
+// sampler it must not read as "not sampled" (issue 5 item 12).
+TEST(XRay, SampledQuestionMarkDefersTheDecision) {
+  otelagent_span_context c{};
+  bool deferred = false;
+  ASSERT_TRUE(xray_parse(kRoot + ";" + kParent + ";Sampled=?", &c, &deferred));
+  EXPECT_TRUE(deferred);
+  EXPECT_EQ(c.trace_flags & 1, 0);
+  EXPECT_EQ(xray_format(c, true), kRoot + ";" + kParent + ";Sampled=?");
+}
+
+TEST(XRay, NoSampledFieldDefersTheDecision) {
+  otelagent_span_context c{};
+  bool deferred = false;
+  ASSERT_TRUE(xray_parse(kRoot + ";" + kParent, &c, &deferred));
+  EXPECT_TRUE(deferred);
+}
+
+TEST(XRay, MalformedOrRepeatedFieldsAreInvalid) {
+  otelagent_span_context c{};
+  bool deferred;
+  EXPECT_FALSE(xray_parse(kRoot + ";" + kParent + ";Sampled=2", &c, &deferred));
+  EXPECT_FALSE(xray_parse(kRoot + ";" + kParent + ";Sampled=", &c, &deferred));
+  EXPECT_FALSE(xray_parse(kRoot + ";" + kParent + ";Sampled=1;Sampled=0", &c, &deferred));
+  EXPECT_FALSE(xray_parse(kRoot + ";" + kParent + ";Parent=1111111111111111", &c, &deferred));
+  EXPECT_FALSE(xray_parse(kRoot + ";" + kParent + ";Root=1-5759e988-bd862e3fe1be46a994272794", &c,
+                          &deferred));
 }
 
 TEST(XRay, InvalidHeaders) {
   otelagent_span_context c{};
-  EXPECT_FALSE(xray_parse("Root=1-5759e988-bd862e3fe1be46a994272793", &c));  // no parent
-  EXPECT_FALSE(xray_parse("Root=2-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8", &c));
-  EXPECT_FALSE(xray_parse("Root=1-5759e988-bd862e3fe1be46a99427279;Parent=53995c3f42cd8ad8", &c));
-  EXPECT_FALSE(xray_parse("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=0000000000000000", &c));
-  EXPECT_FALSE(xray_parse("", &c));
+  bool deferred;
+  EXPECT_FALSE(xray_parse(kRoot, &c, &deferred));  // no parent
+  EXPECT_FALSE(xray_parse("Root=2-5759e988-bd862e3fe1be46a994272793;" + kParent, &c, &deferred));
+  EXPECT_FALSE(xray_parse("Root=1-5759e988-bd862e3fe1be46a99427279;" + kParent, &c, &deferred));
+  EXPECT_FALSE(xray_parse(kRoot + ";Parent=0000000000000000", &c, &deferred));
+  EXPECT_FALSE(xray_parse("Root=1-00000000-000000000000000000000000;" + kParent, &c, &deferred));
+  EXPECT_FALSE(xray_parse("", &c, &deferred));
 }
+
+TEST(XRay, FormatRefusesAnAllZeroContext) {  // issue 5 item 12
+  otelagent_span_context c{};
+  EXPECT_EQ(xray_format(c), "");
+  c = context(1);
+  std::memset(c.span_id, 0, 8);
+  EXPECT_EQ(xray_format(c), "");
+}
+
+// The current C ABI: the two-argument form also empties the tracestate.
+TEST(XRay, ParseForTheCurrentAbiEmptiesTheTracestate) {
+  otelagent_span_context c{};
+  c.tracestate_len = 3;
+  ASSERT_TRUE(xray_parse(kRoot + ";" + kParent + ";Sampled=1", &c));
+  EXPECT_EQ(c.tracestate_len, 0);
+  EXPECT_EQ(c.trace_flags, 1);
+}
+
+// ------------------------------------------------------------ the current C ABI
 
 TEST(ContextCApi, ExtractPrefersTraceContextAndNormalisesBaggage) {
   const std::string tpv = tp("00");
