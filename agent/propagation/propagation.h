@@ -22,8 +22,21 @@ std::string traceparent_format(const otelagent_span_context &ctx);
 // ctx->tracestate. Invalid: ctx->tracestate emptied, false returned.
 bool tracestate_parse(std::string_view value, otelagent_span_context *ctx);
 
-// W3C baggage: the valid members of `value`, at most 64 members and 8192
-// bytes, whole members only; empty when there is none.
+// Sum of the lengths of all baggage field lines, refused whole (unread) when
+// longer. W3C baggage sets no maximum on what is received; it requires
+// propagating 64 members and 8192 bytes. Eight times that leaves room for
+// white space and invalid members.
+inline constexpr size_t kBaggageMaxInput = 65536;
+inline constexpr size_t kBaggageMaxOutput = 8192;
+inline constexpr size_t kBaggageMaxMembers = 64;
+
+// W3C baggage. The valid members of all `baggage` field lines of one request
+// (one list, like tracestate), white space removed, in order; at most 64
+// members and 8192 bytes, whole members only (a member that does not fit is
+// skipped, later smaller ones are kept). Empty when there is none or when the
+// lines together exceed kBaggageMaxInput.
+std::string baggage_combine(const std::string_view *lines, size_t n);
+// baggage_combine of a single value.
 std::string baggage_normalize(std::string_view value);
 
 // AWS's own APIs accept X-Ray trace headers of up to 8192 characters

@@ -119,24 +119,97 @@ TEST(TraceState, LongHeadersKeepWholeMembersUpToTheCap) {
   EXPECT_EQ(kept.find("key0="), 0u);
 }
 
-TEST(Baggage, KeepsValidMembersOnly) {
+// -------------------------------------------------------------------- baggage
+
+TEST(Baggage, KeepsValidMembersOnly) {  // BG "Mutating baggage": invalid members MAY be removed
   EXPECT_EQ(baggage_normalize(
                 "userId=alice, serverNode = DF%2028 ;prop=1;flag,bad key=x,isProduction=false"),
             "userId=alice,serverNode=DF%2028;prop=1;flag,isProduction=false");
-  EXPECT_EQ(baggage_normalize("k=v%zz"), "");  // bad percent escape
   EXPECT_EQ(baggage_normalize("novalue"), "");
 }
 
-TEST(Baggage, LimitsMembersAndBytesWithoutPartialMembers) {
-  std::string many;
-  for (int i = 0; i < 100; ++i) many += "k" + std::to_string(i) + "=v,";
-  std::string out = baggage_normalize(many);
+TEST(Baggage, WhiteSpaceAroundKeysValuesAndPropertiesIsDropped) {  // BG "Definition": OWS
+  EXPECT_EQ(baggage_normalize("userId =   alice"), "userId=alice");
+  EXPECT_EQ(baggage_normalize("key3=value3; propertyKey=propertyValue"),
+            "key3=value3;propertyKey=propertyValue");
+  EXPECT_EQ(baggage_normalize("k\t=\tv\t;\tp\t"), "k=v;p");
+}
+
+TEST(Baggage, KeysAreTokens) {  // BG "key": token (RFC 7230)
+  EXPECT_EQ(baggage_normalize("a!#$%&'*+-.^_`|~Z9=1"), "a!#$%&'*+-.^_`|~Z9=1");
+  EXPECT_EQ(baggage_normalize("bad key=1"), "");
+  EXPECT_EQ(baggage_normalize("k(=1"), "");
+  EXPECT_EQ(baggage_normalize("=1"), "");
+}
+
+TEST(Baggage, ValuesAreBaggageOctets) {            // BG "Definition": baggage-octet
+  EXPECT_EQ(baggage_normalize("k=a=b"), "k=a=b");  // BG "value": any number of '='
+  EXPECT_EQ(baggage_normalize("k="), "k=");        // value = *baggage-octet
+  EXPECT_EQ(baggage_normalize("k=a\"b"), "");
+  EXPECT_EQ(baggage_normalize("k=a\\b"), "");
+  EXPECT_EQ(baggage_normalize("k=a b"), "");
+  EXPECT_EQ(baggage_normalize("k=caf\xc3\xa9"), "");
+}
+
+TEST(Baggage, PercentMustBeEncoded) {  // BG "value": U+0025 MUST be percent-encoded
+  EXPECT_EQ(baggage_normalize("k=Am%C3%A9lie"), "k=Am%C3%A9lie");
+  EXPECT_EQ(baggage_normalize("k=50%"), "");
+  EXPECT_EQ(baggage_normalize("k=v%zz"), "");
+  EXPECT_EQ(baggage_normalize("k=v%2"), "");
+}
+
+TEST(Baggage, PropertiesAreKeysOrKeyValuePairs) {  // BG "property"
+  EXPECT_EQ(baggage_normalize("key1=value1;property1;property2"),
+            "key1=value1;property1;property2");
+  EXPECT_EQ(baggage_normalize("k=v;p=%41;q="), "k=v;p=%41;q=");
+  EXPECT_EQ(baggage_normalize("k=v;p=50%"), "");  // same encoding rules as values
+  EXPECT_EQ(baggage_normalize("k=v;bad key"), "");
+  EXPECT_EQ(baggage_normalize("k=v;"), "");  // a property needs a key
+}
+
+TEST(Baggage, DuplicateKeysKeepTheirOrder) {  // BG "baggage-string": order SHOULD be preserved
+  EXPECT_EQ(baggage_normalize("k=1,j=2,k=3"), "k=1,j=2,k=3");
+}
+
+TEST(Baggage, SeveralFieldLinesAreOneList) {  // BG "Header Content" and its multi-header example
+  std::string_view lines[] = {"userId =   alice", "serverNode = DF%2028, isProduction = false"};
+  EXPECT_EQ(baggage_combine(lines, 2), "userId=alice,serverNode=DF%2028,isProduction=false");
+}
+
+// BG "Limits": 64 members and 8192 bytes, of all field lines together; whole
+// members only.
+TEST(Baggage, LimitsApplyToAllLinesTogether) {
+  std::string a, b;
+  for (int i = 0; i < 40; ++i) a += "a" + std::to_string(i) + "=v,";
+  for (int i = 0; i < 40; ++i) b += "b" + std::to_string(i) + "=v,";
+  std::string_view lines[] = {a, b};
+  std::string out = baggage_combine(lines, 2);
   EXPECT_EQ(std::count(out.begin(), out.end(), ','), 63);
+  EXPECT_EQ(out.substr(out.rfind(',') + 1), "b23=v");
+
   std::string big;
   for (int i = 0; i < 20; ++i) big += "k" + std::to_string(i) + "=" + std::string(1000, 'a') + ",";
   out = baggage_normalize(big);
-  EXPECT_LE(out.size(), 8192u);
+  EXPECT_LE(out.size(), kBaggageMaxOutput);
   EXPECT_EQ(out.back(), 'a');
+  EXPECT_EQ(std::count(out.begin(), out.end(), ','), 7);  // 8 whole members of 1003 bytes
+}
+
+// BG "Limits": which members to drop is the implementer's choice, and it
+// SHOULD propagate as much as is reasonable: a member that does not fit is
+// skipped and later ones are still kept.
+TEST(Baggage, AMemberThatDoesNotFitIsSkippedNotTheRest) {
+  const std::string huge = "big=" + std::string(kBaggageMaxOutput, 'x');
+  EXPECT_EQ(baggage_normalize(huge + ",b=1"), "b=1");
+  const std::string fill = "f=" + std::string(kBaggageMaxOutput - 10, 'x');
+  EXPECT_EQ(baggage_normalize(fill + ",long=123456789,s=1"), fill + ",s=1");
+}
+
+TEST(Baggage, CombinedInputOverTheMaximumIsRefused) {
+  std::string pad(kBaggageMaxInput - 3, ' ');
+  std::string_view fits[] = {pad, "k=1"}, over[] = {pad, "k=12"};
+  EXPECT_EQ(baggage_combine(fits, 2), "k=1");
+  EXPECT_EQ(baggage_combine(over, 2), "");
 }
 
 // ---------------------------------------------------------------------- X-Ray
