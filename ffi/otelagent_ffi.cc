@@ -6,6 +6,7 @@
 #include <cstring>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "agent.h"
 #include "core/config.h"
@@ -106,6 +107,27 @@ void propagators(bool *tc, bool *bg, bool *xr) {
 #define STATUS_DESC_CASE_(num, name, desc) \
   case num:                                \
     return desc;
+
+// Parses into a zeroed context, so the fields a parser does not set
+// (sampling, reserved) are always defined.
+template <typename Parse>
+int parse_context(otelagent_span_context *out, Parse &&parse) {
+  otelagent_span_context c{};
+  if (!parse(&c)) return OTELAGENT_E_NOT_FOUND;
+  *out = c;
+  return OTELAGENT_OK;
+}
+
+bool xray_parse_into(std::string_view v, otelagent_span_context *c) {
+  bool deferred = false;
+  if (!xray_parse(v, c, &deferred)) return false;
+  c->sampling = deferred ? OTELAGENT_SAMPLING_DEFERRED : OTELAGENT_SAMPLING_DECIDED;
+  return true;
+}
+
+std::string xray_of(const otelagent_span_context &ctx) {
+  return xray_format(ctx, ctx.sampling == OTELAGENT_SAMPLING_DEFERRED);
+}
 
 }  // namespace
 
@@ -282,8 +304,9 @@ int otelagent_traceparent_parse(const char *value, size_t len, otelagent_span_co
   int rc = input(value, len, OTELAGENT_MAX_TRACEPARENT, &v);
   if (rc != OTELAGENT_OK) return rc;
   if (out == nullptr) return OTELAGENT_E_INVALID;
-  return guarded(
-      [&]() -> int { return traceparent_parse(v, out) ? OTELAGENT_OK : OTELAGENT_E_NOT_FOUND; });
+  return guarded([&]() -> int {
+    return parse_context(out, [&](otelagent_span_context *c) { return traceparent_parse(v, c); });
+  });
 }
 
 int otelagent_tracestate_normalize(const char *value, size_t len, char *buf, size_t cap,
@@ -292,8 +315,8 @@ int otelagent_tracestate_normalize(const char *value, size_t len, char *buf, siz
   int rc = input(value, len, OTELAGENT_MAX_TRACESTATE_INPUT, &v);
   if (rc != OTELAGENT_OK) return rc;
   return guarded([&]() -> int {
-    std::string ts;
-    if (!tracestate_parse(v, &ts) || ts.empty()) {
+    const std::string ts = tracestate_normalize(v);
+    if (ts.empty()) {
       if (written != nullptr) *written = 0;
       return OTELAGENT_E_NOT_FOUND;
     }
@@ -304,11 +327,7 @@ int otelagent_tracestate_normalize(const char *value, size_t len, char *buf, siz
 int otelagent_traceparent_format(const otelagent_span_context *ctx, char *buf, size_t cap,
                                  size_t *written) {
   if (!ids_valid(ctx)) return OTELAGENT_E_INVALID;
-  return guarded([&]() -> int {
-    const std::string tp = traceparent_format(*ctx);
-    if (tp.empty()) return OTELAGENT_E_INVALID;
-    return write_out(tp, buf, cap, written);
-  });
+  return guarded([&]() -> int { return write_out(traceparent_format(*ctx), buf, cap, written); });
 }
 
 int otelagent_xray_parse(const char *value, size_t len, otelagent_span_context *out) {
@@ -316,18 +335,15 @@ int otelagent_xray_parse(const char *value, size_t len, otelagent_span_context *
   int rc = input(value, len, OTELAGENT_MAX_XRAY, &v);
   if (rc != OTELAGENT_OK) return rc;
   if (out == nullptr) return OTELAGENT_E_INVALID;
-  return guarded(
-      [&]() -> int { return xray_parse(v, out) ? OTELAGENT_OK : OTELAGENT_E_NOT_FOUND; });
+  return guarded([&]() -> int {
+    return parse_context(out, [&](otelagent_span_context *c) { return xray_parse_into(v, c); });
+  });
 }
 
 int otelagent_xray_format(const otelagent_span_context *ctx, char *buf, size_t cap,
                           size_t *written) {
   if (!ids_valid(ctx)) return OTELAGENT_E_INVALID;
-  return guarded([&]() -> int {
-    const std::string x = xray_format(*ctx);
-    if (x.empty()) return OTELAGENT_E_INVALID;
-    return write_out(x, buf, cap, written);
-  });
+  return guarded([&]() -> int { return write_out(xray_of(*ctx), buf, cap, written); });
 }
 
 int otelagent_baggage_normalize(const char *value, size_t len, char *buf, size_t cap,
@@ -357,57 +373,55 @@ int otelagent_context_extract(const otelagent_header *headers, size_t count,
     if (tracestate_len != nullptr) *tracestate_len = 0;
     if (baggage_len != nullptr) *baggage_len = 0;
     std::string_view traceparent, xray;
-    // Several tracestate (or baggage) field lines are one comma-separated
-    // list (RFC 9110 section 5.3).
-    std::string tracestate, baggage;
+    // Several tracestate (or baggage) field lines are one list (RFC 9110
+    // section 5.3); the parsers bound the lines' total.
+    std::vector<std::string_view> tracestate, baggage;
     bool have_tp = false, tp_twice = false, have_xray = false;
     for (size_t i = 0; i < count; ++i) {
       const otelagent_header &h = headers[i];
       std::string_view name, value;
       if (input(h.name.ptr, h.name.len, OTELAGENT_MAX_HEADER_NAME, &name) != OTELAGENT_OK) continue;
       if (name_is(name, "traceparent")) {
-        if (input(h.value.ptr, h.value.len, OTELAGENT_MAX_TRACEPARENT, &value) != OTELAGENT_OK)
-          continue;
-        // Two traceparent headers make the context invalid (W3C).
+        // Two traceparent headers make the context invalid (W3C); so does an
+        // over-long one.
         tp_twice = have_tp;
-        traceparent = value;
         have_tp = true;
+        if (input(h.value.ptr, h.value.len, OTELAGENT_MAX_TRACEPARENT, &value) == OTELAGENT_OK)
+          traceparent = value;
+        else
+          tp_twice = true;
       } else if (name_is(name, "tracestate")) {
-        if (input(h.value.ptr, h.value.len, OTELAGENT_MAX_TRACESTATE_INPUT, &value) ==
-                OTELAGENT_OK &&
-            tracestate.size() + value.size() < OTELAGENT_MAX_TRACESTATE_INPUT) {
-          if (!tracestate.empty()) tracestate += ',';
-          tracestate.append(value);
-        }
+        if (input(h.value.ptr, h.value.len, OTELAGENT_MAX_TRACESTATE_INPUT, &value) == OTELAGENT_OK)
+          tracestate.push_back(value);
       } else if (name_is(name, "x-amzn-trace-id")) {
         if (input(h.value.ptr, h.value.len, OTELAGENT_MAX_XRAY, &value) != OTELAGENT_OK) continue;
         xray = value;
         have_xray = true;
       } else if (name_is(name, "baggage")) {
-        if (input(h.value.ptr, h.value.len, OTELAGENT_MAX_BAGGAGE, &value) == OTELAGENT_OK &&
-            baggage.size() + value.size() < OTELAGENT_MAX_BAGGAGE) {
-          if (!baggage.empty()) baggage += ',';
-          baggage.append(value);
-        }
+        if (input(h.value.ptr, h.value.len, OTELAGENT_MAX_BAGGAGE, &value) == OTELAGENT_OK)
+          baggage.push_back(value);
       }
     }
-    bool found = false;
-    if (tc && have_tp && !tp_twice && traceparent_parse(traceparent, out)) {
-      found = true;
-      std::string ts;
-      if (tracestate_buf != nullptr && tracestate_parse(tracestate, &ts) &&
-          write_out(ts, tracestate_buf, tracestate_cap, tracestate_len) != OTELAGENT_OK &&
-          tracestate_len != nullptr)
-        *tracestate_len = 0;
+    int rc = OTELAGENT_E_NOT_FOUND;
+    if (tc && have_tp && !tp_twice) {
+      rc = parse_context(
+          out, [&](otelagent_span_context *c) { return traceparent_parse(traceparent, c); });
+      if (rc == OTELAGENT_OK && tracestate_buf != nullptr) {
+        const std::string ts = tracestate_combine(tracestate.data(), tracestate.size());
+        if (write_out(ts, tracestate_buf, tracestate_cap, tracestate_len) != OTELAGENT_OK &&
+            tracestate_len != nullptr)
+          *tracestate_len = 0;
+      }
     }
-    if (!found && xr && have_xray && xray_parse(xray, out)) found = true;
+    if (rc != OTELAGENT_OK && xr && have_xray)
+      rc = parse_context(out, [&](otelagent_span_context *c) { return xray_parse_into(xray, c); });
     if (bg && baggage_buf != nullptr && !baggage.empty()) {
-      std::string norm = baggage_normalize(baggage);
+      const std::string norm = baggage_combine(baggage.data(), baggage.size());
       if (!norm.empty() && write_out(norm, baggage_buf, baggage_cap, baggage_len) != OTELAGENT_OK &&
           baggage_len != nullptr)
         *baggage_len = 0;
     }
-    return found ? OTELAGENT_OK : OTELAGENT_E_NOT_FOUND;
+    return rc;
   });
 }
 
@@ -418,22 +432,22 @@ int otelagent_context_inject(const otelagent_span_context *ctx, const char *trac
   int rc = input(tracestate, tracestate_len, OTELAGENT_MAX_TRACESTATE_INPUT, &ts_in);
   if (rc == OTELAGENT_OK) rc = input(baggage, baggage_len, OTELAGENT_MAX_BAGGAGE, &bg_in);
   if (rc != OTELAGENT_OK) return rc;
-  if (!ids_valid(ctx)) return OTELAGENT_E_INVALID;
+  if (!ids_valid(ctx)) return OTELAGENT_E_INVALID;  // no header for an invalid context
   return guarded([&]() -> int {
     bool tc, bg, xr;
     propagators(&tc, &bg, &xr);
-    const std::string tp = traceparent_format(*ctx);
-    if (tp.empty()) return OTELAGENT_E_INVALID;  // no header for an invalid context
     std::string out;
     if (tc) {
-      out += "traceparent: " + tp + "\r\n";
-      std::string ts;
-      if (!ts_in.empty() && tracestate_parse(ts_in, &ts) && !ts.empty())
-        out += "tracestate: " + ts + "\r\n";
+      out += "traceparent: " + traceparent_format(*ctx) + "\r\n";
+      // A caller's invalid tracestate is left out rather than sent on.
+      if (!ts_in.empty() && tracestate_valid(ts_in)) {
+        const std::string ts = tracestate_normalize(ts_in);
+        if (!ts.empty()) out += "tracestate: " + ts + "\r\n";
+      }
     }
-    if (xr) out += "X-Amzn-Trace-Id: " + xray_format(*ctx) + "\r\n";
+    if (xr) out += "X-Amzn-Trace-Id: " + xray_of(*ctx) + "\r\n";
     if (bg && !bg_in.empty()) {
-      std::string norm = baggage_normalize(bg_in);
+      const std::string norm = baggage_normalize(bg_in);
       if (!norm.empty()) out += "baggage: " + norm + "\r\n";
     }
     return write_out(out, buf, cap, written);

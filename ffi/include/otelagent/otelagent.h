@@ -474,11 +474,15 @@ OTELAGENT_API int otelagent_record_span(const void *record, size_t len);
 /* ------------------------------------------------------------------ */
 
 /* The longest header values the propagation calls read (OTELAGENT_NTS or a
- * longer length gives OTELAGENT_E_TOO_LONG; nothing past these is read). */
+ * longer length gives OTELAGENT_E_TOO_LONG; nothing past these is read). For
+ * tracestate and baggage the maximum is of all a request's lines together:
+ * the longest valid tracestate is 16447 characters, and W3C baggage sets no
+ * maximum on what is received (it must propagate 8192 bytes). X-Ray: AWS's
+ * own APIs take trace headers of up to 8192 characters. */
 #define OTELAGENT_MAX_TRACEPARENT 512
-#define OTELAGENT_MAX_TRACESTATE_INPUT 8192 /* one value, or several lines joined */
-#define OTELAGENT_MAX_BAGGAGE 8192
-#define OTELAGENT_MAX_XRAY 1024
+#define OTELAGENT_MAX_TRACESTATE_INPUT 32768
+#define OTELAGENT_MAX_BAGGAGE 65536
+#define OTELAGENT_MAX_XRAY 8192
 #define OTELAGENT_MAX_HEADER_NAME 256
 
 /*! otelagent_traceparent_parse() :
@@ -526,8 +530,9 @@ OTELAGENT_API int otelagent_xray_format(const otelagent_span_context *ctx, char 
                                         size_t *written);
 
 /*! otelagent_baggage_normalize() :
- *  Parses a W3C `baggage` value and writes it back keeping only valid members,
- *  at most 64 members and 8192 bytes (never a partial member). At most
+ *  Parses a W3C `baggage` value (several header lines may be joined with ',')
+ *  and writes it back keeping only valid members, at most 64 members and 8192
+ *  bytes (a member that does not fit is skipped, never cut). At most
  *  OTELAGENT_MAX_BAGGAGE bytes in.
  *  @return OTELAGENT_OK, OTELAGENT_E_NOT_FOUND (no valid member),
  *  OTELAGENT_E_NO_SPACE, OTELAGENT_E_INVALID, OTELAGENT_E_TOO_LONG. */
@@ -548,8 +553,10 @@ typedef struct otelagent_header {
  *  the normalised tracestate that goes with a W3C context is written there
  *  (`*tracestate_len` = 0 when there is none; a buffer of
  *  OTELAGENT_TRACESTATE_MAX bytes always suffices); likewise the normalised
- *  baggage into `baggage_buf` (8192 bytes suffice). A header value over its
- *  maximum (OTELAGENT_MAX_*) is ignored, as an invalid one is.
+ *  baggage into `baggage_buf` (8192 bytes suffice). A header over its
+ *  maximum (OTELAGENT_MAX_*, all lines of one name together) is ignored, as
+ *  an invalid one is. An X-Ray header with Sampled=? gives sampling =
+ *  DEFERRED.
  *  Works before start with the default propagators (tracecontext, baggage).
  *  @return OTELAGENT_OK (a context was found), OTELAGENT_E_NOT_FOUND,
  *  OTELAGENT_E_INVALID, OTELAGENT_E_TOO_LONG (more than OTELAGENT_MAX_ITEMS
