@@ -144,7 +144,7 @@ int start(const std::map<std::string, std::string, std::less<>> &settings) {
   if (runtime() != nullptr) return OTELAGENT_E_ALREADY_STARTED;
   std::vector<std::string> warnings;
   auto *rt = new Runtime;
-  rt->cfg = config_parse(settings, &warnings);
+  rt->cfg = config_parse(settings, &warnings, http_endpoint_problem);
   for (const auto &w : warnings) log_warn("%s", w.c_str());
   rt->disabled = rt->cfg.disabled || rt->cfg.exporter == ExporterKind::kNone;
   sampler_prepare(rt);
