@@ -201,8 +201,12 @@ void HttpTransport::post(std::string_view body, const char *encoding, Done done)
   curl_easy_setopt(e, CURLOPT_HEADERDATA, this);
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &HttpTransport::on_body);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, this);
-  // Only the OTLP endpoint is ever contacted: no redirects, no proxies from
-  // the host's environment changing where spans go unless configured.
+  // No redirects: spans go to the configured endpoint only. The proxy is the
+  // host's, as libcurl reads it from the environment when CURLOPT_PROXY is
+  // unset (http_proxy, https_proxy or HTTPS_PROXY, all_proxy, no_proxy or
+  // NO_PROXY; not upper-case HTTP_PROXY, which a CGI host may have taken from
+  // a request's "Proxy:" header). The OpenTelemetry Python exporter honours
+  // them too, and a host behind an egress proxy expects it.
   curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);

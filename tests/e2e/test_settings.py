@@ -1,10 +1,16 @@
 """Settings from the environment as a host process sees them: header values
-that could break the request never reach the wire, and a bad setting gets
-one warning at start."""
+that could break the request never reach the wire, a bad setting gets one
+warning at start, and the host's proxy variables are honoured as libcurl
+reads them."""
+
+import threading
+from http.client import HTTPConnection
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
 
 import pytest
 
-from harness import Emitter
+from harness import Emitter, Sink
 
 DEFAULT_ENDPOINT = "http://localhost:4318/v1/traces"
 
@@ -58,3 +64,79 @@ def test_an_oversized_environment_value_is_ignored_with_one_warning(sink):
     keys = {a.key for r in sink.requests for rs in r.request.resource_spans for a in rs.resource.attributes}
     assert "k" not in keys and "service.name" in keys
 
+
+class ForwardProxy:
+    """A plain HTTP forward proxy on loopback: records each request line (an
+    absolute URI, as a client talking to a proxy sends it) and forwards the
+    request to its origin."""
+
+    def __init__(self):
+        self.request_lines = []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                proxy.request_lines.append(self.requestline)
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                target = urlsplit(self.path)
+                headers = {k: v for k, v in self.headers.items()
+                           if k.lower() not in ("proxy-connection", "connection", "host")}
+                conn = HTTPConnection(target.hostname, target.port, timeout=30)
+                conn.request("POST", target.path or "/", body=body, headers=headers)
+                resp = conn.getresponse()
+                payload = resp.read()
+                self.send_response(resp.status)
+                for k, v in resp.getheaders():
+                    if k.lower() not in ("connection", "transfer-encoding", "content-length"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+                conn.close()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def proxy():
+    p = ForwardProxy()
+    yield p
+    p.close()
+
+
+def test_spans_go_through_the_hosts_http_proxy(sink, proxy):
+    em = Emitter("bulk", sink.endpoint, {"http_proxy": proxy.url}, ["20"])
+    assert em.wait() == 0, em.stderr
+    assert em.stats()["exported"] == 20
+    assert len(sink.spans()) == 20
+    assert proxy.request_lines
+    assert set(proxy.request_lines) == {f"POST {sink.endpoint}/v1/traces HTTP/1.1"}
+
+
+@pytest.mark.parametrize("variable", ["no_proxy", "NO_PROXY"])
+def test_no_proxy_bypasses_the_proxy(sink, proxy, variable):
+    em = Emitter("bulk", sink.endpoint, {"http_proxy": proxy.url, variable: "127.0.0.1"}, ["20"])
+    assert em.wait() == 0, em.stderr
+    assert em.stats()["exported"] == 20
+    assert len(sink.spans()) == 20
+    assert proxy.request_lines == []
+
+
+def test_upper_case_http_proxy_is_ignored_as_libcurl_does(sink, proxy):
+    # A CGI host may have HTTP_PROXY from a request's "Proxy:" header.
+    em = Emitter("bulk", sink.endpoint, {"HTTP_PROXY": proxy.url}, ["5"])
+    assert em.wait() == 0, em.stderr
+    assert len(sink.spans()) == 5
+    assert proxy.request_lines == []
