@@ -17,7 +17,7 @@
 extern char **environ;
 
 struct otelagent_config {
-  std::map<std::string, std::string, std::less<>> values;
+  otelagent::Settings values;
 };
 
 namespace {
@@ -76,14 +76,10 @@ int write_out(const std::string &s, char *buf, size_t cap, size_t *written) {
   return OTELAGENT_OK;
 }
 
-void load_env(std::map<std::string, std::string, std::less<>> *out) {
-  for (char **e = environ; e != nullptr && *e != nullptr; ++e) {
-    std::string_view kv(*e);
-    size_t eq = kv.find('=');
-    if (eq == std::string_view::npos) continue;
-    std::string_view k = kv.substr(0, eq);
-    if (config_key_known(k)) (*out)[std::string(k)] = std::string(kv.substr(eq + 1));
-  }
+void load_env(Settings *out) {
+  std::vector<std::string> warnings;
+  config_load_env(environ, out, &warnings);
+  for (const auto &w : warnings) log_warn("%s", w.c_str());
 }
 
 bool name_is(std::string_view a, std::string_view lower_b) {
@@ -171,11 +167,14 @@ void otelagent_config_free(otelagent_config *cfg) {
 
 int otelagent_config_set(otelagent_config *cfg, const char *key, size_t key_len, const char *value,
                          size_t value_len) {
-  if (cfg == nullptr || key == nullptr || bad(value, value_len)) return OTELAGENT_E_INVALID;
+  if (cfg == nullptr || key == nullptr) return OTELAGENT_E_INVALID;
+  std::string_view k, v;
+  int rc = input(key, key_len, kConfigKeyMax, &k);
+  if (rc == OTELAGENT_OK) rc = input(value, value_len, kConfigValueMax, &v);
+  if (rc != OTELAGENT_OK) return rc;
   return guarded([&]() -> int {
-    std::string k(key, key_len);
     if (!config_key_known(k)) return OTELAGENT_E_UNKNOWN_KEY;
-    cfg->values[k] = value_len ? std::string(value, value_len) : std::string();
+    cfg->values[std::string(k)] = std::string(v);
     return OTELAGENT_OK;
   });
 }
@@ -191,7 +190,7 @@ int otelagent_config_load_env(otelagent_config *cfg) {
 int otelagent_start(const otelagent_config *cfg) {
   return guarded([&]() -> int {
     if (cfg != nullptr) return start(cfg->values);
-    std::map<std::string, std::string, std::less<>> env;
+    Settings env;
     load_env(&env);
     return start(env);
   });

@@ -138,19 +138,31 @@ OTELAGENT_API otelagent_config *otelagent_config_new(void);
 /*! otelagent_config_free() : destroys `cfg`; NULL is accepted. */
 OTELAGENT_API void otelagent_config_free(otelagent_config *cfg);
 
+/** Longest configuration key and value, in bytes. */
+#define OTELAGENT_CONFIG_KEY_MAX 256
+#define OTELAGENT_CONFIG_VALUE_MAX 65536
+
 /*! otelagent_config_set() :
  *  Sets one setting. Keys are the environment variable names in the README's
  *  configuration table (e.g. "OTEL_SERVICE_NAME", "OTEL_BSP_SCHEDULE_DELAY");
  *  values are parsed exactly as the environment's are, when the agent starts
  *  (a bad value is then warned about once and replaced by the default).
- *  @return OTELAGENT_OK, OTELAGENT_E_INVALID, or OTELAGENT_E_UNKNOWN_KEY.
+ *  `key` holds at most OTELAGENT_CONFIG_KEY_MAX (256) bytes and `value` at
+ *  most OTELAGENT_CONFIG_VALUE_MAX (65536); a length of SIZE_MAX means the
+ *  string is NUL-terminated, and no more than the maximum plus one byte is
+ *  read looking for the NUL. `value` may be NULL when `value_len` is 0.
+ *  @return OTELAGENT_OK, OTELAGENT_E_INVALID (NULL argument),
+ *  OTELAGENT_E_TOO_LONG (a key or value longer than its maximum), or
+ *  OTELAGENT_E_UNKNOWN_KEY.
  *  Not thread-safe on one object. */
 OTELAGENT_API int otelagent_config_set(otelagent_config *cfg, const char *key, size_t key_len,
                                        const char *value, size_t value_len);
 
 /*! otelagent_config_load_env() :
  *  Copies every known variable present in the process environment into `cfg`
- *  (values already set are overwritten). */
+ *  (values already set are overwritten). A value longer than
+ *  OTELAGENT_CONFIG_VALUE_MAX is ignored with one warning on stderr, here and
+ *  in otelagent_start(NULL). */
 OTELAGENT_API int otelagent_config_load_env(otelagent_config *cfg);
 
 /*! otelagent_start() :
