@@ -14,11 +14,12 @@
  *    are copied before the call returns; the caller keeps ownership. A NULL
  *    pointer with a non-zero length is OTELAGENT_E_INVALID. A length of
  *    OTELAGENT_NTS ((size_t)-1) means "NUL-terminated": the string is read up
- *    to its NUL, never further than the argument's documented maximum. Every
+ *    to its NUL, never further than the argument's documented maximum plus
+ *    one byte (the byte that tells a NUL from an over-long string). Every
  *    string argument has a maximum (OTELAGENT_MAX_*): span values longer than
  *    theirs are truncated (and counted), other inputs longer than theirs are
  *    refused with OTELAGENT_E_TOO_LONG. No call reads more of a caller's buffer
- *    than its maximum, whatever length it is given. Invalid UTF-8 is repaired
+ *    than its maximum (plus that one byte), whatever length it is given. Invalid UTF-8 is repaired
  *    (each bad sequence becomes U+FFFD) on the exporter thread.
  *  - "Hot path" marks the calls a host thread makes while emitting spans: they
  *    take no lock, allocate no memory and make no system call other than a vDSO
@@ -183,7 +184,9 @@ OTELAGENT_API int otelagent_flush(uint32_t timeout_ms);
 /*! otelagent_shutdown() :
  *  Flushes for at most `timeout_ms`, then stops the exporter thread; spans
  *  still queued then are dropped and counted. Span calls after it return
- *  OTELAGENT_E_NOT_STARTED. The agent may be started again. Also run
+ *  OTELAGENT_E_NOT_STARTED; a span still open then and ended before the next
+ *  start is dropped and counted (spans_dropped_shutdown), its handle
+ *  released. The agent may be started again. Also run
  *  automatically at process exit with OTELAGENT_SHUTDOWN_TIMEOUT_MS.
  *  @return OTELAGENT_OK, OTELAGENT_E_TIMEOUT, OTELAGENT_E_NOT_STARTED. */
 OTELAGENT_API int otelagent_shutdown(uint32_t timeout_ms);
@@ -319,10 +322,15 @@ typedef struct otelagent_span_options {
  *  with a count, a bad type, a NULL key...) are OTELAGENT_E_INVALID: check them
  *  before starting rather than relying on partial spans.
  *  A parent_tracestate over OTELAGENT_TRACESTATE_MAX is dropped, not cut.
+ *  A parent_tracestate or link tracestate that is not a valid W3C list is
+ *  dropped too (it must not be passed on).
  *  @return OTELAGENT_OK; OTELAGENT_E_INVALID; OTELAGENT_E_TOO_LONG (more than
  *  OTELAGENT_MAX_ITEMS links or attributes); OTELAGENT_E_NOT_STARTED /
  *  OTELAGENT_E_DISABLED; OTELAGENT_E_SPAN_LIMIT when this thread already
- *  holds OTELAGENT_MAX_OPEN_SPANS_PER_THREAD open spans (counted). */
+ *  holds OTELAGENT_MAX_OPEN_SPANS_PER_THREAD open spans (counted);
+ *  OTELAGENT_E_INTERNAL when the thread cannot get span storage (out of
+ *  memory, or the thread is past its exit clean-up: counted in
+ *  spans_dropped_thread_exit). */
 OTELAGENT_API int otelagent_span_start(const char *name, size_t name_len,
                                        const otelagent_span_options *opts, otelagent_span **out);
 
