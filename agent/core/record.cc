@@ -26,24 +26,38 @@ std::string_view RecordView::find(uint8_t tag) const {
   return last;
 }
 
+EntryReader::EntryReader(const uint8_t *rec, size_t len) : p_(nullptr), end_(nullptr) {
+  if (rec == nullptr || len < rec::kHeader) return;
+  const size_t header = load_u16(rec + rec::kHeaderLen);
+  if (header < rec::kHeader || header > len) {
+    malformed_ = true;
+    return;
+  }
+  p_ = rec + header;
+  end_ = rec + len;
+}
+
 bool EntryReader::next(Entry *e) {
-  if (p_ == end_) return false;
-  const size_t left = static_cast<size_t>(end_ - p_);
-  if (left >= rec::kEntryHeader) {
+  while (p_ != end_) {
+    const size_t left = static_cast<size_t>(end_ - p_);
+    if (left < rec::kEntryHeader) break;
     const size_t klen = load_u16(p_ + 2);
     const size_t vlen = load_u32(p_ + 4);
-    if (klen + vlen <= left - rec::kEntryHeader) {
-      e->tag = p_[0];
-      e->type = p_[1];
-      const char *k = reinterpret_cast<const char *>(p_ + rec::kEntryHeader);
-      e->key = std::string_view(k, klen);
-      e->value = std::string_view(k + klen, vlen);
-      if (entry_shape_ok(*e)) {
-        p_ += rec::kEntryHeader + klen + vlen;
-        return true;
-      }
+    if (klen + vlen > left - rec::kEntryHeader) break;
+    e->tag = p_[0];
+    e->type = p_[1];
+    const char *k = reinterpret_cast<const char *>(p_ + rec::kEntryHeader);
+    e->key = std::string_view(k, klen);
+    e->value = std::string_view(k + klen, vlen);
+    if (e->tag >= rec::kFirstExtensionTag) {
+      p_ += rec::kEntryHeader + klen + vlen;
+      continue;
     }
+    if (!entry_shape_ok(*e)) break;
+    p_ += rec::kEntryHeader + klen + vlen;
+    return true;
   }
+  if (p_ == end_) return false;
   malformed_ = true;
   p_ = end_;
   return false;
@@ -138,7 +152,8 @@ bool record_validate(const uint8_t *data, size_t len) {
   if (load_u16(data + rec::kVersion) != OTELAGENT_RECORD_VERSION) return false;
   if (data[rec::kKind] > OTELAGENT_KIND_CONSUMER) return false;
   if (data[rec::kStatus] > OTELAGENT_STATUS_ERROR) return false;
-  if (load_u64(data + rec::kInternal) != 0) return false;  // reserved
+  if (load_u16(data + rec::kInternal) != 0 || load_u32(data + rec::kTruncated) != 0)
+    return false;  // reserved
   if (all_zero(data + rec::kTraceId, 16) || all_zero(data + rec::kSpanId, 8)) return false;
   bool have_name = false;
   uint8_t group = 0;  // EVENT or LINK while their attributes may follow

@@ -37,33 +37,37 @@ inline void store_u64(uint8_t *p, uint64_t v) {
   std::memcpy(p, &v, sizeof v);
 }
 
-// Offsets of the fixed header fields.
+// Offsets of the fixed header fields (format version 2).
 namespace rec {
 constexpr size_t kTotalLen = 0;
 constexpr size_t kVersion = 4;
-constexpr size_t kKind = 6;
-constexpr size_t kStatus = 7;
-constexpr size_t kTraceId = 8;
-constexpr size_t kSpanId = 24;
-constexpr size_t kParentId = 32;
-constexpr size_t kStart = 40;
-constexpr size_t kEnd = 48;
-constexpr size_t kFlags = 56;
-constexpr size_t kDroppedAttrs = 60;
-constexpr size_t kDroppedEvents = 64;
-constexpr size_t kDroppedLinks = 68;
-// Reserved in the ABI (zero from outside); inside the agent, bits saying
-// that start/end hold raw TSC readings the exporter must convert.
-constexpr size_t kInternal = 72;
-constexpr uint32_t kStartIsTsc = 1;
-constexpr uint32_t kEndIsTsc = 2;
-// Also internal: how many values were cut to a cap or limit (exported as the
-// span attribute otelagent.truncated_values).
+constexpr size_t kHeaderLen = 6;
+constexpr size_t kKind = 8;
+constexpr size_t kStatus = 9;
+// A u16 reserved in the ABI (zero from outside); inside the agent, bits
+// saying that start/end hold raw TSC readings the exporter must convert.
+constexpr size_t kInternal = 10;
+constexpr uint16_t kStartIsTsc = 1;
+constexpr uint16_t kEndIsTsc = 2;
+constexpr size_t kFlags = 12;
+constexpr size_t kTraceId = 16;
+constexpr size_t kSpanId = 32;
+constexpr size_t kParentId = 40;
+constexpr size_t kStart = 48;
+constexpr size_t kEnd = 56;
+constexpr size_t kDroppedAttrs = 64;
+constexpr size_t kDroppedEvents = 68;
+constexpr size_t kDroppedLinks = 72;
+// A u32 also reserved in the ABI; inside the agent, how many values were cut
+// to a cap or limit (exported as the span attribute otelagent.truncated_values).
 constexpr size_t kTruncated = 76;
+// The header this version writes; readers accept longer ones (header_len).
 constexpr size_t kHeader = OTELAGENT_RECORD_HEADER_SIZE;
 constexpr size_t kEntryHeader = OTELAGENT_RECORD_ENTRY_HEADER_SIZE;
 constexpr size_t kLinkFixed = 16 + 8 + 4;  // ids and flags before tracestate
-static_assert(kInternal + 8 == kHeader);
+// Tags from here on are optional extensions, skipped by readers.
+constexpr uint8_t kFirstExtensionTag = OTELAGENT_REC_FIRST_EXTENSION;
+static_assert(kTruncated + 4 == kHeader);
 
 // OTLP Span.flags bits above the W3C trace flags.
 constexpr uint32_t kFlagHasIsRemote = 0x100;
@@ -90,10 +94,12 @@ bool entry_shape_ok(const Entry &e);
 // not whole or not well-formed, so no reader ever looks past the record.
 class EntryReader {
  public:
-  EntryReader(const uint8_t *rec, size_t len)
-      : p_(rec != nullptr && len >= rec::kHeader ? rec + rec::kHeader : nullptr),
-        end_(p_ != nullptr ? rec + len : nullptr) {}
-  // The next entry, or false at the end or at a malformed entry.
+  // Entries start at the record's header_len; a header_len out of bounds
+  // makes the record malformed (no entries, complete() false).
+  EntryReader(const uint8_t *rec, size_t len);
+  // The next entry, or false at the end or at a malformed entry. Extension
+  // entries (tags from rec::kFirstExtensionTag) are skipped: to the reader
+  // they are not there.
   bool next(Entry *e);
   // The next entry's tag without consuming it, or 0 where next() is false.
   uint8_t peek_tag() const {

@@ -129,13 +129,13 @@ void Exporter::drain_rings() {
 }
 
 void Exporter::convert_times(uint8_t *r) {
-  const uint32_t flags = load_u32(r + rec::kInternal);
+  const uint16_t flags = load_u16(r + rec::kInternal);
   if (flags == 0) return;
   if (flags & rec::kStartIsTsc)
     store_u64(r + rec::kStart, tsc_to_unix(load_u64(r + rec::kStart), clock_base_, clock_now_));
   if (flags & rec::kEndIsTsc)
     store_u64(r + rec::kEnd, tsc_to_unix(load_u64(r + rec::kEnd), clock_base_, clock_now_));
-  store_u32(r + rec::kInternal, 0);  // the truncation count after it stays
+  store_u16(r + rec::kInternal, 0);
 }
 
 void Exporter::cut(size_t n) {

@@ -311,6 +311,7 @@ uint32_t record_clean(const RecordView &r, const Limits &lim, std::string *out) 
     }
   auto *h = reinterpret_cast<uint8_t *>(out->data());
   store_u32(h + rec::kTotalLen, static_cast<uint32_t>(out->size()));
+  store_u16(h + rec::kHeaderLen, rec::kHeader);  // header bytes we do not know are gone
   store_u32(h + rec::kDroppedAttrs, static_cast<uint32_t>(dropped_attrs));
   store_u32(h + rec::kDroppedEvents, static_cast<uint32_t>(dropped_events));
   store_u32(h + rec::kDroppedLinks, static_cast<uint32_t>(dropped_links));

@@ -273,12 +273,13 @@ int span_start(const char *name, size_t name_len, const otelagent_span_options *
   uint8_t *b = s->buf;
   std::memset(b, 0, rec::kHeader);
   store_u16(b + rec::kVersion, OTELAGENT_RECORD_VERSION);
+  store_u16(b + rec::kHeaderLen, rec::kHeader);
   b[rec::kKind] = static_cast<uint8_t>(o.kind == 0 ? OTELAGENT_KIND_INTERNAL : o.kind);
   uint64_t start = o.start_time_unix_nano;
   if (start == 0) {
     if (rt->use_tsc) {
       start = read_tsc();
-      store_u32(b + rec::kInternal, rec::kStartIsTsc);
+      store_u16(b + rec::kInternal, rec::kStartIsTsc);
     } else {
       start = now_unix_nano();
     }
@@ -440,7 +441,7 @@ int span_end(otelagent_span *span, uint64_t end_time) {
       const bool tsc = s->use_tsc;
       store_u64(s->buf + rec::kEnd, tsc ? read_tsc() : now_unix_nano());
       if (tsc)
-        store_u32(s->buf + rec::kInternal, load_u32(s->buf + rec::kInternal) | rec::kEndIsTsc);
+        store_u16(s->buf + rec::kInternal, load_u16(s->buf + rec::kInternal) | rec::kEndIsTsc);
     }
     store_u32(s->buf + rec::kTotalLen, s->len);
     rc = enqueue(st, s->buf, s->len);

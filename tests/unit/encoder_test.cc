@@ -23,7 +23,7 @@ pb::collector::trace::v1::ExportTraceServiceRequest encode(
     std::vector<std::vector<uint8_t>> &recs, const std::vector<ResourceAttr> &res = {}) {
   std::vector<RecordView> views;
   for (auto &r : recs) {
-    if (load_u64(r.data() + rec::kInternal) == 0) {
+    if (load_u16(r.data() + rec::kInternal) == 0 && load_u32(r.data() + rec::kTruncated) == 0) {
       EXPECT_TRUE(record_validate(r.data(), r.size()));
     }
     views.push_back({r.data(), static_cast<uint32_t>(r.size())});
@@ -159,9 +159,9 @@ TEST(Sanitize, RepairsUtf8AppliesLimitsAndDeduplicates) {
   EXPECT_EQ(record_clean(v, lim, &clean), 1u);  // one value cut to 3 characters
   RecordView c{reinterpret_cast<const uint8_t *>(clean.data()),
                static_cast<uint32_t>(clean.size())};
-  EXPECT_EQ(load_u32(c.data + rec::kTruncated), 1u);  // the span remembers the cut
+  EXPECT_EQ(c.truncated(), 1u);  // the span remembers the cut
   std::string revalidated = clean;
-  std::memset(revalidated.data() + rec::kInternal, 0, 8);  // internal fields aside,
+  std::memset(revalidated.data() + rec::kTruncated, 0, 4);  // internal fields aside,
   EXPECT_TRUE(record_validate(reinterpret_cast<const uint8_t *>(revalidated.data()),
                               revalidated.size()));  // a well-formed record
   EXPECT_TRUE(record_is_clean(c, lim));
@@ -301,6 +301,26 @@ TEST(Pipeline, CorruptRecordsThatWereNeverValidatedAreReadWithinBounds) {
     EXPECT_TRUE(req.ParseFromString(out));
     (void)console_format({v, c});
   }
+}
+
+TEST(Encoder, RecordsOfANewerMinorEncodeAsTheirKnownParts) {
+  auto build = [](bool newer) {
+    RecordBuilder b;
+    if (newer) b.header_extension(std::string(24, '\x7f'));
+    b.name("n").attr_str("k", "v").event("e", 7);
+    if (newer) b.extension(OTELAGENT_REC_FIRST_EXTENSION + 1, "ignored");
+    b.attr_i64("x", 1, OTELAGENT_REC_EVENT_ATTR)
+        .attr_str(std::string(300, 'k'), "over the key cap");
+    return b.build();
+  };
+  std::vector<std::vector<uint8_t>> plain{build(false)}, newer{build(true)};
+  EXPECT_EQ(encode(newer).SerializeAsString(), encode(plain).SerializeAsString());
+  auto cleaned = sanitize_and_encode(newer);  // the cleaned copy has an 80-byte header
+  EXPECT_EQ(cleaned.SerializeAsString(), sanitize_and_encode(plain).SerializeAsString());
+  EXPECT_EQ(newer[0].size(), plain[0].size());
+  const auto &s = cleaned.resource_spans(0).scope_spans(0).spans(0);
+  ASSERT_EQ(s.events_size(), 1);
+  EXPECT_EQ(s.events(0).attributes_size(), 1);
 }
 
 TEST(Encoder, TruncatedValuesAreRecordedInTheSpan) {

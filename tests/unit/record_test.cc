@@ -48,9 +48,71 @@ TEST(Record, MalformedRecordsAreRefused) {
   uint8_t zero[8] = {0};
   auto zero_span = RecordBuilder().name("n").span_id(zero).build();
   EXPECT_FALSE(record_validate(zero_span.data(), zero_span.size()));
-  auto bad_version = good;
-  bad_version[4] = 2;
-  EXPECT_FALSE(record_validate(bad_version.data(), bad_version.size()));
+  for (uint16_t version : {1, 3}) {
+    auto other = good;
+    std::memcpy(other.data() + 4, &version, 2);
+    EXPECT_FALSE(record_validate(other.data(), other.size())) << version;
+  }
+  auto reserved_mid = good;
+  reserved_mid[11] = 1;  // the u16 at 10
+  EXPECT_FALSE(record_validate(reserved_mid.data(), reserved_mid.size()));
+  auto reserved_end = good;
+  reserved_end[79] = 1;  // the u32 at 76
+  EXPECT_FALSE(record_validate(reserved_end.data(), reserved_end.size()));
+  for (size_t header_len : {size_t{0}, size_t{79}, good.size() + 1}) {
+    auto bad_header = good;
+    const auto field = static_cast<uint16_t>(header_len);
+    std::memcpy(bad_header.data() + 6, &field, 2);
+    EXPECT_FALSE(record_validate(bad_header.data(), bad_header.size())) << header_len;
+  }
+  // A required tag this library does not know (below 128): refused whole.
+  for (uint8_t tag : {0, 12, 127}) {
+    auto unknown = RecordBuilder().name("n").entry(tag, OTELAGENT_TYPE_BYTES, {}, "x").build();
+    EXPECT_FALSE(record_validate(unknown.data(), unknown.size())) << int{tag};
+  }
+}
+
+TEST(Record, HeaderFieldsAndExtensionTagsOfANewerMinorAreSkipped) {
+  auto r = RecordBuilder()
+               .header_extension(std::string(16, '\x5a'))  // fields this library does not know
+               .extension(OTELAGENT_REC_FIRST_EXTENSION, "hint")
+               .name("n")
+               .event("e", 5)
+               .extension(255, std::string(3, '\0'))
+               .attr_i64("x", 1, OTELAGENT_REC_EVENT_ATTR)  // still the event's attribute
+               .build();
+  ASSERT_TRUE(record_validate(r.data(), r.size()));
+  RecordView v{r.data(), static_cast<uint32_t>(r.size())};
+  std::vector<uint8_t> tags;
+  EntryReader it = v.entries();
+  Entry e;
+  while (it.next(&e)) tags.push_back(e.tag);
+  EXPECT_TRUE(it.complete());
+  EXPECT_EQ(tags, (std::vector<uint8_t>{OTELAGENT_REC_NAME, OTELAGENT_REC_EVENT,
+                                        OTELAGENT_REC_EVENT_ATTR}));
+  EXPECT_EQ(v.find(OTELAGENT_REC_NAME), "n");
+  // An extension entry is still checked for bounds.
+  auto overlong = RecordBuilder().name("n").extension(200, "abc").build();
+  overlong.pop_back();
+  uint32_t len = static_cast<uint32_t>(overlong.size());
+  std::memcpy(overlong.data(), &len, 4);
+  EXPECT_FALSE(record_validate(overlong.data(), overlong.size()));
+}
+
+TEST(Record, HeaderLayoutIsTheDocumentedOne) {
+  // The agent's offsets against the ones the builder takes from otelagent.h.
+  EXPECT_EQ(rec::kVersion, RecordBuilder::kVersionAt);
+  EXPECT_EQ(rec::kHeaderLen, RecordBuilder::kHeaderLenAt);
+  EXPECT_EQ(rec::kKind, RecordBuilder::kKindAt);
+  EXPECT_EQ(rec::kStatus, RecordBuilder::kStatusAt);
+  EXPECT_EQ(rec::kFlags, RecordBuilder::kFlagsAt);
+  EXPECT_EQ(rec::kTraceId, RecordBuilder::kTraceIdAt);
+  EXPECT_EQ(rec::kSpanId, RecordBuilder::kSpanIdAt);
+  EXPECT_EQ(rec::kParentId, RecordBuilder::kParentIdAt);
+  EXPECT_EQ(rec::kStart, RecordBuilder::kStartAt);
+  EXPECT_EQ(rec::kEnd, RecordBuilder::kEndAt);
+  EXPECT_EQ(OTELAGENT_RECORD_VERSION, 2);
+  EXPECT_EQ(rec::kHeader, 80u);
 }
 
 TEST(Record, RandomCorruptionNeverReadsOutOfBounds) {
