@@ -69,35 +69,71 @@ bool value_clean(const Entry &e, uint32_t max_chars) {
   return true;
 }
 
+std::string repaired(std::string_view s) {
+  std::string r;
+  if (utf8_valid(s))
+    r.assign(s);
+  else
+    utf8_repair(s, &r);
+  return r;
+}
+
+// An attribute and its key as it will be written (repaired, cut to the cap).
+struct Attr {
+  Entry e;
+  std::string key;
+  bool key_cut = false;
+};
+
 struct Group {
   Entry head;
-  std::vector<Entry> attrs;
+  std::vector<Attr> attrs;
   int64_t dropped = 0;
 };
 
 // Appends `e`'s attribute to `attrs` unless over `limit`; a repeated key
-// replaces the earlier value in place.
-void add_attr(std::vector<Entry> *attrs, const Entry &e, uint32_t limit, int64_t *dropped) {
-  for (auto &a : *attrs)
-    if (a.key == e.key) {
-      a = e;
+// replaces the earlier value in place. Keys are compared as they will be
+// written: two keys that differ only in invalid bytes, or beyond the key cap,
+// are one key once repaired and cut.
+void add_attr(std::vector<Attr> *attrs, const Entry &e, uint32_t limit, int64_t *dropped) {
+  Attr a{e, repaired(e.key)};
+  const size_t keep = utf8_cut(a.key.data(), a.key.size(), kKeyCap);
+  a.key_cut = keep != a.key.size();
+  a.key.resize(keep);
+  for (auto &old : *attrs)
+    if (old.key == a.key) {
+      old = std::move(a);
       return;
     }
   if (attrs->size() >= limit) {
     ++*dropped;
     return;
   }
-  attrs->push_back(e);
+  attrs->push_back(std::move(a));
 }
 
 class Writer {
  public:
   Writer(std::string *out, uint32_t max_chars) : out_(out), max_chars_(max_chars) {}
 
-  // Writes `e` repaired and cut to its caps; `limited` applies the attribute
-  // value limit (in characters) too.
-  void entry(const Entry &e, bool limited) {
-    std::string k = text(e.key, kKeyCap, false);
+  // Writes `e` repaired and cut to its caps.
+  void entry(const Entry &e) { write(e, text(e.key, kKeyCap, false), false); }
+  // Writes an attribute, its value also cut to the limit in characters.
+  void attr(const Attr &a) {
+    if (a.key_cut) ++truncated_;
+    write(a.e, a.key, true);
+  }
+
+  void dropped(int64_t n) {
+    if (n == 0) return;
+    put(OTELAGENT_REC_GROUP_DROPPED, OTELAGENT_TYPE_INT64, {},
+        std::string_view(reinterpret_cast<const char *>(&n), 8));
+  }
+
+  uint32_t truncated() const { return truncated_; }
+
+ private:
+  void write(const Entry &e, std::string_view k, bool limited) {
     std::string v;
     if (e.tag == OTELAGENT_REC_TRACESTATE) {
       if (!tracestate_ok(e.value)) {
@@ -126,15 +162,6 @@ class Writer {
     put(e.tag, e.type, k, v);
   }
 
-  void dropped(int64_t n) {
-    if (n == 0) return;
-    put(OTELAGENT_REC_GROUP_DROPPED, OTELAGENT_TYPE_INT64, {},
-        std::string_view(reinterpret_cast<const char *>(&n), 8));
-  }
-
-  uint32_t truncated() const { return truncated_; }
-
- private:
   void put(uint8_t tag, uint8_t type, std::string_view k, std::string_view v) {
     assert(k.size() <= kKeyCap && v.size() <= UINT32_MAX);
     uint8_t h[rec::kEntryHeader];
@@ -188,15 +215,6 @@ class Writer {
     return v;
   }
 
-  static std::string repaired(std::string_view s) {
-    std::string r;
-    if (utf8_valid(s))
-      r.assign(s);
-    else
-      utf8_repair(s, &r);
-    return r;
-  }
-
   std::string *out_;
   uint32_t max_chars_;
   uint32_t truncated_ = 0;
@@ -244,7 +262,7 @@ uint32_t record_clean(const RecordView &r, const Limits &lim, std::string *out) 
   // The last entry of each text tag counts (otelagent.h); only it is kept.
   Entry texts[OTELAGENT_REC_STATUS_MESSAGE + 1];
   bool have_text[OTELAGENT_REC_STATUS_MESSAGE + 1] = {};
-  std::vector<Entry> attrs;
+  std::vector<Attr> attrs;
   std::vector<Group> events, links;
   int64_t dropped_attrs = r.dropped_attrs(), dropped_events = r.dropped_events(),
           dropped_links = r.dropped_links();
@@ -301,12 +319,12 @@ uint32_t record_clean(const RecordView &r, const Limits &lim, std::string *out) 
   if (r.header_whole()) std::memcpy(out->data(), r.data, rec::kHeader);
   Writer w(out, lim.attr_value_chars);
   for (uint8_t tag = OTELAGENT_REC_NAME; tag <= OTELAGENT_REC_STATUS_MESSAGE; ++tag)
-    if (have_text[tag]) w.entry(texts[tag], false);
-  for (const auto &a : attrs) w.entry(a, true);
+    if (have_text[tag]) w.entry(texts[tag]);
+  for (const auto &a : attrs) w.attr(a);
   for (auto *list : {&events, &links})
     for (const auto &g : *list) {
-      w.entry(g.head, false);
-      for (const auto &a : g.attrs) w.entry(a, true);
+      w.entry(g.head);
+      for (const auto &a : g.attrs) w.attr(a);
       w.dropped(g.dropped);
     }
   auto *h = reinterpret_cast<uint8_t *>(out->data());

@@ -237,6 +237,33 @@ TEST(Sanitize, KeysAndValuesAreCutToTheirCapsAfterRepair) {
   EXPECT_EQ(s.attributes(1).value().int_value(), 2);
 }
 
+TEST(Sanitize, KeysThatRepairOrCutToTheSameKeyAreOneKey) {
+  // Found by the record fuzzer: deduplicating before the repair let two keys
+  // through that the repair made equal, and the cleaned copy was not clean.
+  Limits lim;
+  auto rec = RecordBuilder()
+                 .name("n")
+                 .attr_str("k\xC3", "first")
+                 .attr_str("k\xFF", "second")
+                 .attr_str(std::string(300, 'a') + "1", "third")
+                 .attr_str(std::string(300, 'a') + "2", "fourth")
+                 .build();
+  RecordView v{rec.data(), static_cast<uint32_t>(rec.size())};
+  std::string clean;
+  record_clean(v, lim, &clean);
+  RecordView c{reinterpret_cast<const uint8_t *>(clean.data()),
+               static_cast<uint32_t>(clean.size())};
+  EXPECT_TRUE(record_is_clean(c, lim));
+  std::vector<std::vector<uint8_t>> recs{std::vector<uint8_t>(clean.begin(), clean.end())};
+  auto req = encode(recs);
+  const auto &s = req.resource_spans(0).scope_spans(0).spans(0);
+  ASSERT_EQ(s.attributes_size(), 3);  // two keys and otelagent.truncated_values
+  EXPECT_EQ(s.attributes(0).key(), "k\xEF\xBF\xBD");
+  EXPECT_EQ(s.attributes(0).value().string_value(), "second");
+  EXPECT_EQ(s.attributes(1).key(), std::string(256, 'a'));
+  EXPECT_EQ(s.attributes(1).value().string_value(), "fourth");
+}
+
 TEST(Sanitize, TraceStatesOutsideTheTraceContextCharsetAreDropped) {
   const uint8_t lt[16] = {7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7};
   const uint8_t ls[8] = {6, 6, 6, 6, 6, 6, 6, 6};
