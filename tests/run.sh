@@ -21,7 +21,7 @@ if [ "${OTELAGENT_SANITIZERS:-0}" = 1 ]; then
     # The PIC static dependencies are shared with the main build.
     cmake -S . -B "$dir" -G Ninja -DOTELAGENT_SANITIZE="$san" \
       -DOTELAGENT_DEPS_DIR="$(cd "$build" && pwd)/deps" -DCMAKE_BUILD_TYPE=RelWithDebInfo
-    cmake --build "$dir" -j "$jobs" --target unit_tests
+    cmake --build "$dir" -j "$jobs" --target unit_tests fuzz_replays
     TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
     ASAN_OPTIONS="detect_leaks=1:abort_on_error=0" UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1" \
       ctest --test-dir "$dir" --output-on-failure -j "$jobs"
