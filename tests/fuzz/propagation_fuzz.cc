@@ -14,8 +14,7 @@ namespace {
 using otelagent::baggage_normalize;
 
 bool same_ids(const otelagent_span_context &a, const otelagent_span_context &b) {
-  return std::memcmp(a.trace_id, b.trace_id, 16) == 0 &&
-         std::memcmp(a.span_id, b.span_id, 8) == 0;
+  return std::memcmp(a.trace_id, b.trace_id, 16) == 0 && std::memcmp(a.span_id, b.span_id, 8) == 0;
 }
 
 void traceparent(std::string_view in) {
