@@ -16,6 +16,9 @@ enum class Once : uint32_t {
   kRingFull,
   kSpanLimit,
   kThreadStart,
+  kExporterStart,
+  kExporterFault,
+  kQueueFull,
   kCount
 };
 

@@ -1,0 +1,124 @@
+// The exporter thread's exception boundary. This binary replaces operator new
+// so that, when armed, it throws std::bad_alloc on the exporter thread (the
+// one named "otelagent-exp"): exactly what happens there when memory is short.
+#include <gtest/gtest.h>
+#include <otelagent/otelagent.h>
+#include <pthread.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <string>
+
+#include "bench/discard_server.h"
+
+namespace {
+
+// 0: off; n: every n-th allocation on the exporter thread fails.
+std::atomic<uint32_t> g_fail_every{0};
+std::atomic<uint64_t> g_failed_allocations{0};
+std::atomic<uint32_t> g_count{0};
+
+bool on_exporter_thread() {
+  char name[16] = {0};
+  pthread_getname_np(pthread_self(), name, sizeof name);
+  return std::strcmp(name, "otelagent-exp") == 0;
+}
+
+void *allocate(size_t n) {
+  const uint32_t every = g_fail_every.load(std::memory_order_relaxed);
+  if (every != 0 && on_exporter_thread() && g_count.fetch_add(1) % every == 0) {
+    g_failed_allocations.fetch_add(1);
+    throw std::bad_alloc();
+  }
+  void *p = std::malloc(n ? n : 1);
+  if (p == nullptr) throw std::bad_alloc();
+  return p;
+}
+
+}  // namespace
+
+void *operator new(size_t n) {
+  return allocate(n);
+}
+void *operator new[](size_t n) {
+  return allocate(n);
+}
+void operator delete(void *p) noexcept {
+  std::free(p);
+}
+void operator delete[](void *p) noexcept {
+  std::free(p);
+}
+void operator delete(void *p, size_t) noexcept {
+  std::free(p);
+}
+void operator delete[](void *p, size_t) noexcept {
+  std::free(p);
+}
+
+namespace {
+
+otelagent_stats stats() {
+  otelagent_stats s{};
+  s.struct_size = sizeof s;
+  EXPECT_EQ(otelagent_stats_get(&s), OTELAGENT_OK);
+  return s;
+}
+
+void emit(int n) {
+  for (int i = 0; i < n; ++i) {
+    otelagent_span *s = nullptr;
+    ASSERT_EQ(otelagent_span_start("fault", 5, nullptr, &s), OTELAGENT_OK);
+    otelagent_span_set_str(s, "k", 1, "value", 5);
+    ASSERT_EQ(otelagent_span_end(s, 0), OTELAGENT_OK);
+  }
+}
+
+// Every span is exported or counted as failed; nothing is lost or doubled.
+void expect_conserved() {
+  const otelagent_stats s = stats();
+  EXPECT_EQ(s.queue_depth, 0u);
+  EXPECT_EQ(s.spans_ended, s.spans_exported + s.spans_dropped_export_failed +
+                               s.spans_dropped_queue_full + s.spans_dropped_rejected);
+}
+
+// Issue 5, item 9: a std::bad_alloc on the exporter thread reached
+// std::terminate and took the host down.
+TEST(ExporterFault, AllocationFailuresDropTheBatchAndTheLoopGoesOn) {
+  otelagent_bench::DiscardServer server;
+  otelagent_config *cfg = otelagent_config_new();
+  const std::string endpoint = "http://127.0.0.1:" + std::to_string(server.port());
+  otelagent_config_set(cfg, "OTEL_EXPORTER_OTLP_ENDPOINT", 27, endpoint.data(), endpoint.size());
+  otelagent_config_set(cfg, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 30, "64", 2);
+  ASSERT_EQ(otelagent_start(cfg), OTELAGENT_OK);
+  otelagent_config_free(cfg);
+
+  emit(100);
+  ASSERT_EQ(otelagent_flush(10000), OTELAGENT_OK);
+  EXPECT_EQ(stats().spans_exported, 100u);
+
+  // Every allocation fails, then every third one: draining, encoding,
+  // compressing, sending and answering each meet a failure somewhere.
+  for (uint32_t every : {1u, 3u, 7u}) {
+    g_fail_every.store(every);
+    emit(640);
+    const int rc = otelagent_flush(10000);
+    g_fail_every.store(0);
+    EXPECT_EQ(rc, OTELAGENT_OK) << "fail every " << every;
+    expect_conserved();
+  }
+  EXPECT_GT(g_failed_allocations.load(), 0u);
+  EXPECT_GT(stats().spans_dropped_export_failed, 0u);
+
+  // The loop is alive and exports again.
+  const uint64_t before = stats().spans_exported;
+  emit(100);
+  ASSERT_EQ(otelagent_flush(10000), OTELAGENT_OK);
+  EXPECT_EQ(stats().spans_exported, before + 100);
+  expect_conserved();
+  EXPECT_EQ(otelagent_shutdown(5000), OTELAGENT_OK);
+}
+
+}  // namespace
