@@ -1,15 +1,21 @@
-// The exporter thread's exception boundary. This binary replaces operator new
-// so that, when armed, it throws std::bad_alloc on the exporter thread (the
-// one named "otelagent-exp"): exactly what happens there when memory is short.
+// Faults injected through the C and C++ runtimes, which this binary replaces:
+// - operator new, which when armed throws std::bad_alloc on the exporter
+//   thread (the one named "otelagent-exp"): what happens there when memory is
+//   short;
+// - pthread_mutex_unlock, which when armed on a thread sleeps after every
+//   unlock: that thread then stays a long while at every point just past an
+//   unlock, as a preempted low-priority thread would.
 #include <gtest/gtest.h>
 #include <otelagent/otelagent.h>
 #include <pthread.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <new>
 #include <string>
+#include <thread>
 
 #include "bench/discard_server.h"
 
@@ -37,7 +43,19 @@ void *allocate(size_t n) {
   return p;
 }
 
+thread_local bool t_slow_after_unlock = false;
+
 }  // namespace
+
+// glibc's own unlock, under its other exported name (bound by version, as
+// it is not a default symbol).
+extern "C" int glibc_mutex_unlock(pthread_mutex_t *m);
+__asm__(".symver glibc_mutex_unlock, __pthread_mutex_unlock@GLIBC_2.2.5");
+extern "C" int pthread_mutex_unlock(pthread_mutex_t *m) {
+  const int rc = glibc_mutex_unlock(m);
+  if (t_slow_after_unlock) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  return rc;
+}
 
 void *operator new(size_t n) {
   return allocate(n);
@@ -119,6 +137,39 @@ TEST(ExporterFault, AllocationFailuresDropTheBatchAndTheLoopGoesOn) {
   EXPECT_EQ(stats().spans_exported, before + 100);
   expect_conserved();
   EXPECT_EQ(otelagent_shutdown(5000), OTELAGENT_OK);
+}
+
+// Issue 5, item 3: flush took the exporter under the lifecycle lock, let go
+// of it and then woke a libuv handle that a concurrent shutdown had closed
+// meanwhile: abort() inside libuv. The flusher here lingers after each unlock
+// (as a preempted low-priority thread does), so shutdowns complete inside
+// that window.
+TEST(FlushRace, FlushRacingShutdownNeverTouchesAClosedHandle) {
+  otelagent_bench::DiscardServer server;
+  const std::string endpoint = "http://127.0.0.1:" + std::to_string(server.port());
+  std::atomic<bool> done{false};
+  std::atomic<uint64_t> flushes{0};
+  std::thread flusher([&] {
+    t_slow_after_unlock = true;
+    while (!done.load()) {
+      const int rc = otelagent_flush(1);
+      EXPECT_TRUE(rc == OTELAGENT_OK || rc == OTELAGENT_E_TIMEOUT || rc == OTELAGENT_E_NOT_STARTED)
+          << rc;
+      flushes.fetch_add(1);
+    }
+  });
+  for (int cycle = 0; cycle < 1000; ++cycle) {
+    otelagent_config *cfg = otelagent_config_new();
+    otelagent_config_set(cfg, "OTEL_EXPORTER_OTLP_ENDPOINT", 27, endpoint.data(), endpoint.size());
+    ASSERT_EQ(otelagent_start(cfg), OTELAGENT_OK);
+    otelagent_config_free(cfg);
+    emit(1);  // the first span starts the exporter thread
+    const int rc = otelagent_shutdown(2000);
+    ASSERT_TRUE(rc == OTELAGENT_OK || rc == OTELAGENT_E_TIMEOUT) << rc;
+  }
+  done.store(true);
+  flusher.join();
+  EXPECT_GT(flushes.load(), 0u);
 }
 
 }  // namespace
