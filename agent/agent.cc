@@ -194,6 +194,7 @@ void at_fork_child() {
   g_retry_at_ms.store(0);
   g_exporter_live.store(false);
   thread_states_after_fork_child();
+  exporter_after_fork_child();
   export_counters().reset();
   log_reset_once();
 }

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <new>
 
 #include "core/clock.h"
 #include "core/log.h"
@@ -15,6 +16,12 @@ namespace otelagent {
 
 namespace {
 ExportCounters g_counters;
+
+// The rings have one consumer: whichever exporter holds this. An exporter
+// abandoned by shutdown (its thread stuck) may resume while its successor
+// runs; it then finds itself abandoned under this lock and leaves the rings
+// alone. Only ever try-locked, so a stuck holder never blocks a successor.
+std::mutex g_consumer_mu;
 
 void add(std::atomic<uint64_t> &c, uint64_t n) {
   // Single writer (the exporter thread); relaxed, read by statistics.
@@ -53,6 +60,11 @@ uint64_t ExportCounters::completed() const {
 
 ExportCounters &export_counters() {
   return g_counters;
+}
+
+void exporter_after_fork_child() {
+  // The parent's exporter thread may have held it; that thread is gone.
+  new (&g_consumer_mu) std::mutex();
 }
 
 Exporter::Exporter(const Config &cfg, std::string resource_body, ClockPair clock_base,
@@ -170,6 +182,8 @@ void Exporter::run() {
 }
 
 void Exporter::drain_rings() {
+  std::unique_lock<std::mutex> consumer(g_consumer_mu, std::try_to_lock);
+  if (!consumer.owns_lock() || abandoned()) return;  // the next pass tries again
   rings_.clear();
   for (ThreadState *s = thread_states(); s != nullptr; s = s->next) rings_.push_back(&s->ring);
   const size_t n = rings_.size();
@@ -500,8 +514,10 @@ void Exporter::shut_down_loop() {
   if (transport_) transport_->cancel();
   uint64_t left = pending_offsets_.size() + outbox_spans_;
   // Whatever is still in the rings is dropped too: the agent is stopping.
-  for (ThreadState *s = thread_states(); s != nullptr; s = s->next)
-    left += s->ring.consume([](const uint8_t *, uint32_t) {}, SIZE_MAX);
+  std::unique_lock<std::mutex> consumer(g_consumer_mu, std::try_to_lock);
+  if (consumer.owns_lock() && !abandoned())
+    for (ThreadState *s = thread_states(); s != nullptr; s = s->next)
+      left += s->ring.consume([](const uint8_t *, uint32_t) {}, SIZE_MAX);
   add(g_counters.shutdown_dropped, left);
   if (left != 0)
     log_warn("shutdown: %llu queued spans could not be exported in time and were dropped",

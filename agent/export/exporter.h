@@ -49,6 +49,8 @@ struct ExportCounters {
   uint64_t completed() const;
 };
 ExportCounters &export_counters();
+// In the child after fork(), before any exporter starts there.
+void exporter_after_fork_child();
 
 class Exporter {
  public:

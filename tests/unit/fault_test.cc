@@ -44,6 +44,9 @@ void *allocate(size_t n) {
 }
 
 thread_local bool t_slow_after_unlock = false;
+// When set, the exporter thread stops for a minute after its next unlock:
+// a thread stuck where shutdown cannot reach it (as in a blocking resolver).
+std::atomic<bool> g_exporter_stuck{false};
 
 }  // namespace
 
@@ -54,6 +57,8 @@ __asm__(".symver glibc_mutex_unlock, __pthread_mutex_unlock@GLIBC_2.2.5");
 extern "C" int pthread_mutex_unlock(pthread_mutex_t *m) {
   const int rc = glibc_mutex_unlock(m);
   if (t_slow_after_unlock) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  if (g_exporter_stuck.load(std::memory_order_relaxed) && on_exporter_thread())
+    std::this_thread::sleep_for(std::chrono::seconds(60));
   return rc;
 }
 
@@ -170,6 +175,47 @@ TEST(FlushRace, FlushRacingShutdownNeverTouchesAClosedHandle) {
   done.store(true);
   flusher.join();
   EXPECT_GT(flushes.load(), 0u);
+}
+
+// Issue 5, item 15: shutdown joined the exporter thread without a bound.
+TEST(ShutdownBound, AStuckExporterThreadIsLeftBehind) {
+  otelagent_config *cfg = otelagent_config_new();
+  // Connection refused: no connection a server would wait on.
+  otelagent_config_set(cfg, "OTEL_EXPORTER_OTLP_ENDPOINT", 27, "http://127.0.0.1:1", 18);
+  ASSERT_EQ(otelagent_start(cfg), OTELAGENT_OK);
+  otelagent_config_free(cfg);
+  emit(10);
+  g_exporter_stuck.store(true);
+  ASSERT_EQ(otelagent_flush(0), OTELAGENT_E_TIMEOUT);  // wakes it: it gets stuck
+  std::mutex mu;
+  std::condition_variable cv;
+  bool returned = false;
+  int rc = 0;
+  std::thread stopper([&] {
+    const int r = otelagent_shutdown(100);
+    std::lock_guard<std::mutex> lk(mu);
+    rc = r;
+    returned = true;
+    cv.notify_all();
+  });
+  std::unique_lock<std::mutex> lk(mu);
+  // A hang check with a generous deadline (the bound is 100 + 250 ms).
+  if (!cv.wait_for(lk, std::chrono::seconds(20), [&] { return returned; })) {
+    ADD_FAILURE() << "shutdown did not return while the exporter thread was stuck";
+    std::fflush(nullptr);
+    std::_Exit(1);  // the stuck join would hang the test binary
+  }
+  lk.unlock();
+  stopper.join();
+  EXPECT_EQ(rc, OTELAGENT_E_TIMEOUT);
+  // The agent starts again with a new exporter.
+  g_exporter_stuck.store(false);
+  cfg = otelagent_config_new();
+  otelagent_config_set(cfg, "OTEL_EXPORTER_OTLP_ENDPOINT", 27, "http://127.0.0.1:1", 18);
+  EXPECT_EQ(otelagent_start(cfg), OTELAGENT_OK);
+  otelagent_config_free(cfg);
+  emit(1);
+  EXPECT_EQ(otelagent_shutdown(0), OTELAGENT_E_TIMEOUT);
 }
 
 }  // namespace
