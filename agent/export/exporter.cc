@@ -219,12 +219,15 @@ void Exporter::drain_rings() {
   }
   for (size_t i = 0; i < n && room() != 0; ++i) rings_[(first + i) % n]->consume(keep, room());
   if (room() != 0) return;
-  // The queue is full (the collector is down or slow): drop here what does
-  // not fit, rather than leave it in the rings, which would fill and make the
-  // host threads pay for the drops.
+  // The queue is full (the collector is down or slow). What fits in a ring
+  // stays there, a burst the exporter catches up with later; but a ring more
+  // than half full is emptied here and its spans dropped, so that no ring
+  // ever fills because the network is away and the host threads never pay
+  // for the drops.
   uint64_t dropped = 0;
   for (SpscRing *ring : rings_)
-    dropped += ring->consume([](const uint8_t *, uint32_t) {}, SIZE_MAX);
+    if (ring->used() > ring->capacity() / 2)
+      dropped += ring->consume([](const uint8_t *, uint32_t) {}, SIZE_MAX);
   if (dropped != 0) {
     add(g_counters.queue_full, dropped);
     log_warn_once(Once::kQueueFull,

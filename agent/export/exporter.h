@@ -7,9 +7,11 @@
 // any other thread; everything else runs on the exporter thread.
 //
 // Overload: the exporter holds at most OTEL_BSP_MAX_QUEUE_SIZE spans (drained
-// records plus encoded batches). It keeps draining the rings when that queue
-// is full and drops what does not fit (spans_dropped_queue_full), so a slow or
-// absent collector never fills the host threads' rings. Draining is fair: each
+// records plus encoded batches). When that queue is full it still empties
+// every ring that is more than half full, dropping its spans (counted in
+// spans_dropped_queue_full), so a slow or absent collector never fills the
+// host threads' rings; a burst that fits stays in the rings until there is
+// room. Draining is fair: each
 // pass starts at the next ring (round robin) and gives every ring an equal
 // share of the room before any ring gets more.
 //
