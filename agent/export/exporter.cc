@@ -446,6 +446,10 @@ void Exporter::on_response(Response &&r) {
       }
       add(g_counters.retries, 1);
       retry_waiting_ = true;
+      // Retry-After is a lower bound: the loop's clock is refreshed (it is
+      // cached at the start of each iteration) and, being in whole
+      // milliseconds, rounded up by one.
+      uv_update_time(&loop_);
       uv_timer_start(
           &retry_timer_,
           [](uv_timer_t *h) {
@@ -453,7 +457,7 @@ void Exporter::on_response(Response &&r) {
             self->retry_waiting_ = false;
             self->guarded([self] { self->pump(); });
           },
-          delay, 0);
+          delay + 1, 0);
       break;
     }
     case Verdict::kDrop:
