@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "bench/discard_server.h"
+#include "support/agent_stats.h"
 
 namespace {
 
@@ -83,12 +84,7 @@ void operator delete[](void *p, size_t) noexcept {
 
 namespace {
 
-otelagent_stats stats() {
-  otelagent_stats s{};
-  s.struct_size = sizeof s;
-  EXPECT_EQ(otelagent_stats_get(&s), OTELAGENT_OK);
-  return s;
-}
+using otelagent_test::stats;
 
 void emit(int n) {
   for (int i = 0; i < n; ++i) {

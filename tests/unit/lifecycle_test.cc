@@ -15,17 +15,13 @@
 #include <vector>
 
 #include "bench/discard_server.h"
+#include "support/agent_stats.h"
 
 namespace {
 
 using otelagent_bench::DiscardServer;
 
-otelagent_stats stats() {
-  otelagent_stats s{};
-  s.struct_size = sizeof s;
-  EXPECT_EQ(otelagent_stats_get(&s), OTELAGENT_OK);
-  return s;
-}
+using otelagent_test::stats;
 
 int start(int port, std::vector<std::pair<std::string, std::string>> extra = {}) {
   otelagent_config *cfg = otelagent_config_new();

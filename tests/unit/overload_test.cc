@@ -17,18 +17,14 @@
 #include "bench/discard_server.h"
 #include "core/thread_state.h"
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb.h"
+#include "support/agent_stats.h"
 
 namespace {
 
 using otelagent_bench::DiscardServer;
 namespace pb = opentelemetry::proto;
 
-otelagent_stats stats() {
-  otelagent_stats s{};
-  s.struct_size = sizeof s;
-  EXPECT_EQ(otelagent_stats_get(&s), OTELAGENT_OK);
-  return s;
-}
+using otelagent_test::stats;
 
 int start(const std::string &endpoint, std::vector<std::pair<std::string, std::string>> extra) {
   otelagent_config *cfg = otelagent_config_new();

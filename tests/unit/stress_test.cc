@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "bench/discard_server.h"
+#include "support/agent_stats.h"
 
 namespace {
 
@@ -25,12 +26,7 @@ constexpr bool kTsan = true;
 constexpr bool kTsan = false;
 #endif
 
-otelagent_stats stats() {
-  otelagent_stats s{};
-  s.struct_size = sizeof s;
-  EXPECT_EQ(otelagent_stats_get(&s), OTELAGENT_OK);
-  return s;
-}
+using otelagent_test::stats;
 
 int start(int port) {
   otelagent_config *cfg = otelagent_config_new();
