@@ -121,16 +121,19 @@ bool start_exporter_locked() {
     g_exporter_live.store(true, std::memory_order_relaxed);
     return true;
   }
+  g_life.phase = Phase::kFailed;
+  g_life.retry_at_ms = now_mono_ms() + kStartRetryMs;
+  g_retry_at_ms.store(g_life.retry_at_ms, std::memory_order_relaxed);
+  // No loop will clear a wake-up a host thread sets from now on; the wake
+  // path checks g_retry_at_ms first anyway.
+  g_wake_pending.store(false);
+  // Span ends stop coming to exporter_ensure_started; the retries go through
+  // the (rate-limited) wake path instead.
+  g_exporter_live.store(true, std::memory_order_relaxed);
   log_warn_once(Once::kExporterStart,
                 "could not start the exporter (%s); spans stay queued in the rings (dropped and "
                 "counted when full), flush reports EXPORTER_DOWN, and the start is retried",
                 err);
-  g_life.phase = Phase::kFailed;
-  g_life.retry_at_ms = now_mono_ms() + kStartRetryMs;
-  g_retry_at_ms.store(g_life.retry_at_ms, std::memory_order_relaxed);
-  // Span ends stop coming to exporter_ensure_started; the retries go through
-  // the (rate-limited) wake path instead.
-  g_exporter_live.store(true, std::memory_order_relaxed);
   return false;
 }
 
@@ -223,7 +226,11 @@ void exporter_wake() {
   // Pairs with the fence in Exporter::pump after it clears the flag: either
   // that pass sees the span just queued, or this load sees the flag cleared.
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (g_wake_pending.load(std::memory_order_relaxed)) return;
+  // A failed exporter start is retried from here whatever the wake-up flag
+  // says: no loop runs to clear it.
+  if (g_wake_pending.load(std::memory_order_relaxed) &&
+      g_retry_at_ms.load(std::memory_order_relaxed) == 0)
+    return;
   wake_slow();
 }
 

@@ -255,6 +255,15 @@ void config_load_env(char *const *env, Settings *out, std::vector<std::string> *
   }
 }
 
+std::string url_for_messages(std::string_view url) {
+  const size_t scheme = url.find("://");
+  const size_t host = scheme == std::string_view::npos ? 0 : scheme + 3;
+  const size_t authority_end = std::min(url.find_first_of("/?#", host), url.size());
+  const size_t at = url.substr(0, authority_end).rfind('@');
+  if (at == std::string_view::npos || at < host) return std::string(url);
+  return std::string(url.substr(0, host)) + std::string(url.substr(at + 1));
+}
+
 bool percent_decode(std::string_view in, std::string *out) {
   out->clear();
   for (size_t i = 0; i < in.size(); ++i) {
@@ -340,7 +349,7 @@ Config config_parse(const Settings &settings, std::vector<std::string> *warnings
     std::string why = scheme_problem(given);
     if (why.empty() && check_url != nullptr) why = check_url(given);
     if (!why.empty()) {
-      p.warn(endpoint_var, *endpoint_value, why, default_endpoint);
+      p.warn(endpoint_var, url_for_messages(*endpoint_value), why, default_endpoint);
       c.endpoint = default_endpoint;
     }
   }

@@ -90,6 +90,10 @@ using UrlCheck = std::string (*)(std::string_view url);
 Config config_parse(const Settings &settings, std::vector<std::string> *warnings,
                     UrlCheck check_url = nullptr);
 
+// `url` without the user:password@ part of its authority, for messages
+// (credentials are never logged).
+std::string url_for_messages(std::string_view url);
+
 // Percent-decodes `in` into `out`. Returns false on a malformed escape.
 bool percent_decode(std::string_view in, std::string *out);
 // Parses "k=v,k2=v2" with percent-encoded values. Returns false (and leaves

@@ -28,16 +28,6 @@ void add(std::atomic<uint64_t> &c, uint64_t n) {
   c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
 }
 
-// The endpoint without any user:password@ part, for messages.
-std::string printable_endpoint(const std::string &url) {
-  size_t scheme = url.find("://");
-  size_t at = url.find('@');
-  size_t slash = url.find('/', scheme == std::string::npos ? 0 : scheme + 3);
-  if (scheme != std::string::npos && at != std::string::npos && at < slash)
-    return url.substr(0, scheme + 3) + url.substr(at + 1);
-  return url;
-}
-
 uint64_t total_drops() {
   uint64_t n = g_counters.rejected.load() + g_counters.failed.load() + g_counters.queue_full.load();
   for (ThreadState *s = thread_states(); s != nullptr; s = s->next)
@@ -414,7 +404,7 @@ void Exporter::on_response(Response &&r) {
     case Verdict::kFallbackGzip: {
       log_warn_once(Once::kZstdFallback,
                     "the receiver at %s does not accept zstd (HTTP %ld); sending gzip from now on",
-                    printable_endpoint(cfg_.endpoint).c_str(), r.outcome.http_status);
+                    url_for_messages(cfg_.endpoint).c_str(), r.outcome.http_status);
       encoding_ = Compression::kGzip;
       // Every queued zstd batch is re-compressed, the one that failed first.
       for (Batch &q : outbox_) {
@@ -435,10 +425,10 @@ void Exporter::on_response(Response &&r) {
                      static_cast<double>(rng_.next() >> 11) * 0x1.0p-53, r.outcome.retry_after_ms);
       if (r.outcome.transport_error)
         log_warn_once(Once::kExportConnect, "cannot reach the OTLP endpoint %s (%s); retrying",
-                      printable_endpoint(cfg_.endpoint).c_str(), r.error.c_str());
+                      url_for_messages(cfg_.endpoint).c_str(), r.error.c_str());
       else
         log_warn_once(Once::kExportHttpStatus, "the OTLP endpoint %s answered HTTP %ld; retrying",
-                      printable_endpoint(cfg_.endpoint).c_str(), r.outcome.http_status);
+                      url_for_messages(cfg_.endpoint).c_str(), r.outcome.http_status);
       if (cfg_.retry_max_elapsed_ms != 0 &&
           now_mono_ms() + delay - b.first_try_ms > cfg_.retry_max_elapsed_ms) {
         finish_front(0, 0, b.spans);
@@ -463,7 +453,7 @@ void Exporter::on_response(Response &&r) {
     case Verdict::kDrop:
       log_warn_once(Once::kExportHttpStatus,
                     "the OTLP endpoint %s answered HTTP %ld; the batch is dropped (not retryable)",
-                    printable_endpoint(cfg_.endpoint).c_str(), r.outcome.http_status);
+                    url_for_messages(cfg_.endpoint).c_str(), r.outcome.http_status);
       finish_front(0, b.spans, 0);
       break;
   }

@@ -668,7 +668,10 @@ int record_span(const void *record, size_t len) {
   st->started.add();
   st->ended.add();
   st->recorded.add();
-  if ((load_u32(data + rec::kFlags) & 1u) == 0) return OTELAGENT_OK;
+  if ((load_u32(data + rec::kFlags) & 1u) == 0) {
+    st->sampled_out.add();  // ended, and accounted for: never exported
+    return OTELAGENT_OK;
+  }
   return enqueue(st, data, static_cast<uint32_t>(len));
 }
 

@@ -351,3 +351,24 @@ TEST(Config, ConfigSetBoundsWhatItReads) {
 
 }  // namespace
 }  // namespace otelagent
+
+namespace otelagent {
+namespace {
+
+// Review finding: a rejected endpoint's warning printed its credentials.
+TEST(Config, EndpointWarningsNeverShowCredentials) {
+  std::vector<std::string> warnings;
+  std::map<std::string, std::string, std::less<>> settings{
+      {"OTEL_EXPORTER_OTLP_ENDPOINT", "http://alice:s3cret@pw@collector.example:99999"}};
+  config_parse(settings, &warnings, http_endpoint_problem);
+  ASSERT_FALSE(warnings.empty());
+  for (const auto &w : warnings) {
+    EXPECT_EQ(w.find("s3cret"), std::string::npos) << w;
+    EXPECT_EQ(w.find("alice"), std::string::npos) << w;
+  }
+  EXPECT_EQ(url_for_messages("https://u:p@h:1/x@y"), "https://h:1/x@y");
+  EXPECT_EQ(url_for_messages("http://h:1/v1/traces"), "http://h:1/v1/traces");
+}
+
+}  // namespace
+}  // namespace otelagent

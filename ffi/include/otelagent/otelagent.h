@@ -694,14 +694,17 @@ OTELAGENT_API int otelagent_stats_get(otelagent_stats *out);
 #define OTELAGENT_LOG_INFO 2
 
 /** Receives one log line (no newline, not NUL-terminated, at most 1023
- *  bytes). Called from any thread, the exporter's included, possibly
- *  concurrently; it must not call back into otelagent_*. */
+ *  bytes). Called from any thread, the exporter's included, one line at a
+ *  time; it must return promptly (a thread that logs meanwhile waits for it)
+ *  and must not call back into otelagent_*. */
 typedef void (*otelagent_log_fn)(void *user, int32_t level, const char *line, size_t len);
 
 /*! otelagent_log_set_handler() :
  *  Routes the agent's log lines to `fn` (with `user`), replacing the
  *  destination chosen by OTELAGENT_LOG (stderr by default; `none`; or a file
- *  path, opened for appending). NULL restores that destination. May be
+ *  path, opened for appending). Lines to stderr or a file are written only
+ *  when the write cannot block (fd 2 may be a pipe nobody reads): otherwise
+ *  the line is dropped. NULL restores that destination. May be
  *  called at any time, before start included; a line being written while the
  *  handler changes goes to either. Since ABI 2.0. Not hot path.
  *  @return OTELAGENT_OK. */
