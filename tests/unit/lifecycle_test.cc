@@ -128,6 +128,44 @@ TEST_F(ExporterStart, TheStartIsRetriedAsSpansAreQueued) {
   EXPECT_EQ(stats().spans_exported, static_cast<uint64_t>(queued));
 }
 
+std::atomic<int> g_window{0};
+
+// Holds the failing start's warning (it runs in the failure path) until the
+// test's other thread has queued its spans.
+void hold_in_failure_path(void *, int32_t, const char *line, size_t len) {
+  if (std::string_view(line, len).find("could not start the exporter") != std::string_view::npos &&
+      g_window.exchange(1) == 0)
+    wait_until([] { return g_window.load() == 2; });
+}
+
+// Review finding: a thread that queued a wake-up's worth of spans while the
+// exporter's start was failing set the wake-up flag that no loop would ever
+// clear; from then on no span retried the start (only flush did).
+TEST_F(ExporterStart, SpansQueuedDuringTheFailingStartStillRetryIt) {
+  ASSERT_EQ(start(server.port()), OTELAGENT_OK);
+  otelagent_log_set_handler(hold_in_failure_path, nullptr);
+  std::thread other([] {
+    emit(1);  // registers this thread (and tries the start: it fails, held or not)
+    if (!wait_until([] { return g_window.load() == 1; }, 10)) return;
+    emit(600);  // more than a batch: a wake-up while the start is failing
+    g_window.store(2);
+  });
+  exhaust_fds();
+  emit(1);
+  other.join();
+  otelagent_log_set_handler(nullptr, nullptr);
+  ASSERT_EQ(g_window.load(), 2) << "the failing start was not observed";
+  restore_fds();
+  // Spans keep coming, no flush: the rate-limited retry must start the
+  // exporter and export them.
+  EXPECT_TRUE(wait_until(
+      [&] {
+        emit(1);
+        return stats().export_requests != 0;
+      },
+      20));
+}
+
 // Heap bytes in use, over every malloc arena (the exporter thread has its own).
 size_t heap_in_use() {
   struct mallinfo2 m = mallinfo2();

@@ -1,16 +1,20 @@
 // Routing of the agent's own log lines: a host callback, a file, or nowhere
 // (daemons close fd 2 and may reuse the number for something else).
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <otelagent/otelagent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <mutex>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -121,6 +125,66 @@ TEST(Log, FifoDestinationIsRefusedWithoutBlocking) {
   std::lock_guard<std::mutex> lk(c.mu);
   ASSERT_EQ(c.lines.size(), 1u);
   EXPECT_NE(c.lines[0].find("OTELAGENT_LOG"), std::string::npos);
+}
+
+}  // namespace
+
+namespace {
+
+// Review finding: with fd 2 a pipe nobody reads, a log line blocked in
+// write() while holding the log lock; shutdown, and host threads reaching a
+// warning, then waited on that lock for good.
+TEST(Log, AFullPipeOnFd2BlocksNobody) {
+  int p[2];
+  ASSERT_EQ(pipe(p), 0);
+  // Fill the pipe completely (non-blocking writes until it refuses).
+  ASSERT_EQ(fcntl(p[1], F_SETFL, O_NONBLOCK), 0);
+  char chunk[4096] = {};
+  while (write(p[1], chunk, sizeof chunk) > 0) {
+  }
+  ASSERT_EQ(fcntl(p[1], F_SETFL, 0), 0);  // fd 2 itself stays blocking, as a host's would
+  const int saved = dup(2);
+  dup2(p[1], 2);
+  std::atomic<bool> finished{false}, rescued{false};
+  // If a line blocks, this unblocks it after a generous deadline (and the
+  // test fails): the test never hangs.
+  std::thread watchdog([&] {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (!finished.load() && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    char sink[65536];
+    if (finished.load()) return;
+    rescued.store(true);
+    fcntl(p[0], F_SETFL, O_NONBLOCK);
+    while (!finished.load()) {
+      if (read(p[0], sink, sizeof sink) <= 0)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  });
+  // Warnings at start (a bad value), from the exporter (the endpoint is
+  // refused) and from host threads (a full ring), then a bounded shutdown.
+  otelagent_config *cfg = otelagent_config_new();
+  auto set = [&](const char *k, const char *v) {
+    otelagent_config_set(cfg, k, std::strlen(k), v, std::strlen(v));
+  };
+  set("OTEL_BSP_SCHEDULE_DELAY", "bad");
+  set("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1");
+  set("OTELAGENT_RING_BYTES", "131072");
+  ASSERT_EQ(otelagent_start(cfg), OTELAGENT_OK);
+  otelagent_config_free(cfg);
+  for (int i = 0; i < 5000; ++i) {
+    otelagent_span *s = nullptr;
+    if (otelagent_span_start("x", 1, nullptr, &s) == OTELAGENT_OK) otelagent_span_end(s, 0);
+  }
+  const int rc = otelagent_shutdown(100);
+  finished.store(true);
+  watchdog.join();
+  dup2(saved, 2);
+  close(saved);
+  close(p[0]);
+  close(p[1]);
+  EXPECT_TRUE(rc == OTELAGENT_OK || rc == OTELAGENT_E_TIMEOUT) << rc;
+  EXPECT_FALSE(rescued.load()) << "a log line blocked until the pipe was drained";
 }
 
 }  // namespace
