@@ -129,11 +129,13 @@ TEST_F(ExporterStart, TheStartIsRetriedAsSpansAreQueued) {
 }
 
 std::atomic<int> g_window{0};
+std::thread::id g_holder;
 
-// Holds the failing start's warning (it runs in the failure path) until the
-// test's other thread has queued its spans.
+// Holds the failing start's warning (it runs in the failure path) on the
+// test's main thread until the other thread has queued its spans.
 void hold_in_failure_path(void *, int32_t, const char *line, size_t len) {
-  if (std::string_view(line, len).find("could not start the exporter") != std::string_view::npos &&
+  if (std::this_thread::get_id() == g_holder &&
+      std::string_view(line, len).find("could not start the exporter") != std::string_view::npos &&
       g_window.exchange(1) == 0)
     wait_until([] { return g_window.load() == 2; });
 }
@@ -143,15 +145,15 @@ void hold_in_failure_path(void *, int32_t, const char *line, size_t len) {
 // clear; from then on no span retried the start (only flush did).
 TEST_F(ExporterStart, SpansQueuedDuringTheFailingStartStillRetryIt) {
   ASSERT_EQ(start(server.port()), OTELAGENT_OK);
+  g_holder = std::this_thread::get_id();
   otelagent_log_set_handler(hold_in_failure_path, nullptr);
+  exhaust_fds();
   std::thread other([] {
-    emit(1);  // registers this thread (and tries the start: it fails, held or not)
     if (!wait_until([] { return g_window.load() == 1; }, 10)) return;
     emit(600);  // more than a batch: a wake-up while the start is failing
     g_window.store(2);
   });
-  exhaust_fds();
-  emit(1);
+  emit(1);  // the start fails here, and its warning waits for the other thread
   other.join();
   otelagent_log_set_handler(nullptr, nullptr);
   ASSERT_EQ(g_window.load(), 2) << "the failing start was not observed";
