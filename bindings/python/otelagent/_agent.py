@@ -1,0 +1,97 @@
+"""Starting, flushing and stopping the agent; its statistics."""
+
+import ctypes
+import os
+import threading
+
+from . import _ffi
+from ._errors import check, error_for
+
+_lock = threading.Lock()
+_settings = {}  # the settings of the last start(), for the Python side's own use
+
+
+def _b(s):
+    return s.encode("utf-8") if isinstance(s, str) else bytes(s)
+
+
+def start(settings=None, *, service_name=None, **more):
+    """Starts the agent, configured from the environment (OTEL_* variables)
+    overridden by `settings` (a dict keyed by the same variable names, e.g.
+    {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}) and the keyword
+    arguments (the same names: OTEL_TRACES_SAMPLER="always_on"; `service_name`
+    is OTEL_SERVICE_NAME).
+
+    Returns True when this call started it, False when it was already started
+    or is disabled by configuration (OTEL_SDK_DISABLED=true,
+    OTEL_TRACES_EXPORTER=none). Raises UnknownKey or InvalidArgument for a bad
+    setting name."""
+    merged = dict(settings or {})
+    merged.update(more)
+    if service_name is not None:
+        merged["OTEL_SERVICE_NAME"] = service_name
+    with _lock:
+        cfg = _ffi.config_new()
+        if not cfg:
+            raise MemoryError("otelagent_config_new")
+        try:
+            check(_ffi.config_load_env(cfg), "otelagent_config_load_env")
+            for key, value in merged.items():
+                k, v = _b(key), _b(str(value))
+                check(_ffi.config_set(cfg, k, len(k), v, len(v)), f"setting {key}")
+            rc = _ffi.start(cfg)
+        finally:
+            _ffi.config_free(cfg)
+        if rc == 0:
+            _settings.clear()
+            _settings.update(merged)
+            return True
+        if rc in (-3, -4):  # DISABLED, ALREADY_STARTED
+            return False
+        raise error_for(rc, "otelagent_start")
+
+
+def setting(name, default=None):
+    """The value of a setting as the agent was started with it (start()'s
+    arguments, then the environment)."""
+    v = _settings.get(name)
+    if v is None:
+        v = os.environ.get(name, default)
+    return v
+
+
+def flush(timeout_ms=5000):
+    """Waits until every span ended so far is exported (or dropped and
+    counted), at most `timeout_ms`. Returns False on timeout. The GIL is
+    released meanwhile."""
+    rc = _ffi.flush(int(timeout_ms))
+    if rc in (0, -2):  # OK; NOT_STARTED: nothing is pending
+        return True
+    if rc == -8:
+        return False
+    raise error_for(rc, "otelagent_flush")
+
+
+def shutdown(timeout_ms=5000):
+    """Flushes for at most `timeout_ms`, then stops the exporter thread.
+    Returns False when the flush timed out (what was left is counted as
+    dropped). The agent may be started again."""
+    rc = _ffi.shutdown(int(timeout_ms))
+    if rc in (0, -2):
+        return True
+    if rc == -8:
+        return False
+    raise error_for(rc, "otelagent_shutdown")
+
+
+def stats():
+    """The agent's counters as a dict (spans_started, spans_exported,
+    spans_dropped_ring_full, queue_depth, ...)."""
+    s = _ffi.Stats()
+    s.struct_size = ctypes.sizeof(_ffi.Stats)
+    check(_ffi.stats_get(ctypes.byref(s)), "otelagent_stats_get")
+    return {name: getattr(s, name) for name, _ in _ffi.Stats._fields_[2:]}
+
+
+def version():
+    return _ffi.version().decode()
