@@ -98,6 +98,7 @@ class NonRecordingSpan:
     context; every setter does nothing."""
 
     __slots__ = ("_ctx", "_tracestate", "__weakref__")
+    _records = False  # a class attribute: the cheap "does this span record?"
 
     def __init__(self, ctx=_INVALID_CTX, tracestate=""):
         self._ctx = ctx
@@ -167,6 +168,7 @@ class Span:
     __slots__ = ("_name", "_ctx", "_parent", "_tracestate", "_kind", "_start", "_scope",
                  "_attrs", "_events", "_links", "_status", "_status_msg", "_ended",
                  "_dropped_events", "_dropped_links", "__weakref__")
+    _records = True
 
     def get_span_context(self):
         return SpanContext(self._ctx, self._tracestate)
@@ -308,6 +310,10 @@ def _parent_of(parent):
 
 _CURRENT_PARENT = object()  # "use the current span" (None means: a new root)
 
+# The classes of new recording and non-recording spans; otelagent.otel
+# replaces them with subclasses of the OpenTelemetry API's Span.
+_classes = [Span, NonRecordingSpan]
+
 
 def _make_span(scope, name, parent, kind, attributes, links, start_time):
     if parent is _CURRENT_PARENT:
@@ -325,11 +331,12 @@ def _make_span(scope, name, parent, kind, attributes, links, start_time):
     if _ctx_new(pctx, _OUT) != 0:
         # Not started or disabled: nothing records; the parent's context (if
         # any) still propagates.
-        return NonRecordingSpan(pctx or _INVALID_CTX, ts)
+        return _classes[1](pctx or _INVALID_CTX, ts)
     ctx = _OUT.raw
     if not ctx[24] & 1:
-        return NonRecordingSpan(ctx, ts)
-    span = Span.__new__(Span)
+        return _classes[1](ctx, ts)
+    cls = _classes[0]
+    span = cls.__new__(cls)
     span._name = name
     span._ctx = ctx
     span._parent = pctx
@@ -408,7 +415,7 @@ class _Scope:
             # Exited in another context than it was entered in (e.g. a
             # generator resumed elsewhere): leave that context alone.
             pass
-        if ev is not None and isinstance(ev, Exception) and type(span) is not NonRecordingSpan:
+        if ev is not None and isinstance(ev, Exception) and span._records:
             if self._record_exception:
                 span.record_exception(ev)
             if self._set_status_on_exception:

@@ -10,7 +10,8 @@ import contextvars
 import ctypes
 
 from . import _agent, _ffi
-from ._tracing import _cur_get, NonRecordingSpan
+from . import _tracing as T
+from ._tracing import NonRecordingSpan
 
 _OUT = ctypes.create_string_buffer(32)
 _BUF = ctypes.create_string_buffer(8192 + 1)
@@ -108,7 +109,7 @@ def headers_for(span=None):
     """The propagation headers for `span` (default: the current span) as a list
     of (name, value) pairs; empty when there is no valid span."""
     if span is None:
-        span = _cur_get()
+        span = T._cur_get()
         if span is None:
             return []
     ctx = span._ctx

@@ -57,7 +57,7 @@ class OtelAgentMiddleware:
                             _SERVER, None, None, None)
         scope[_SPAN_KEY] = span
         token = T._cur_set(span)
-        recording = type(span) is T.Span
+        recording = span._records
         status = [None]
         if recording:
             a = span._attrs

@@ -31,7 +31,7 @@ def _start(method, url):
     known = m in _http.KNOWN_METHODS
     span = T._make_span(_SCOPE, m if known else "HTTP", T._CURRENT_PARENT, _CLIENT, None, None,
                         None)
-    if type(span) is T.Span:
+    if span._records:
         a = span._attrs
         a["http.request.method"] = m if known else "_OTHER"
         if not known:
@@ -57,7 +57,7 @@ def _finish(state, status_code=None, exc=None):
         T._cur_reset(token)
     except ValueError:
         pass
-    if type(span) is T.Span:
+    if span._records:
         if status_code is not None:
             span._attrs["http.response.status_code"] = status_code
             if status_code >= 400:

@@ -8,7 +8,7 @@ OpenTelemetry logging instrumentation uses, for Loki and CloudWatch queries).
 import logging as _logging
 
 from .. import _agent
-from .._tracing import _cur_get
+from .. import _tracing as T
 
 DEFAULT_FORMAT = ("%(asctime)s %(levelname)s [%(name)s] [%(filename)s:%(lineno)d] "
                   "[trace_id=%(otelTraceID)s span_id=%(otelSpanID)s "
@@ -27,7 +27,7 @@ def instrument(set_format=False, log_format=None, level=_logging.INFO):
 
         def factory(*args, **kwargs):
             record = previous(*args, **kwargs)
-            span = _cur_get()
+            span = T._cur_get()
             if span is None:
                 record.otelTraceID = "0"
                 record.otelSpanID = "0"

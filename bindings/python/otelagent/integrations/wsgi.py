@@ -45,7 +45,7 @@ class OtelAgentWSGIMiddleware:
                             None)
         environ[SPAN_KEY] = span
         token = T._cur_set(span)
-        if type(span) is not T.Span:
+        if not span._records:
             try:
                 return self.wsgi_app(environ, start_response)
             finally:
