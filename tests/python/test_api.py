@@ -198,3 +198,41 @@ def test_stats_and_flush(agent, exported):
     assert after["spans_recorded"] == before["spans_recorded"] + 1
     assert after["spans_exported"] >= before["spans_exported"] + 1
     assert after["queue_depth"] == 0
+
+
+def test_ids_made_in_python_are_unique_and_valid(agent):
+    from otelagent import _tracing
+    assert _tracing._fast[0]  # parentbased_always_on with random ids: no crossing at start
+    seen = set()
+    for _ in range(5000):
+        s = agent.start_span("ids", parent=None)
+        raw = s.context.raw
+        assert raw[0:16] != bytes(16) and raw[16:24] != bytes(8) and raw[24] == 1
+        seen.add(raw[16:24])
+        s._ended = True  # not exported
+    assert len(seen) == 5000
+
+
+def test_sampler_decisions_stay_in_the_library(tmp_path):
+    """always_off, and the decorator made before start(): the library decides
+    (otelagent_span_context_new) and counts what it samples out."""
+    import subprocess
+    import sys
+    code = """
+import otelagent
+@otelagent.start_as_current_span("decorated-before-start")
+def f():
+    return otelagent.get_current_span()
+assert otelagent.start({"OTEL_TRACES_SAMPLER": "always_off", "OTEL_TRACES_EXPORTER": "console"})
+from otelagent import _tracing
+assert not _tracing._fast[0]
+s = f()
+assert not s.is_recording()
+with otelagent.start_as_current_span("x") as x:
+    assert not x.is_recording()
+st = otelagent.stats()
+assert st["spans_sampled_out"] == 2 and st["spans_recorded"] == 0, st
+print("ok")
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr

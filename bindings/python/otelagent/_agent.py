@@ -45,10 +45,21 @@ def start(settings=None, *, service_name=None, **more):
         if rc == 0:
             _settings.clear()
             _settings.update(merged)
+            _choose_fast_path()
             return True
         if rc in (-3, -4):  # DISABLED, ALREADY_STARTED
             return False
         raise error_for(rc, "otelagent_start")
+
+
+def _choose_fast_path():
+    """Lets spans get their ids and decision in Python when the library's
+    sampler and id generator make that trivial (see _tracing._make_span)."""
+    from . import _tracing
+    sampler = (setting("OTEL_TRACES_SAMPLER") or "parentbased_always_on").strip()
+    ids = (setting("OTELAGENT_ID_GENERATOR") or "random").strip()
+    simple = sampler in ("always_on", "parentbased_always_on") and ids == "random"
+    _tracing.set_fast_path(simple, sampler == "parentbased_always_on")
 
 
 def setting(name, default=None):
@@ -76,6 +87,8 @@ def shutdown(timeout_ms=5000):
     """Flushes for at most `timeout_ms`, then stops the exporter thread.
     Returns False when the flush timed out (what was left is counted as
     dropped). The agent may be started again."""
+    from . import _tracing
+    _tracing.set_fast_path(False)
     rc = _ffi.shutdown(int(timeout_ms))
     if rc in (0, -2):
         return True

@@ -17,6 +17,7 @@ import functools
 import inspect
 import time
 import traceback
+from random import getrandbits as _rand
 
 from . import _ffi
 from . import _record as R
@@ -165,9 +166,13 @@ class Span:
     with any object; end() may be called from any thread, once (later calls do
     nothing)."""
 
+    # _x holds what few spans have, made on first use: [events, links,
+    # status message, dropped events, dropped links]. _token is the
+    # contextvars token while the span is current through `with`, or
+    # _ACTIVATE before: spans from start_as_current_span become current when
+    # entered, spans from start_span do not.
     __slots__ = ("_name", "_ctx", "_parent", "_tracestate", "_kind", "_start", "_scope",
-                 "_attrs", "_events", "_links", "_status", "_status_msg", "_ended",
-                 "_dropped_events", "_dropped_links", "__weakref__")
+                 "_attrs", "_status", "_ended", "_x", "_token", "__weakref__")
     _records = True
 
     def get_span_context(self):
@@ -190,21 +195,29 @@ class Span:
         if not self._ended:
             self._attrs.update(attributes)
 
+    def _extra(self):
+        x = self._x
+        if x is None:
+            x = self._x = [[], [], None, 0, 0]
+        return x
+
     def add_event(self, name, attributes=None, timestamp=None):
         if self._ended:
             return
-        if len(self._events) >= R.MAX_EVENTS:
-            self._dropped_events += 1
+        x = self._extra()
+        if len(x[0]) >= R.MAX_EVENTS:
+            x[3] += 1
             return
-        self._events.append((name, timestamp or _time_ns(), attributes))
+        x[0].append((name, timestamp or _time_ns(), attributes))
 
     def add_link(self, context, attributes=None):
         if self._ended:
             return
-        if len(self._links) >= R.MAX_LINKS:
-            self._dropped_links += 1
+        x = self._extra()
+        if len(x[1]) >= R.MAX_LINKS:
+            x[4] += 1
             return
-        self._links.append((context, attributes))
+        x[1].append((_link_ctx(context), attributes))
 
     def record_exception(self, exception, attributes=None, timestamp=None, escaped=False):
         if self._ended:
@@ -218,7 +231,10 @@ class Span:
         if self._ended or self._status == 1:  # OK is final (OpenTelemetry API)
             return
         self._status = int(status)
-        self._status_msg = description if self._status == 2 else None
+        if self._status == 2 and description:
+            self._extra()[2] = description
+        elif self._x is not None:
+            self._x[2] = None
 
     def update_name(self, name):
         if not self._ended:
@@ -231,68 +247,158 @@ class Span:
         end = end_time or _time_ns()
         ctx = self._ctx
         parent = self._parent
-        parts = [self._scope, R.string_entry(R.TAG_NAME, self._name)]
+        name = self._name
+        if type(name) is str and len(name) <= R.MAX_VALUE_CHARS:
+            try:
+                nb = name.encode()
+            except UnicodeEncodeError:
+                nb = name.encode("utf-8", "surrogatepass")
+            parts = [self._scope, _pack_entry(1, 1, 0, len(nb)), nb]  # NAME
+        else:
+            parts = [self._scope, R.string_entry(R.TAG_NAME, name)]
         if self._tracestate:
             parts.append(R.string_entry(R.TAG_TRACESTATE, self._tracestate))
-        if self._status_msg:
-            parts.append(R.string_entry(R.TAG_STATUS_MESSAGE, self._status_msg))
-        dropped = R.attrs_entries(R.TAG_ATTR, self._attrs, parts) if self._attrs else 0
-        for name, ts, attrs in self._events:
-            R.event_entries(name, ts, attrs, parts)
-        for lctx, attrs in self._links:
-            raw = lctx.raw
-            R.link_entries(raw[0:16], raw[16:24],
-                           raw[24] | R.FLAG_HAS_IS_REMOTE | (R.FLAG_IS_REMOTE if raw[25] else 0),
-                           lctx.tracestate, attrs, parts)
+        x = self._x
+        if x is not None and x[2]:
+            parts.append(R.string_entry(R.TAG_STATUS_MESSAGE, x[2]))
+        attrs = self._attrs
+        dropped = 0
+        if attrs:
+            if len(attrs) > R.MAX_ATTRS:
+                dropped = R.attrs_entries(R.TAG_ATTR, attrs, parts)
+            else:
+                # The common scalar types inline (this loop is most of the
+                # cost of a span); anything else through _record.entry.
+                ap = parts.append
+                for k, v in attrs.items():
+                    p = _packers.get(k) or _attr_packers(k)
+                    if p is not None:
+                        t = type(v)
+                        if t is str:
+                            if len(v) <= _MAX_CHARS:
+                                try:
+                                    vb = v.encode()
+                                except UnicodeEncodeError:
+                                    vb = v.encode("utf-8", "surrogatepass")
+                                ap(p[0](6, 1, p[6], len(vb), p[5]))
+                                ap(vb)
+                                continue
+                        elif t is int:
+                            if _INT_MIN <= v <= _INT_MAX:
+                                ap(p[1](6, 3, p[6], 8, p[5], v))
+                                continue
+                        elif t is bool:
+                            ap(p[4] if v else p[3])
+                            continue
+                        elif t is float:
+                            ap(p[2](6, 4, p[6], 8, p[5], v))
+                            continue
+                    e = _entry(6, k, v)
+                    if e is None:
+                        dropped += 1
+                    else:
+                        ap(e)
+        if x is not None:
+            for ename, ts, eattrs in x[0]:
+                R.event_entries(ename, ts, eattrs, parts)
+            for lctx, lattrs in x[1]:
+                raw = lctx.raw
+                R.link_entries(raw[0:16], raw[16:24],
+                               raw[24] | R.FLAG_HAS_IS_REMOTE | (R.FLAG_IS_REMOTE if raw[25] else 0),
+                               lctx.tracestate, lattrs, parts)
+            dropped_events, dropped_links = x[3], x[4]
+        else:
+            dropped_events = dropped_links = 0
         body = b"".join(parts)
         total = R.HEADER_LEN + len(body)
         if parent is None:
             parent_id = _ZERO8
-            flags = ctx[24] | R.FLAG_HAS_IS_REMOTE
+            flags = ctx[24] | 0x100  # parent remoteness known (no parent)
         else:
             parent_id = parent[16:24]
-            flags = ctx[24] | R.FLAG_HAS_IS_REMOTE | (R.FLAG_IS_REMOTE if parent[25] else 0)
+            flags = ctx[24] | (0x300 if parent[25] else 0x100)
         if total > R.RECORD_MAX:
-            body, dropped = _shrink(self, parts, dropped)
+            body, dropped, dropped_events, dropped_links = _shrink(self)
             total = R.HEADER_LEN + len(body)
         rec = R.pack_header(total, self._kind, self._status, flags, ctx[0:16], ctx[16:24],
-                            parent_id, self._start, end, dropped, self._dropped_events,
-                            self._dropped_links) + body
+                            parent_id, self._start, end, dropped, dropped_events,
+                            dropped_links) + body
         # RING_FULL and NOT_STARTED are counted by the library (or moot): the
         # host is never disturbed by a span it could not keep.
         _record_span(rec, total)
 
     def __enter__(self):
+        if self._token is _ACTIVATE:
+            self._token = _cur_set(self)
         return self
 
     def __exit__(self, et, ev, tb):
+        token = self._token
+        if token is not None and token is not _ACTIVATE:
+            self._token = None
+            try:
+                _cur_reset(token)
+            except ValueError:
+                # Exited in another context than it was entered in (e.g. a
+                # generator resumed elsewhere): leave that context alone.
+                pass
         if ev is not None and isinstance(ev, Exception):
             self.record_exception(ev)
-            self.set_status(StatusCode.ERROR, f"{et.__name__}: {ev}")
+            self.set_status(2, f"{et.__name__}: {ev}")
         self.end()
         return False
+
+    async def __aenter__(self):
+        return self.__enter__()
+
+    async def __aexit__(self, et, ev, tb):
+        return self.__exit__(et, ev, tb)
+
+    def __call__(self, fn):
+        """start_as_current_span used as a decorator: this span, made when the
+        decorator was, is dropped unrecorded; each call gets its own."""
+        self._ended = True
+        x = self._x
+        template = _Scope(self._scope, self._name, _CURRENT_PARENT, self._kind,
+                          dict(self._attrs) or None, x[1] if x else None, None, True, True, True)
+        return template(fn)
 
     def __repr__(self):
         return f"Span({self._name!r}, {SpanContext(self._ctx, self._tracestate)!r})"
 
 
-def _shrink(span, parts, dropped):
-    """Rare path: the packed span is over the record maximum. Keeps the fixed
-    entries and as many attributes as fit, drops events and links (counted)."""
+_ACTIVATE = object()
+_packers = R._attr_packers
+_attr_packers = R.attr_packers
+_entry = R.entry
+_pack_entry = R.ENTRY.pack
+_INT_MIN, _INT_MAX = R._INT_MIN, R._INT_MAX
+_MAX_CHARS = R.MAX_VALUE_CHARS
+
+
+def _shrink(span):
+    """Rare path: the packed span is over the record maximum. Keeps the name,
+    scope, tracestate, status message and as many attributes as fit; drops
+    events and links (all counted). Returns (body, dropped attributes,
+    dropped events, dropped links)."""
+    keep = [span._scope, R.string_entry(R.TAG_NAME, span._name)]
+    if span._tracestate:
+        keep.append(R.string_entry(R.TAG_TRACESTATE, span._tracestate))
+    x = span._x
+    if x is not None and x[2]:
+        keep.append(R.string_entry(R.TAG_STATUS_MESSAGE, x[2]))
+    entries = []
+    dropped = R.attrs_entries(R.TAG_ATTR, span._attrs, entries)
+    size = sum(len(p) for p in keep)
     budget = R.RECORD_MAX - R.HEADER_LEN
-    keep = []
-    size = 0
-    n_fixed = 2 + bool(span._tracestate) + bool(span._status_msg)
-    for i, p in enumerate(parts):
-        if size + len(p) > budget or (i >= n_fixed and p[0] != R.TAG_ATTR):
-            if i >= n_fixed and p[0] == R.TAG_ATTR:
-                dropped += 1
+    for e in entries:
+        if size + len(e) > budget:
+            dropped += 1
             continue
-        keep.append(p)
-        size += len(p)
-    span._dropped_events += len(span._events)
-    span._dropped_links += len(span._links)
-    return b"".join(keep), dropped
+        keep.append(e)
+        size += len(e)
+    return (b"".join(keep), dropped, x[3] + len(x[0]) if x else 0,
+            x[4] + len(x[1]) if x else 0)
 
 
 def _parent_of(parent):
@@ -315,6 +421,23 @@ _CURRENT_PARENT = object()  # "use the current span" (None means: a new root)
 _classes = [Span, NonRecordingSpan]
 
 
+# Ids and the sampling decision made in Python (no crossing) when the sampler
+# makes that trivial: always_on, or parentbased_always_on with no parent or a
+# parent that is sampled or left the decision open; and random ids. Set by
+# otelagent.start() from the settings the library was started with; every
+# other case asks the library (otelagent_span_context_new), which stays the
+# one sampler. Python's random module is reseeded in a forked child.
+_fast = [False, False]  # [ids in Python, sampler is parent-based]
+_ROOT_TAIL = b"\x01" + bytes(7)  # flags sampled, not remote, decided
+_ZERO7 = bytes(7)
+_ZERO16 = bytes(16)
+
+
+def set_fast_path(enabled, parent_based=True):
+    _fast[0] = enabled
+    _fast[1] = parent_based
+
+
 def _make_span(scope, name, parent, kind, attributes, links, start_time):
     if parent is _CURRENT_PARENT:
         parent = _cur_get()
@@ -328,13 +451,23 @@ def _make_span(scope, name, parent, kind, attributes, links, start_time):
             pctx, ts = _parent_of(parent)
         if pctx is not None and pctx[16:24] == _ZERO8:
             pctx = None  # an invalid parent: a new root
-    if _ctx_new(pctx, _OUT) != 0:
-        # Not started or disabled: nothing records; the parent's context (if
-        # any) still propagates.
-        return _classes[1](pctx or _INVALID_CTX, ts)
-    ctx = _OUT.raw
-    if not ctx[24] & 1:
-        return _classes[1](ctx, ts)
+    ctx = None
+    if _fast[0]:
+        if pctx is None:
+            ctx = _rand(192).to_bytes(24, "big") + _ROOT_TAIL
+            if ctx[0:16] == _ZERO16 or ctx[16:24] == _ZERO8:  # 2^-64: draw again
+                ctx = None
+        elif pctx[24] & 1 or pctx[26] == 1 or not _fast[1]:
+            ctx = (pctx[0:16] + (_rand(64) or 1).to_bytes(8, "big")
+                   + bytes((pctx[24] | 1,)) + _ZERO7)
+    if ctx is None:
+        if _ctx_new(pctx, _OUT) != 0:
+            # Not started or disabled: nothing records; the parent's context
+            # (if any) still propagates.
+            return _classes[1](pctx or _INVALID_CTX, ts)
+        ctx = _OUT.raw
+        if not ctx[24] & 1:
+            return _classes[1](ctx, ts)
     cls = _classes[0]
     span = cls.__new__(cls)
     span._name = name
@@ -345,13 +478,12 @@ def _make_span(scope, name, parent, kind, attributes, links, start_time):
     span._start = start_time or _time_ns()
     span._scope = scope
     span._attrs = dict(attributes) if attributes else {}
-    span._events = []
-    span._links = [(_link_ctx(c), a) for c, a in links] if links else []
     span._status = 0
-    span._status_msg = None
     span._ended = False
-    span._dropped_events = 0
-    span._dropped_links = 0
+    span._x = None
+    span._token = None
+    if links:
+        span._x = [[], [(_link_ctx(c), a) for c, a in links], None, 0, 0]
     return span
 
 
@@ -385,10 +517,11 @@ class _Scope:
 
     __slots__ = ("_scope", "_name", "_parent", "_kind", "_attrs", "_links", "_start",
                  "_end_on_exit", "_record_exception", "_set_status_on_exception", "_span",
-                 "_token")
+                 "_token", "_ready")
 
     def __init__(self, scope, name, parent, kind, attributes, links, start_time, end_on_exit,
-                 record_exception, set_status_on_exception):
+                 record_exception, set_status_on_exception, ready=None):
+        self._ready = ready  # a span already made for the first __enter__
         self._scope = scope
         self._name = name
         self._parent = parent
@@ -401,8 +534,12 @@ class _Scope:
         self._set_status_on_exception = set_status_on_exception
 
     def __enter__(self):
-        span = _make_span(self._scope, self._name, self._parent, self._kind, self._attrs,
-                          self._links, self._start)
+        span = self._ready
+        if span is None:
+            span = _make_span(self._scope, self._name, self._parent, self._kind, self._attrs,
+                              self._links, self._start)
+        else:
+            self._ready = None
         self._span = span
         self._token = _cur_set(span)
         return span
@@ -473,15 +610,15 @@ class Tracer:
             scope += R.string_entry(R.TAG_SCOPE_VERSION, version)
         self._scope = scope
 
-    def start_span(self, name, context=_CURRENT_PARENT, kind=SpanKind.INTERNAL, attributes=None,
+    def start_span(self, name, context=_CURRENT_PARENT, kind=1, attributes=None,
                    links=None, start_time=None, parent=_CURRENT_PARENT):
         """Starts a span (not made current). `parent` (or `context`): a span, a
         SpanContext, None for a new root; by default the current span."""
         p = parent if parent is not _CURRENT_PARENT else context
-        return _make_span(self._scope, name, p, int(kind), attributes,
+        return _make_span(self._scope, name, p, kind, attributes,
                           _normalize_links(links) if links else None, start_time)
 
-    def start_as_current_span(self, name, context=_CURRENT_PARENT, kind=SpanKind.INTERNAL,
+    def start_as_current_span(self, name, context=_CURRENT_PARENT, kind=1,
                               attributes=None, links=None, start_time=None, end_on_exit=True,
                               record_exception=True, set_status_on_exception=True,
                               parent=_CURRENT_PARENT):
@@ -489,8 +626,18 @@ class Tracer:
         makes it current, ends it on exit; an exception escaping it is recorded
         as an event and sets the status to ERROR."""
         p = parent if parent is not _CURRENT_PARENT else context
-        return _Scope(self._scope, name, p, int(kind), attributes,
-                      _normalize_links(links) if links else None, start_time, end_on_exit,
+        if links:
+            links = _normalize_links(links)
+        if end_on_exit and record_exception and set_status_on_exception:
+            # The common case, made cheap: the span itself is the context
+            # manager, made current when entered.
+            span = _make_span(self._scope, name, p, kind, attributes, links, start_time)
+            if span._records:
+                span._token = _ACTIVATE
+                return span
+            return _Scope(self._scope, name, p, kind, attributes, links, start_time, True, True,
+                          True, span)
+        return _Scope(self._scope, name, p, kind, attributes, links, start_time, end_on_exit,
                       record_exception, set_status_on_exception)
 
 

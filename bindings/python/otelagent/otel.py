@@ -56,23 +56,12 @@ class OtelSpan(T.Span, otel_trace.Span):
     __slots__ = ()
     get_span_context = _span_context
     set_status = _set_status
-
-    def end(self, end_time=None):
-        T.Span.end(self, end_time)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, et, ev, tb):
-        return T.Span.__exit__(self, et, ev, tb)
+    # end, __enter__, __exit__ and the rest: otelagent's (first in the MRO).
 
 
 class OtelNonRecordingSpan(T.NonRecordingSpan, otel_trace.Span):
     __slots__ = ()
     get_span_context = _span_context
-
-    def end(self, end_time=None):
-        pass
 
 
 def _kind(kind):
