@@ -9,6 +9,7 @@ from ._errors import check, error_for
 
 _lock = threading.Lock()
 _settings = {}  # the settings of the last start(), for the Python side's own use
+generation = [0]  # bumped by each start(): what was derived from settings is stale
 
 
 def _b(s):
@@ -45,6 +46,7 @@ def start(settings=None, *, service_name=None, **more):
         if rc == 0:
             _settings.clear()
             _settings.update(merged)
+            generation[0] += 1
             _choose_fast_path()
             return True
         if rc in (-3, -4):  # DISABLED, ALREADY_STARTED

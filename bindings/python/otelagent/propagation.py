@@ -27,14 +27,15 @@ TRACESTATE = "tracestate"
 BAGGAGE = "baggage"
 XRAY = "x-amzn-trace-id"
 
-_cached = [None, None]  # (OTEL_PROPAGATORS value, parsed set)
+_cached = [-1, None]  # (_agent.generation when parsed, the set of propagators)
 
 
 def propagators():
-    value = _agent.setting("OTEL_PROPAGATORS", "tracecontext,baggage")
-    if _cached[0] != value:
+    """The configured propagators, parsed once per start()."""
+    if _cached[0] != _agent.generation[0]:
+        value = _agent.setting("OTEL_PROPAGATORS", "tracecontext,baggage")
         _cached[1] = frozenset(p.strip().lower() for p in value.split(",") if p.strip())
-        _cached[0] = value
+        _cached[0] = _agent.generation[0]
     return _cached[1]
 
 
