@@ -227,3 +227,33 @@ def test_logging_fields(agent):
     assert records[1].otelTraceID == s.context.raw[0:16].hex()
     assert records[1].otelSpanID == s.context.raw[16:24].hex()
     assert records[1].otelTraceSampled is True
+
+
+def test_flask_handled_exception_and_unsampled_count(agent, exported):
+    from flask import Flask
+
+    import otelagent.integrations.flask as ofl
+    app = Flask(__name__)
+
+    class Gone(Exception):
+        pass
+
+    @app.errorhandler(Gone)
+    def gone(e):
+        return "gone", 410
+
+    @app.get("/handled")
+    def handled():
+        raise Gone("moved away")
+
+    ofl.instrument_app(app)
+    trace = uuid.uuid4().hex
+    r = app.test_client().get("/handled", headers=_tp(trace), buffered=True)
+    assert r.status_code == 410
+    s = exported.wait(["GET /handled"], bytes.fromhex(trace))["GET /handled"][0]
+    assert s.status.code == 0 and attrs(s)["http.response.status_code"] == 410
+    assert [e.name for e in s.events] == ["exception"]
+    before = agent.stats()["spans_sampled_out"]
+    app.test_client().get("/handled", headers={"traceparent": f"00-{trace}-00f067aa0ba902b7-00"},
+                          buffered=True)
+    assert agent.stats()["spans_sampled_out"] == before + 1

@@ -55,3 +55,35 @@ def test_title_case_and_multi_line_headers(agent):
     parent = agent.extract({"Traceparent": TP, "Tracestate": ["a=1", "b=2"]})
     assert parent.context.raw[16:24].hex() == "00f067aa0ba902b7"
     assert parent._tracestate == "a=1,b=2"
+
+
+def test_concurrent_extracts_never_see_another_threads_output(agent):
+    """The output buffers are per thread: the interpreter may switch threads
+    right after a call returns, before its output is read."""
+    import sys
+    import threading
+    errors = []
+
+    def worker(n):
+        trace = f"{n + 1:032x}"
+        for _ in range(3000):
+            p = agent.extract({"traceparent": f"00-{trace}-00f067aa0ba902b7-01"})
+            if p.context.raw[0:16].hex() != trace:
+                errors.append((n, p.context.raw[0:16].hex()))
+                return
+            with agent.start_as_current_span("t", parent=p) as s:
+                if s.context.raw[0:16].hex() != trace:
+                    errors.append((n, "span"))
+                    return
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=worker, args=(n,)) for n in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(old)
+    assert errors == []

@@ -105,7 +105,10 @@ def stats():
     s = _ffi.Stats()
     s.struct_size = ctypes.sizeof(_ffi.Stats)
     check(_ffi.stats_get(ctypes.byref(s)), "otelagent_stats_get")
-    return {name: getattr(s, name) for name, _ in _ffi.Stats._fields_[2:]}
+    out = {name: getattr(s, name) for name, _ in _ffi.Stats._fields_[2:]}
+    from . import _tracing
+    out["spans_sampled_out"] += _tracing._sampled_out[0]
+    return out
 
 
 def version():

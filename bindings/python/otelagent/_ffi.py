@@ -7,11 +7,13 @@ Two views of the same library handle are used:
   may wait (flush, shutdown, start) so other Python threads keep running.
 - `_hot` (ctypes.PyDLL): keeps the GIL. For the hot-path calls, which never
   block, take no lock and return in well under a microsecond: dropping and
-  re-taking the GIL would cost more than the call and invite contention. It
-  also makes the module-level output buffers below safe to share: no other
-  Python thread can run while such a call is in progress."""
+  re-taking the GIL would cost more than the call and invite contention.
+
+Output buffers are per thread (`buffers`): the interpreter may switch
+threads right after a call returns, before its output is read."""
 
 import ctypes
+import threading
 from ctypes import (CFUNCTYPE, POINTER, Structure, Union, c_char_p, c_double, c_int, c_int32,
                     c_int64, c_size_t, c_uint8, c_uint32, c_uint64, c_void_p)
 
@@ -50,6 +52,19 @@ class Stats(Structure):
             "export_requests", "export_retries", "bytes_sent", "queue_depth", "spans_open",
             "values_truncated", "spans_dropped_thread_exit")]
 
+
+class _Buffers(threading.local):
+    """Each thread's output buffers: a span context, a string (the longest
+    output, a normalised baggage, is 8192 bytes) and its written length."""
+
+    def __init__(self):
+        self.ctx = ctypes.create_string_buffer(32)
+        self.text = ctypes.create_string_buffer(8192 + 1)
+        self.written = c_size_t()
+        self.pwritten = ctypes.byref(self.written)
+
+
+buffers = _Buffers()
 
 LOG_FN = CFUNCTYPE(None, c_void_p, c_int32, ctypes.POINTER(ctypes.c_char), c_size_t)
 

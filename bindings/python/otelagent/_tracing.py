@@ -11,7 +11,6 @@ The current span is kept in a contextvars.ContextVar, so threads and asyncio
 tasks each see their own."""
 
 import contextvars
-import ctypes
 import enum
 import functools
 import inspect
@@ -25,9 +24,7 @@ from . import _record as R
 _time_ns = time.time_ns
 _ctx_new = _ffi.span_context_new
 _record_span = _ffi.record_span
-# Output buffer of otelagent_span_context_new. Shared safely: the call keeps
-# the GIL (see _ffi), so no other Python thread runs between it and `.raw`.
-_OUT = ctypes.create_string_buffer(32)
+_buffers = _ffi.buffers
 
 _ZERO8 = bytes(8)
 _INVALID_CTX = bytes(32)
@@ -428,6 +425,7 @@ _classes = [Span, NonRecordingSpan]
 # other case asks the library (otelagent_span_context_new), which stays the
 # one sampler. Python's random module is reseeded in a forked child.
 _fast = [False, False]  # [ids in Python, sampler is parent-based]
+_sampled_out = [0]  # spans sampled out by the Python side
 _ROOT_TAIL = b"\x01" + bytes(7)  # flags sampled, not remote, decided
 _ZERO7 = bytes(7)
 _ZERO16 = bytes(16)
@@ -460,12 +458,19 @@ def _make_span(scope, name, parent, kind, attributes, links, start_time):
         elif pctx[24] & 1 or pctx[26] == 1 or not _fast[1]:
             ctx = (pctx[0:16] + (_rand(64) or 1).to_bytes(8, "big")
                    + bytes((pctx[24] | 1,)) + _ZERO7)
+        else:
+            # Parent-based, and the parent decided not to sample: so do we
+            # (counted here, added to the library's count by stats()).
+            _sampled_out[0] += 1
+            return _classes[1](pctx[0:16] + (_rand(64) or 1).to_bytes(8, "big")
+                               + bytes((pctx[24] & 0xFE,)) + _ZERO7, ts)
     if ctx is None:
-        if _ctx_new(pctx, _OUT) != 0:
+        out = _buffers.ctx
+        if _ctx_new(pctx, out) != 0:
             # Not started or disabled: nothing records; the parent's context
             # (if any) still propagates.
             return _classes[1](pctx or _INVALID_CTX, ts)
-        ctx = _OUT.raw
+        ctx = out.raw
         if not ctx[24] & 1:
             return _classes[1](ctx, ts)
     cls = _classes[0]

@@ -7,16 +7,12 @@ than a crossing. The propagators are those of OTEL_PROPAGATORS (default
 "tracecontext,baggage"), as the agent was started with."""
 
 import contextvars
-import ctypes
 
 from . import _agent, _ffi
 from . import _tracing as T
 from ._tracing import NonRecordingSpan
 
-_OUT = ctypes.create_string_buffer(32)
-_BUF = ctypes.create_string_buffer(8192 + 1)
-_written = ctypes.c_size_t()
-_pwritten = ctypes.byref(_written)
+_buffers = _ffi.buffers
 
 # The baggage that came with the request being handled (a W3C baggage value,
 # normalised); injected again into outbound calls.
@@ -61,9 +57,11 @@ def _get(headers, name):
 
 def _normalize(fn, value):
     b = value.encode("latin-1", "replace") if isinstance(value, str) else value
-    if fn(b, len(b), _BUF, len(_BUF), _pwritten) != 0:
+    bufs = _buffers
+    text = bufs.text
+    if fn(b, len(b), text, len(text), bufs.pwritten) != 0:
         return ""
-    return _BUF.raw[:_written.value].decode("ascii", "replace")
+    return text.raw[:bufs.written.value].decode("ascii", "replace")
 
 
 def extract_values(traceparent=None, tracestate=None, baggage=None, xray=None):
@@ -73,13 +71,16 @@ def extract_values(traceparent=None, tracestate=None, baggage=None, xray=None):
     parent = None
     if traceparent and "tracecontext" in props:
         b = traceparent.encode("latin-1", "replace") if isinstance(traceparent, str) else traceparent
-        if _ffi.traceparent_parse(b, len(b), _OUT) == 0:
+        out = _buffers.ctx
+        if _ffi.traceparent_parse(b, len(b), out) == 0:
+            raw = out.raw
             ts = _normalize(_ffi.tracestate_normalize, tracestate) if tracestate else ""
-            parent = NonRecordingSpan(_OUT.raw, ts)
+            parent = NonRecordingSpan(raw, ts)
     if parent is None and xray and "xray" in props:
         b = xray.encode("latin-1", "replace") if isinstance(xray, str) else xray
-        if _ffi.xray_parse(b, len(b), _OUT) == 0:
-            parent = NonRecordingSpan(_OUT.raw, "")
+        out = _buffers.ctx
+        if _ffi.xray_parse(b, len(b), out) == 0:
+            parent = NonRecordingSpan(out.raw, "")
     bag = ""
     if baggage and "baggage" in props:
         bag = _normalize(_ffi.baggage_normalize, baggage)
@@ -123,8 +124,10 @@ def headers_for(span=None):
         if span._tracestate:
             out.append((TRACESTATE, span._tracestate))
     if "xray" in props:
-        if _ffi.xray_format(ctx, _BUF, len(_BUF), _pwritten) == 0:
-            out.append(("X-Amzn-Trace-Id", _BUF.raw[:_written.value].decode("ascii")))
+        bufs = _buffers
+        text = bufs.text
+        if _ffi.xray_format(ctx, text, len(text), bufs.pwritten) == 0:
+            out.append(("X-Amzn-Trace-Id", text.raw[:bufs.written.value].decode("ascii")))
     if "baggage" in props:
         bag = _baggage.get()
         if bag:

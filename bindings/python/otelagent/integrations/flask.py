@@ -11,12 +11,22 @@ does not add itself after this one)."""
 
 import logging
 
+from flask.globals import _cv_request
+from werkzeug.exceptions import HTTPException
+
 from .. import _agent
 from . import _http
 from .wsgi import SPAN_KEY, OtelAgentWSGIMiddleware
 
 _log = logging.getLogger("otelagent")
 _SCOPE = _http.scope_entries("otelagent.integrations.flask", "0.2.0")
+
+
+def _has_handler(app, exc):
+    try:
+        return app._find_error_handler(exc, []) is not None
+    except Exception:  # a Flask without that private method: assume none
+        return False
 
 
 def instrument_app(app, excluded_urls=None, start_agent=True):
@@ -27,26 +37,32 @@ def instrument_app(app, excluded_urls=None, start_agent=True):
         return False
     if start_agent:
         _agent.start()
-    from flask import request
+    dispatch = app.dispatch_request
 
-    @app.before_request
-    def _otelagent_route():
-        rule = request.url_rule
+    def dispatch_request():
+        # Here rather than in before/teardown hooks, which Flask would run on
+        # every request, excluded ones included, at a few µs each.
+        ctx = _cv_request.get(None)
+        span = ctx.request.environ.get(SPAN_KEY) if ctx is not None else None
+        if span is None or not span._records:
+            return dispatch()
+        rule = ctx.request.url_rule
         if rule is not None:
-            span = request.environ.get(SPAN_KEY)
-            if span is not None and span.is_recording():
-                span._attrs["http.route"] = rule.rule
-
-    @app.teardown_request
-    def _otelagent_exception(exc):
-        # Flask answers an unhandled exception with a 500 itself; record it.
-        if exc is not None:
-            span = request.environ.get(SPAN_KEY)
-            if span is not None and span.is_recording():
-                span.record_exception(exc)
+            span._attrs["http.route"] = rule.rule
+        try:
+            return dispatch()
+        except HTTPException:
+            raise  # an HTTP answer (404, abort(403)...): its status code tells
+        except Exception as exc:
+            # Recorded even if an error handler turns it into a response; the
+            # status becomes ERROR only with a 5xx.
+            span.record_exception(exc)
+            if not _has_handler(app, exc):
                 span.set_status(2, f"{type(exc).__name__}: {exc}")
                 span._attrs["error.type"] = type(exc).__qualname__
+            raise
 
+    app.dispatch_request = dispatch_request
     app.wsgi_app = OtelAgentWSGIMiddleware(app.wsgi_app, excluded_urls,
                                            "OTEL_PYTHON_FLASK_EXCLUDED_URLS", _SCOPE)
     app._is_instrumented_by_opentelemetry = True
