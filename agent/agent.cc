@@ -144,7 +144,7 @@ int start(const std::map<std::string, std::string, std::less<>> &settings) {
   if (runtime() != nullptr) return OTELAGENT_E_ALREADY_STARTED;
   std::vector<std::string> warnings;
   auto *rt = new Runtime;
-  rt->cfg = config_parse(settings, &warnings);
+  rt->cfg = config_parse(settings, &warnings, http_endpoint_problem);
   const auto log_dest = settings.find("OTELAGENT_LOG");
   log_set_destination(log_dest != settings.end() ? log_dest->second : std::string_view());
   for (const auto &w : warnings) log_warn("%s", w.c_str());

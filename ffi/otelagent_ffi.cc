@@ -6,6 +6,7 @@
 #include <cstring>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "agent.h"
 #include "core/config.h"
@@ -16,7 +17,7 @@
 extern char **environ;
 
 struct otelagent_config {
-  std::map<std::string, std::string, std::less<>> values;
+  otelagent::Settings values;
 };
 
 namespace {
@@ -75,14 +76,10 @@ int write_out(const std::string &s, char *buf, size_t cap, size_t *written) {
   return OTELAGENT_OK;
 }
 
-void load_env(std::map<std::string, std::string, std::less<>> *out) {
-  for (char **e = environ; e != nullptr && *e != nullptr; ++e) {
-    std::string_view kv(*e);
-    size_t eq = kv.find('=');
-    if (eq == std::string_view::npos) continue;
-    std::string_view k = kv.substr(0, eq);
-    if (config_key_known(k)) (*out)[std::string(k)] = std::string(kv.substr(eq + 1));
-  }
+void load_env(Settings *out) {
+  std::vector<std::string> warnings;
+  config_load_env(environ, out, &warnings);
+  for (const auto &w : warnings) log_warn("%s", w.c_str());
 }
 
 bool name_is(std::string_view a, std::string_view lower_b) {
@@ -106,6 +103,27 @@ void propagators(bool *tc, bool *bg, bool *xr) {
 #define STATUS_DESC_CASE_(num, name, desc) \
   case num:                                \
     return desc;
+
+// Parses into a zeroed context, so the fields a parser does not set
+// (sampling, reserved) are always defined.
+template <typename Parse>
+int parse_context(otelagent_span_context *out, Parse &&parse) {
+  otelagent_span_context c{};
+  if (!parse(&c)) return OTELAGENT_E_NOT_FOUND;
+  *out = c;
+  return OTELAGENT_OK;
+}
+
+bool xray_parse_into(std::string_view v, otelagent_span_context *c) {
+  bool deferred = false;
+  if (!xray_parse(v, c, &deferred)) return false;
+  c->sampling = deferred ? OTELAGENT_SAMPLING_DEFERRED : OTELAGENT_SAMPLING_DECIDED;
+  return true;
+}
+
+std::string xray_of(const otelagent_span_context &ctx) {
+  return xray_format(ctx, ctx.sampling == OTELAGENT_SAMPLING_DEFERRED);
+}
 
 }  // namespace
 
@@ -149,11 +167,14 @@ void otelagent_config_free(otelagent_config *cfg) {
 
 int otelagent_config_set(otelagent_config *cfg, const char *key, size_t key_len, const char *value,
                          size_t value_len) {
-  if (cfg == nullptr || key == nullptr || bad(value, value_len)) return OTELAGENT_E_INVALID;
+  if (cfg == nullptr || key == nullptr) return OTELAGENT_E_INVALID;
+  std::string_view k, v;
+  int rc = input(key, key_len, kConfigKeyMax, &k);
+  if (rc == OTELAGENT_OK) rc = input(value, value_len, kConfigValueMax, &v);
+  if (rc != OTELAGENT_OK) return rc;
   return guarded([&]() -> int {
-    std::string k(key, key_len);
     if (!config_key_known(k)) return OTELAGENT_E_UNKNOWN_KEY;
-    cfg->values[k] = value_len ? std::string(value, value_len) : std::string();
+    cfg->values[std::string(k)] = std::string(v);
     return OTELAGENT_OK;
   });
 }
@@ -169,7 +190,7 @@ int otelagent_config_load_env(otelagent_config *cfg) {
 int otelagent_start(const otelagent_config *cfg) {
   return guarded([&]() -> int {
     if (cfg != nullptr) return start(cfg->values);
-    std::map<std::string, std::string, std::less<>> env;
+    Settings env;
     load_env(&env);
     return start(env);
   });
@@ -282,8 +303,9 @@ int otelagent_traceparent_parse(const char *value, size_t len, otelagent_span_co
   int rc = input(value, len, OTELAGENT_MAX_TRACEPARENT, &v);
   if (rc != OTELAGENT_OK) return rc;
   if (out == nullptr) return OTELAGENT_E_INVALID;
-  return guarded(
-      [&]() -> int { return traceparent_parse(v, out) ? OTELAGENT_OK : OTELAGENT_E_NOT_FOUND; });
+  return guarded([&]() -> int {
+    return parse_context(out, [&](otelagent_span_context *c) { return traceparent_parse(v, c); });
+  });
 }
 
 int otelagent_tracestate_normalize(const char *value, size_t len, char *buf, size_t cap,
@@ -292,8 +314,8 @@ int otelagent_tracestate_normalize(const char *value, size_t len, char *buf, siz
   int rc = input(value, len, OTELAGENT_MAX_TRACESTATE_INPUT, &v);
   if (rc != OTELAGENT_OK) return rc;
   return guarded([&]() -> int {
-    std::string ts;
-    if (!tracestate_parse(v, &ts) || ts.empty()) {
+    const std::string ts = tracestate_normalize(v);
+    if (ts.empty()) {
       if (written != nullptr) *written = 0;
       return OTELAGENT_E_NOT_FOUND;
     }
@@ -304,11 +326,7 @@ int otelagent_tracestate_normalize(const char *value, size_t len, char *buf, siz
 int otelagent_traceparent_format(const otelagent_span_context *ctx, char *buf, size_t cap,
                                  size_t *written) {
   if (!ids_valid(ctx)) return OTELAGENT_E_INVALID;
-  return guarded([&]() -> int {
-    const std::string tp = traceparent_format(*ctx);
-    if (tp.empty()) return OTELAGENT_E_INVALID;
-    return write_out(tp, buf, cap, written);
-  });
+  return guarded([&]() -> int { return write_out(traceparent_format(*ctx), buf, cap, written); });
 }
 
 int otelagent_xray_parse(const char *value, size_t len, otelagent_span_context *out) {
@@ -316,18 +334,15 @@ int otelagent_xray_parse(const char *value, size_t len, otelagent_span_context *
   int rc = input(value, len, OTELAGENT_MAX_XRAY, &v);
   if (rc != OTELAGENT_OK) return rc;
   if (out == nullptr) return OTELAGENT_E_INVALID;
-  return guarded(
-      [&]() -> int { return xray_parse(v, out) ? OTELAGENT_OK : OTELAGENT_E_NOT_FOUND; });
+  return guarded([&]() -> int {
+    return parse_context(out, [&](otelagent_span_context *c) { return xray_parse_into(v, c); });
+  });
 }
 
 int otelagent_xray_format(const otelagent_span_context *ctx, char *buf, size_t cap,
                           size_t *written) {
   if (!ids_valid(ctx)) return OTELAGENT_E_INVALID;
-  return guarded([&]() -> int {
-    const std::string x = xray_format(*ctx);
-    if (x.empty()) return OTELAGENT_E_INVALID;
-    return write_out(x, buf, cap, written);
-  });
+  return guarded([&]() -> int { return write_out(xray_of(*ctx), buf, cap, written); });
 }
 
 int otelagent_baggage_normalize(const char *value, size_t len, char *buf, size_t cap,
@@ -350,63 +365,62 @@ int otelagent_context_extract(const otelagent_header *headers, size_t count,
                               size_t tracestate_cap, size_t *tracestate_len, char *baggage_buf,
                               size_t baggage_cap, size_t *baggage_len) {
   if ((headers == nullptr && count != 0) || out == nullptr) return OTELAGENT_E_INVALID;
+  if (count > OTELAGENT_MAX_ITEMS) return OTELAGENT_E_TOO_LONG;
   return guarded([&]() -> int {
     bool tc, bg, xr;
     propagators(&tc, &bg, &xr);
     if (tracestate_len != nullptr) *tracestate_len = 0;
     if (baggage_len != nullptr) *baggage_len = 0;
     std::string_view traceparent, xray;
-    // Several tracestate (or baggage) field lines are one comma-separated
-    // list (RFC 9110 section 5.3).
-    std::string tracestate, baggage;
+    // Several tracestate (or baggage) field lines are one list (RFC 9110
+    // section 5.3); the parsers bound the lines' total.
+    std::vector<std::string_view> tracestate, baggage;
     bool have_tp = false, tp_twice = false, have_xray = false;
     for (size_t i = 0; i < count; ++i) {
       const otelagent_header &h = headers[i];
       std::string_view name, value;
       if (input(h.name.ptr, h.name.len, OTELAGENT_MAX_HEADER_NAME, &name) != OTELAGENT_OK) continue;
       if (name_is(name, "traceparent")) {
-        if (input(h.value.ptr, h.value.len, OTELAGENT_MAX_TRACEPARENT, &value) != OTELAGENT_OK)
-          continue;
-        // Two traceparent headers make the context invalid (W3C).
+        // Two traceparent headers make the context invalid (W3C); so does an
+        // over-long one.
         tp_twice = have_tp;
-        traceparent = value;
         have_tp = true;
+        if (input(h.value.ptr, h.value.len, OTELAGENT_MAX_TRACEPARENT, &value) == OTELAGENT_OK)
+          traceparent = value;
+        else
+          tp_twice = true;
       } else if (name_is(name, "tracestate")) {
-        if (input(h.value.ptr, h.value.len, OTELAGENT_MAX_TRACESTATE_INPUT, &value) ==
-                OTELAGENT_OK &&
-            tracestate.size() + value.size() < OTELAGENT_MAX_TRACESTATE_INPUT) {
-          if (!tracestate.empty()) tracestate += ',';
-          tracestate.append(value);
-        }
+        if (input(h.value.ptr, h.value.len, OTELAGENT_MAX_TRACESTATE_INPUT, &value) == OTELAGENT_OK)
+          tracestate.push_back(value);
       } else if (name_is(name, "x-amzn-trace-id")) {
         if (input(h.value.ptr, h.value.len, OTELAGENT_MAX_XRAY, &value) != OTELAGENT_OK) continue;
         xray = value;
         have_xray = true;
       } else if (name_is(name, "baggage")) {
-        if (input(h.value.ptr, h.value.len, OTELAGENT_MAX_BAGGAGE, &value) == OTELAGENT_OK &&
-            baggage.size() + value.size() < OTELAGENT_MAX_BAGGAGE) {
-          if (!baggage.empty()) baggage += ',';
-          baggage.append(value);
-        }
+        if (input(h.value.ptr, h.value.len, OTELAGENT_MAX_BAGGAGE, &value) == OTELAGENT_OK)
+          baggage.push_back(value);
       }
     }
-    bool found = false;
-    if (tc && have_tp && !tp_twice && traceparent_parse(traceparent, out)) {
-      found = true;
-      std::string ts;
-      if (tracestate_buf != nullptr && tracestate_parse(tracestate, &ts) &&
-          write_out(ts, tracestate_buf, tracestate_cap, tracestate_len) != OTELAGENT_OK &&
-          tracestate_len != nullptr)
-        *tracestate_len = 0;
+    int rc = OTELAGENT_E_NOT_FOUND;
+    if (tc && have_tp && !tp_twice) {
+      rc = parse_context(
+          out, [&](otelagent_span_context *c) { return traceparent_parse(traceparent, c); });
+      if (rc == OTELAGENT_OK && tracestate_buf != nullptr) {
+        const std::string ts = tracestate_combine(tracestate.data(), tracestate.size());
+        if (write_out(ts, tracestate_buf, tracestate_cap, tracestate_len) != OTELAGENT_OK &&
+            tracestate_len != nullptr)
+          *tracestate_len = 0;
+      }
     }
-    if (!found && xr && have_xray && xray_parse(xray, out)) found = true;
+    if (rc != OTELAGENT_OK && xr && have_xray)
+      rc = parse_context(out, [&](otelagent_span_context *c) { return xray_parse_into(xray, c); });
     if (bg && baggage_buf != nullptr && !baggage.empty()) {
-      std::string norm = baggage_normalize(baggage);
+      const std::string norm = baggage_combine(baggage.data(), baggage.size());
       if (!norm.empty() && write_out(norm, baggage_buf, baggage_cap, baggage_len) != OTELAGENT_OK &&
           baggage_len != nullptr)
         *baggage_len = 0;
     }
-    return found ? OTELAGENT_OK : OTELAGENT_E_NOT_FOUND;
+    return rc;
   });
 }
 
@@ -417,22 +431,22 @@ int otelagent_context_inject(const otelagent_span_context *ctx, const char *trac
   int rc = input(tracestate, tracestate_len, OTELAGENT_MAX_TRACESTATE_INPUT, &ts_in);
   if (rc == OTELAGENT_OK) rc = input(baggage, baggage_len, OTELAGENT_MAX_BAGGAGE, &bg_in);
   if (rc != OTELAGENT_OK) return rc;
-  if (!ids_valid(ctx)) return OTELAGENT_E_INVALID;
+  if (!ids_valid(ctx)) return OTELAGENT_E_INVALID;  // no header for an invalid context
   return guarded([&]() -> int {
     bool tc, bg, xr;
     propagators(&tc, &bg, &xr);
-    const std::string tp = traceparent_format(*ctx);
-    if (tp.empty()) return OTELAGENT_E_INVALID;  // no header for an invalid context
     std::string out;
     if (tc) {
-      out += "traceparent: " + tp + "\r\n";
-      std::string ts;
-      if (!ts_in.empty() && tracestate_parse(ts_in, &ts) && !ts.empty())
-        out += "tracestate: " + ts + "\r\n";
+      out += "traceparent: " + traceparent_format(*ctx) + "\r\n";
+      // A caller's invalid tracestate is left out rather than sent on.
+      if (!ts_in.empty() && tracestate_valid(ts_in)) {
+        const std::string ts = tracestate_normalize(ts_in);
+        if (!ts.empty()) out += "tracestate: " + ts + "\r\n";
+      }
     }
-    if (xr) out += "X-Amzn-Trace-Id: " + xray_format(*ctx) + "\r\n";
+    if (xr) out += "X-Amzn-Trace-Id: " + xray_of(*ctx) + "\r\n";
     if (bg && !bg_in.empty()) {
-      std::string norm = baggage_normalize(bg_in);
+      const std::string norm = baggage_normalize(bg_in);
       if (!norm.empty()) out += "baggage: " + norm + "\r\n";
     }
     return write_out(out, buf, cap, written);

@@ -2,7 +2,8 @@
 # Builds libotelagent and runs every test: the unit tests through ctest, then
 # the end-to-end tests (real collector, scripted sink, hygiene, install)
 # through pytest. With OTELAGENT_SANITIZERS=1 it also builds and runs the unit
-# tests under ThreadSanitizer and under AddressSanitizer+UBSan.
+# tests under ThreadSanitizer and under AddressSanitizer+UBSan, and runs the
+# end-to-end suite once more against the ASan+UBSan build of the library.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${OTELAGENT_BUILD_DIR:-build}
@@ -21,9 +22,21 @@ if [ "${OTELAGENT_SANITIZERS:-0}" = 1 ]; then
     # The PIC static dependencies are shared with the main build.
     cmake -S . -B "$dir" -G Ninja -DOTELAGENT_SANITIZE="$san" \
       -DOTELAGENT_DEPS_DIR="$(cd "$build" && pwd)/deps" -DCMAKE_BUILD_TYPE=RelWithDebInfo
-    cmake --build "$dir" -j "$jobs" --target unit_tests
+    if [ "$san" = thread ]; then
+      cmake --build "$dir" -j "$jobs" --target unit_tests
+    else
+      # The whole tree (library, e2e emitter, demo, hygiene host) for the
+      # end-to-end run below.
+      cmake --build "$dir" -j "$jobs"
+    fi
     TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
     ASAN_OPTIONS="detect_leaks=1:abort_on_error=0" UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1" \
       ctest --test-dir "$dir" --output-on-failure -j "$jobs"
   done
+  # The harness reads the sanitizers from the build's CMake cache, passes
+  # ASAN_OPTIONS/UBSAN_OPTIONS to every program it starts and fails a test on
+  # any sanitizer report; the collector is the main build's.
+  OTELAGENT_BUILD_DIR="$(cd "$build-san-address" && pwd)" \
+  OTELAGENT_COLLECTOR="$(cd "$build" && pwd)/collector/otelcol-e2e/otelcol-e2e" \
+    python3 -m pytest tests/e2e -ra
 fi

@@ -7,12 +7,14 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
+#include <set>
+
+#include "core/utf8.h"
 
 namespace otelagent {
 
 namespace {
-
-using Settings = std::map<std::string, std::string, std::less<>>;
 
 std::string lower(std::string_view s) {
   std::string out(s);
@@ -51,10 +53,20 @@ class Parser {
     return nullptr;
   }
 
+  // Several settings may fall back on one variable (OTEL_ATTRIBUTE_COUNT_LIMIT
+  // serves three limits): each variable is reported at most once.
   void warn(std::string_view key, std::string_view value, std::string_view why,
             std::string_view used) {
+    if (!warned_.emplace(key).second) return;
     w_->push_back(std::string(key) + "=\"" + shown(value) + "\" " + std::string(why) + "; using " +
                   std::string(used));
+  }
+
+  // A warning written whole by the caller (for example without the value,
+  // which may hold credentials).
+  void warn_text(std::string_view key, std::string_view what) {
+    if (!warned_.emplace(key).second) return;
+    w_->push_back(std::string(key) + " " + std::string(what));
   }
 
   void boolean(std::initializer_list<std::string_view> keys, bool *out) {
@@ -109,6 +121,7 @@ class Parser {
  private:
   const Settings &s_;
   std::vector<std::string> *w_;
+  std::set<std::string, std::less<>> warned_;
 };
 
 const std::vector<std::string_view> kKeys = {
@@ -164,10 +177,82 @@ int hex_value(char c) {
   return -1;
 }
 
+// RFC 9110 token characters, the only ones a field name may hold.
+bool tchar(unsigned char c) {
+  return std::isalnum(c) || (c != 0 && std::strchr("!#$%&'*+-.^_`|~", c) != nullptr);
+}
+
+// A field value may hold HTAB, SP, visible ASCII and obs-text; any other
+// control character (CR and LF above all) would end the header line early
+// and let the rest be read as a header of its own.
+bool field_value_valid(std::string_view v) {
+  for (unsigned char c : v)
+    if ((c < 0x20 && c != '\t') || c == 0x7F) return false;
+  return true;
+}
+
+// Drops the headers that cannot be sent as they are. Returns a description of
+// what was dropped naming only the header names (printable), or "".
+std::string drop_bad_headers(KeyValues *headers) {
+  std::string dropped;
+  auto note = [&](const std::string &name, const char *why) {
+    dropped += dropped.empty() ? "" : ", ";
+    dropped += "\"" + shown(name) + "\" (" + why + ")";
+  };
+  KeyValues kept;
+  for (auto &kv : *headers) {
+    if (!std::all_of(kv.first.begin(), kv.first.end(),
+                     [](char c) { return tchar(static_cast<unsigned char>(c)); }))
+      note(kv.first, "the name is not an HTTP token");
+    else if (!field_value_valid(kv.second))
+      note(kv.first, "the value holds a control character");
+    else
+      kept.push_back(std::move(kv));
+  }
+  *headers = std::move(kept);
+  return dropped;
+}
+
+// OTLP strings must be valid UTF-8 and a strict receiver rejects the whole
+// request otherwise, so a percent-decoded resource attribute is repaired
+// (each invalid byte becomes U+FFFD, as span attributes are). Returns whether
+// anything was repaired.
+bool repair_utf8(std::string *s) {
+  if (utf8_valid(*s)) return false;
+  std::string fixed;
+  utf8_repair(*s, &fixed);
+  *s = std::move(fixed);
+  return true;
+}
+
+// The built-in part of the endpoint check: what the module knows without an
+// HTTP library.
+std::string scheme_problem(std::string_view url) {
+  if (url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0) return "is not an http(s) URL";
+  return "";
+}
+
 }  // namespace
 
 bool config_key_known(std::string_view key) {
   return std::find(kKeys.begin(), kKeys.end(), key) != kKeys.end();
+}
+
+void config_load_env(char *const *env, Settings *out, std::vector<std::string> *warnings) {
+  for (char *const *e = env; e != nullptr && *e != nullptr; ++e) {
+    const char *eq = std::strchr(*e, '=');
+    if (eq == nullptr) continue;
+    std::string_view k(*e, static_cast<size_t>(eq - *e));
+    if (!config_key_known(k)) continue;
+    // Bounded: the value is not scanned past one byte over the maximum.
+    size_t len = strnlen(eq + 1, kConfigValueMax + 1);
+    if (len > kConfigValueMax) {
+      warnings->push_back(std::string(k) + " is longer than " + std::to_string(kConfigValueMax) +
+                          " bytes; ignored");
+      continue;
+    }
+    (*out)[std::string(k)] = std::string(eq + 1, len);
+  }
 }
 
 bool percent_decode(std::string_view in, std::string *out) {
@@ -209,34 +294,64 @@ bool parse_key_values(std::string_view in, KeyValues *out) {
   return true;
 }
 
-Config config_parse(const Settings &settings, std::vector<std::string> *warnings) {
+Config config_parse(const Settings &settings, std::vector<std::string> *warnings,
+                    UrlCheck check_url) {
   Config c;
   Parser p(settings, warnings);
   std::string_view key;
 
   p.boolean({"OTEL_SDK_DISABLED"}, &c.disabled);
-  if (auto *v = p.get({"OTEL_SERVICE_NAME"})) c.service_name = std::string(trim(*v));
+  if (auto *v = p.get({"OTEL_SERVICE_NAME"})) {
+    c.service_name = std::string(trim(*v));
+    if (repair_utf8(&c.service_name))
+      p.warn("OTEL_SERVICE_NAME", *v, "is not valid UTF-8", "it with U+FFFD for each invalid byte");
+  }
   if (auto *v = p.get({"OTEL_RESOURCE_ATTRIBUTES"})) {
-    if (!parse_key_values(*v, &c.resource_attrs))
+    if (!parse_key_values(*v, &c.resource_attrs)) {
       p.warn("OTEL_RESOURCE_ATTRIBUTES", *v, "is malformed", "no attributes from it");
+    } else {
+      bool repaired = false;
+      for (auto &[k, val] : c.resource_attrs) {
+        repaired |= repair_utf8(&k);
+        repaired |= repair_utf8(&val);
+      }
+      if (repaired)
+        p.warn("OTEL_RESOURCE_ATTRIBUTES", *v, "decodes to invalid UTF-8",
+               "it with U+FFFD for each invalid byte");
+    }
   }
 
-  if (auto *v = p.get({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"})) {
+  const std::string default_endpoint = c.endpoint;
+  std::string_view endpoint_var;
+  const std::string *endpoint_value = nullptr;
+  if (auto *v = p.get({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"}, &endpoint_var)) {
+    endpoint_value = v;
     c.endpoint = std::string(trim(*v));
-  } else if (auto *b = p.get({"OTEL_EXPORTER_OTLP_ENDPOINT"})) {
+  } else if (auto *b = p.get({"OTEL_EXPORTER_OTLP_ENDPOINT"}, &endpoint_var)) {
+    endpoint_value = b;
     std::string base(trim(*b));
     if (base.back() != '/') base += '/';
     c.endpoint = base + "v1/traces";
   }
-  if (c.endpoint.rfind("http://", 0) != 0 && c.endpoint.rfind("https://", 0) != 0) {
-    p.warn("OTEL_EXPORTER_OTLP_ENDPOINT", c.endpoint, "is not an http(s) URL",
-           "http://localhost:4318/v1/traces");
-    c.endpoint = "http://localhost:4318/v1/traces";
+  if (endpoint_value != nullptr) {
+    // The value as given is checked: "http://" + "/v1/traces" would name a
+    // host "v1".
+    std::string_view given = trim(*endpoint_value);
+    std::string why = scheme_problem(given);
+    if (why.empty() && check_url != nullptr) why = check_url(given);
+    if (!why.empty()) {
+      p.warn(endpoint_var, *endpoint_value, why, default_endpoint);
+      c.endpoint = default_endpoint;
+    }
   }
   if (auto *v = p.get({"OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"}, &key)) {
-    if (!parse_key_values(*v, &c.headers))
-      // The value may hold credentials: name the variable, never the value.
-      warnings->push_back(std::string(key) + " is malformed; sending no headers from it");
+    // The value may hold credentials: name the variable, never the value.
+    if (!parse_key_values(*v, &c.headers)) {
+      p.warn_text(key, "is malformed; sending no headers from it");
+    } else {
+      std::string dropped = drop_bad_headers(&c.headers);
+      if (!dropped.empty()) p.warn_text(key, "has headers that are not sent: " + dropped);
+    }
   }
   p.number({"OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"}, &c.timeout_ms, 1,
            3600000);
@@ -306,6 +421,7 @@ Config config_parse(const Settings &settings, std::vector<std::string> *warnings
   }
   if (auto *v = p.get({"OTEL_PROPAGATORS"})) {
     bool tc = false, bg = false, xr = false;
+    std::string unsupported;
     std::string l = lower(*v);
     std::string_view rest(l);
     while (!rest.empty()) {
@@ -321,8 +437,10 @@ Config config_parse(const Settings &settings, std::vector<std::string> *warnings
       else if (name == "none" || name.empty())
         continue;
       else
-        p.warn("OTEL_PROPAGATORS", name, "names an unsupported propagator", "the others listed");
+        unsupported.append(unsupported.empty() ? "" : ",").append(name);
     }
+    if (!unsupported.empty())
+      p.warn("OTEL_PROPAGATORS", unsupported, "names unsupported propagators", "the others listed");
     c.prop_tracecontext = tc;
     c.prop_baggage = bg;
     c.prop_xray = xr;
@@ -333,9 +451,8 @@ Config config_parse(const Settings &settings, std::vector<std::string> *warnings
   p.number({"OTEL_BSP_MAX_QUEUE_SIZE"}, &c.max_queue_size, 1, 1u << 24);
   p.number({"OTEL_BSP_MAX_EXPORT_BATCH_SIZE"}, &c.max_export_batch_size, 1, 1u << 24);
   if (c.max_export_batch_size > c.max_queue_size) {
-    warnings->push_back(
-        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE is larger than OTEL_BSP_MAX_QUEUE_SIZE; using " +
-        std::to_string(c.max_queue_size));
+    p.warn_text("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "is larger than OTEL_BSP_MAX_QUEUE_SIZE; using " +
+                                                      std::to_string(c.max_queue_size));
     c.max_export_batch_size = c.max_queue_size;
   }
 

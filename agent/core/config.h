@@ -66,13 +66,29 @@ struct Config {
   uint32_t retry_max_elapsed_ms = 300000;
 };
 
+using Settings = std::map<std::string, std::string, std::less<>>;
+
+// Longest key and value a setting may have (a longer environment value is
+// ignored with a warning).
+constexpr size_t kConfigKeyMax = OTELAGENT_CONFIG_KEY_MAX;
+constexpr size_t kConfigValueMax = OTELAGENT_CONFIG_VALUE_MAX;
+
 // Whether `key` is one the agent reads (otelagent_config_set accepts only these).
 bool config_key_known(std::string_view key);
 
-// Parses `settings`. Each problem is appended to `warnings` (which never
-// contain header values); the caller prints them.
-Config config_parse(const std::map<std::string, std::string, std::less<>> &settings,
-                    std::vector<std::string> *warnings);
+// Copies the known variables of `env` (an environ-style array) into `out`.
+// A value longer than kConfigValueMax is ignored with a warning.
+void config_load_env(char *const *env, Settings *out, std::vector<std::string> *warnings);
+
+// Why `url` cannot be used as the OTLP endpoint, or "" when it can. The
+// configuration module only checks the scheme; the lifecycle passes the HTTP
+// transport's full check (libcurl's URL parser), which this module may not use.
+using UrlCheck = std::string (*)(std::string_view url);
+
+// Parses `settings`. Each problem is appended to `warnings`, at most one per
+// variable (and never a header value); the caller prints them.
+Config config_parse(const Settings &settings, std::vector<std::string> *warnings,
+                    UrlCheck check_url = nullptr);
 
 // Percent-decodes `in` into `out`. Returns false on a malformed escape.
 bool percent_decode(std::string_view in, std::string *out);

@@ -32,6 +32,35 @@ std::string lower(std::string_view s) {
 
 }  // namespace
 
+std::string http_endpoint_problem(std::string_view url_text) {
+  const std::string url(url_text);
+  CURLU *u = curl_url();
+  if (u == nullptr) return "";  // out of memory: leave the URL to the request
+  std::string problem;
+  char *scheme = nullptr, *port = nullptr;
+  CURLUcode rc = curl_url_set(u, CURLUPART_URL, url.c_str(), 0);
+  if (rc != CURLUE_OK) {
+    problem = std::string("is not a valid URL (") + curl_url_strerror(rc) + ")";
+  } else {
+    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0);
+    curl_url_get(u, CURLUPART_PORT, &port, 0);
+    size_t authority = url.find("://");
+    if (scheme == nullptr || (lower(scheme) != "http" && lower(scheme) != "https"))
+      problem = "is not an http(s) URL";
+    // libcurl reads "http:///x" as "http://x/" (as browsers do); for a
+    // configured endpoint an empty host is a mistake, not a shorthand.
+    else if (authority == std::string::npos || authority + 3 >= url.size() ||
+             url[authority + 3] == '/')
+      problem = "has no host";
+    else if (port != nullptr && std::string_view(port) == "0")
+      problem = "has port 0";
+  }
+  curl_free(scheme);
+  curl_free(port);
+  curl_url_cleanup(u);
+  return problem;
+}
+
 void http_global_init() {
   // libcurl's global init takes a process-wide spin lock; run on the
   // exporter thread it could be held at the moment a host forks, and the
@@ -172,8 +201,12 @@ void HttpTransport::post(std::string_view body, const char *encoding, Done done)
   curl_easy_setopt(e, CURLOPT_HEADERDATA, this);
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &HttpTransport::on_body);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, this);
-  // Only the OTLP endpoint is ever contacted: no redirects, no proxies from
-  // the host's environment changing where spans go unless configured.
+  // No redirects: spans go to the configured endpoint only. The proxy is the
+  // host's, as libcurl reads it from the environment when CURLOPT_PROXY is
+  // unset (http_proxy, https_proxy or HTTPS_PROXY, all_proxy, no_proxy or
+  // NO_PROXY; not upper-case HTTP_PROXY, which a CGI host may have taken from
+  // a request's "Proxy:" header). The OpenTelemetry Python exporter honours
+  // them too, and a host behind an egress proxy expects it.
   curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);

@@ -22,6 +22,13 @@ struct Response {
   std::string error;         // curl's description of a transport error
 };
 
+// Why libcurl cannot POST to `url` as the OTLP endpoint ("" when it can):
+// the URL must parse (libcurl's own parser, so what is accepted here is what
+// the transport will use), be http or https, and name a host and, if any, a
+// port from 1 to 65535. config_parse runs it at start (a UrlCheck), so a
+// malformed endpoint is reported once then, not as a retried export failure.
+std::string http_endpoint_problem(std::string_view url);
+
 // libcurl's process-wide initialisation. Call before any exporter thread
 // exists (otelagent_start does, under the lifecycle lock).
 void http_global_init();

@@ -135,7 +135,7 @@ bool attr_valid(const otelagent_attr *a) {
 
 bool link_valid(const otelagent_link *l) {
   if (l == nullptr || !context_valid(l->context) || bad_str(l->tracestate.ptr, l->tracestate.len) ||
-      (l->attrs == nullptr && l->attr_count != 0))
+      (l->attrs == nullptr && l->attr_count != 0) || l->attr_count > OTELAGENT_MAX_ITEMS)
     return false;
   for (size_t i = 0; i < l->attr_count; ++i)
     if (!attr_valid(&l->attrs[i])) return false;
@@ -352,6 +352,8 @@ int span_start(const char *name, size_t name_len, const otelagent_span_options *
       bad_str(o.parent_tracestate.ptr, o.parent_tracestate.len) ||
       (o.links == nullptr && o.link_count) || (o.attrs == nullptr && o.attr_count))
     return OTELAGENT_E_INVALID;
+  if (o.link_count > OTELAGENT_MAX_ITEMS || o.attr_count > OTELAGENT_MAX_ITEMS)
+    return OTELAGENT_E_TOO_LONG;
   // Links and initial attributes are checked before anything is started, so
   // that the status and the handle agree (INVALID: no span).
   for (size_t i = 0; i < o.link_count; ++i)
@@ -442,6 +444,7 @@ int span_add_event(otelagent_span *span, const char *name, size_t name_len, uint
   if (!str_len(name, name_len, OTELAGENT_MAX_KEY_BYTES, &name_len) ||
       (attrs == nullptr && attr_count != 0))
     return OTELAGENT_E_INVALID;
+  if (attr_count > OTELAGENT_MAX_ITEMS) return OTELAGENT_E_TOO_LONG;
   int rc;
   SpanSlot *s = writable(span, &rc);
   if (s == nullptr) return rc;

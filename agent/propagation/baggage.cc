@@ -1,11 +1,10 @@
+// W3C Baggage (w3c/baggage baggage/HTTP_HEADER_FORMAT.md). Section names in
+// comments refer to that text.
 #include "propagation/propagation.h"
 
 namespace otelagent {
 
 namespace {
-
-constexpr size_t kMaxMembers = 64;
-constexpr size_t kMaxBytes = 8192;
 
 // RFC 7230 token characters.
 bool tchar(char c) {
@@ -88,25 +87,37 @@ bool member_valid(std::string_view m, std::string *normalized) {
 
 }  // namespace
 
-std::string baggage_normalize(std::string_view value) {
-  std::string out;
+std::string baggage_combine(const std::string_view *lines, size_t n) {
+  if (lines == nullptr) return {};
+  size_t total = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (lines[i].size() > kBaggageMaxInput - total) return {};
+    total += lines[i].size();
+  }
+  std::string out, norm;
   size_t members = 0;
-  std::string_view rest = value;
-  while (true) {
-    size_t comma = rest.find(',');
-    std::string_view m = trim_ows(rest.substr(0, comma));
-    std::string norm;
-    if (!m.empty() && member_valid(m, &norm)) {
-      size_t add = norm.size() + (out.empty() ? 0 : 1);
-      if (members == kMaxMembers || out.size() + add > kMaxBytes) break;
-      if (!out.empty()) out += ',';
-      out += norm;
-      ++members;
+  for (size_t i = 0; i < n && members < kBaggageMaxMembers; ++i) {
+    std::string_view rest = lines[i];
+    while (members < kBaggageMaxMembers) {
+      size_t comma = rest.find(',');
+      std::string_view m = trim_ows(rest.substr(0, comma));
+      // "Limits": whole members only, and which ones to drop is ours to
+      // choose; skipping one that does not fit keeps later, smaller ones.
+      if (!m.empty() && member_valid(m, &norm) &&
+          out.size() + norm.size() + (out.empty() ? 0 : 1) <= kBaggageMaxOutput) {
+        if (!out.empty()) out += ',';
+        out += norm;
+        ++members;
+      }
+      if (comma == std::string_view::npos) break;
+      rest.remove_prefix(comma + 1);
     }
-    if (comma == std::string_view::npos) break;
-    rest = rest.substr(comma + 1);
   }
   return out;
+}
+
+std::string baggage_normalize(std::string_view value) {
+  return baggage_combine(&value, 1);
 }
 
 }  // namespace otelagent

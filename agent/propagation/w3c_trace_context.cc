@@ -1,5 +1,7 @@
+// W3C Trace Context (Level 2 Recommendation and the current editor's draft,
+// w3c/trace-context spec/20-http_request_header_format.md and
+// spec/30-processing-model.md). Section names in comments refer to that text.
 #include <cstring>
-#include <vector>
 
 #include "core/record.h"
 #include "propagation/propagation.h"
@@ -40,35 +42,39 @@ bool hex_decode(std::string_view hex, uint8_t *out, bool allow_upper) {
 }
 
 bool traceparent_parse(std::string_view value, otelagent_span_context *out) {
+  if (value.size() > kTraceparentMaxInput) return false;
   std::string_view v = trim_ows(value);
-  // version "-" trace-id "-" parent-id "-" flags: 2+1+32+1+16+1+2 = 55.
+  // version "-" trace-id "-" parent-id "-" flags: 2+1+32+1+16+1+2 = 55; a
+  // future version shorter than that is not parsed either ("Versioning").
   if (v.size() < 55) return false;
   uint8_t version;
   if (!hex_decode(v.substr(0, 2), &version, false) || version == 0xff) return false;
   if (v[2] != '-' || v[35] != '-' || v[52] != '-') return false;
-  if (version == 0 && v.size() != 55) return false;
-  // A future version may append fields, each after a '-'.
-  if (version != 0 && v.size() > 55 && v[55] != '-') return false;
-  otelagent_span_context c;
-  std::memset(&c, 0, sizeof c);
-  uint8_t flags;
-  if (!hex_decode(v.substr(3, 32), c.trace_id, false) ||
-      !hex_decode(v.substr(36, 16), c.span_id, false) ||
-      !hex_decode(v.substr(53, 2), &flags, false))
+  // Version 00 ends at the flags; a higher version may go on, but only after
+  // a '-' that ends the flags.
+  if (version == 0 ? v.size() != 55 : v.size() > 55 && v[55] != '-') return false;
+  uint8_t trace_id[16], span_id[8], flags;
+  if (!hex_decode(v.substr(3, 32), trace_id, false) ||
+      !hex_decode(v.substr(36, 16), span_id, false) || !hex_decode(v.substr(53, 2), &flags, false))
     return false;
-  if (all_zero(c.trace_id, 16) || all_zero(c.span_id, 8)) return false;
-  c.trace_flags = flags;
-  c.is_remote = 1;
-  *out = c;
+  if (all_zero(trace_id, 16) || all_zero(span_id, 8)) return false;
+  std::memcpy(out->trace_id, trace_id, 16);
+  std::memcpy(out->span_id, span_id, 8);
+  // "Vendors will set all unparsed / unknown trace-flags to 0" (processing
+  // model), and we re-emit what we keep.
+  out->trace_flags = flags & kTraceFlagsKnown;
+  out->is_remote = 1;
   return true;
 }
 
 std::string traceparent_format(const otelagent_span_context &ctx) {
+  if (all_zero(ctx.trace_id, 16) || all_zero(ctx.span_id, 8)) return {};
   std::string s(55, '-');
   s[0] = s[1] = '0';
   hex_encode(ctx.trace_id, 16, &s[3]);
   hex_encode(ctx.span_id, 8, &s[36]);
-  hex_encode(&ctx.trace_flags, 1, &s[53]);
+  uint8_t flags = ctx.trace_flags & kTraceFlagsKnown;
+  hex_encode(&flags, 1, &s[53]);
   return s;
 }
 
@@ -77,67 +83,117 @@ namespace {
 bool lc_or_digit(char c) {
   return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
 }
-bool key_char(char c) {
-  return lc_or_digit(c) || c == '_' || c == '-' || c == '*' || c == '/';
-}
 
-// simple-key, or tenant-id "@" system-id (W3C Trace Context level 2).
-bool tracestate_key_valid(std::string_view k) {
-  if (k.empty() || k.size() > 256) return false;
-  size_t at = k.find('@');
-  if (at == std::string_view::npos) {
-    if (!lc_or_digit(k[0])) return false;
-    for (char c : k)
-      if (!key_char(c)) return false;
-    return true;
-  }
-  std::string_view tenant = k.substr(0, at), system = k.substr(at + 1);
-  if (tenant.empty() || tenant.size() > 241 || system.empty() || system.size() > 14) return false;
-  if (!lc_or_digit(tenant[0]) || !(system[0] >= 'a' && system[0] <= 'z')) return false;
-  for (char c : tenant)
-    if (!key_char(c)) return false;
-  for (char c : system)
-    if (!key_char(c)) return false;
+// key = ( lcalpha / DIGIT ) 0*255 ( keychar ), keychar adding "_-*/@". Level 1
+// had a separate tenant@system form; this grammar accepts every Level 1 key.
+bool key_valid(std::string_view k) {
+  if (k.empty() || k.size() > 256 || !lc_or_digit(k[0])) return false;
+  for (char c : k)
+    if (!lc_or_digit(c) && c != '_' && c != '-' && c != '*' && c != '/' && c != '@') return false;
   return true;
 }
 
-bool tracestate_value_valid(std::string_view v) {
+// value = 0*255(chr) nblk-chr: printable ASCII without ',' and '=', not
+// ending in a space. Leading spaces belong to the value.
+bool value_valid(std::string_view v) {
   if (v.empty() || v.size() > 256 || v.back() == ' ') return false;
   for (char c : v)
     if (c < 0x20 || c > 0x7e || c == ',' || c == '=') return false;
   return true;
 }
 
+struct Member {
+  std::string_view text;  // key=value, white space around it removed
+  size_t key_len;
+};
+
+// The members of one list made of several field lines. Empty and blank
+// members are allowed ("list"), and a key seen before is dropped: the
+// leftmost entry is the most recent position of that vendor ("Combined Header
+// Value"), and "vendors MAY also discard duplicate keys" ("Mutating the
+// tracestate Field"). Returns false for an invalid list.
+struct MemberList {
+  Member m[kTracestateMaxMembers];
+  size_t n = 0;         // distinct keys, in m
+  size_t received = 0;  // non-empty members, duplicates included
+
+  bool parse(const std::string_view *lines, size_t count) {
+    size_t total = 0;
+    for (size_t i = 0; i < count; ++i) {
+      if (lines[i].size() > kTracestateMaxInput - total) return false;
+      total += lines[i].size();
+    }
+    for (size_t i = 0; i < count; ++i) {
+      std::string_view rest = lines[i];
+      while (true) {
+        size_t comma = rest.find(',');
+        std::string_view text = trim_ows(rest.substr(0, comma));
+        if (!text.empty()) {
+          // "There can be a maximum of 32 list-members in a list"; the test
+          // suite discards a 33-member list whole.
+          if (++received > kTracestateMaxMembers) return false;
+          size_t eq = text.find('=');
+          if (eq == std::string_view::npos || !key_valid(text.substr(0, eq)) ||
+              !value_valid(text.substr(eq + 1)))
+            return false;
+          if (!seen(text.substr(0, eq))) m[n++] = {text, eq};
+        }
+        if (comma == std::string_view::npos) break;
+        rest.remove_prefix(comma + 1);
+      }
+    }
+    return true;
+  }
+
+  bool seen(std::string_view key) const {
+    for (size_t i = 0; i < n; ++i)
+      if (m[i].text.substr(0, m[i].key_len) == key) return true;
+    return false;
+  }
+};
+
 }  // namespace
 
-bool tracestate_parse(std::string_view value, std::string *out) {
-  out->clear();
-  std::vector<std::string_view> members;
-  std::string_view rest = value;
-  while (true) {
-    size_t comma = rest.find(',');
-    std::string_view m = trim_ows(rest.substr(0, comma));
-    if (!m.empty()) {
-      size_t eq = m.find('=');
-      if (eq == std::string_view::npos || !tracestate_key_valid(m.substr(0, eq)) ||
-          !tracestate_value_valid(m.substr(eq + 1)))
-        return false;
-      for (auto prev : members)
-        if (prev.substr(0, prev.find('=')) == m.substr(0, eq)) return false;  // duplicate key
-      members.push_back(m);
-      if (members.size() > 32) return false;
+std::string tracestate_combine(const std::string_view *lines, size_t n) {
+  MemberList list;
+  if (lines == nullptr || !list.parse(lines, n) || list.n == 0) return {};
+  bool keep[kTracestateMaxMembers];
+  size_t kept = list.n, chars = 0;
+  for (size_t i = 0; i < list.n; ++i) {
+    keep[i] = true;
+    chars += list.m[i].text.size();
+  }
+  auto joined = [&] { return kept == 0 ? 0 : chars + kept - 1; };
+  // "Tracestate Limits": whole entries only; entries over 128 characters
+  // first, then from the end. Each pass drops from the right only as many as
+  // needed, so that as much as possible is propagated.
+  for (bool long_only : {true, false}) {
+    for (size_t i = list.n; i-- > 0 && joined() > kTracestateMaxOutput;) {
+      size_t size = list.m[i].text.size();
+      if (!keep[i] || (long_only && size <= 128)) continue;
+      keep[i] = false;
+      --kept;
+      chars -= size;
     }
-    if (comma == std::string_view::npos) break;
-    rest = rest.substr(comma + 1);
   }
-  // Keep whole members from the front while they fit.
-  for (auto m : members) {
-    size_t add = m.size() + (out->empty() ? 0 : 1);
-    if (out->size() + add > OTELAGENT_TRACESTATE_MAX) break;
-    if (!out->empty()) *out += ',';
-    out->append(m);
+  std::string out;
+  out.reserve(kTracestateMaxOutput);
+  for (size_t i = 0; i < list.n; ++i) {
+    if (!keep[i]) continue;
+    if (!out.empty()) out += ',';
+    out.append(list.m[i].text);
   }
-  return !members.empty();
+  return out;
+}
+
+std::string tracestate_normalize(std::string_view value) {
+  return tracestate_combine(&value, 1);
+}
+
+bool tracestate_valid(std::string_view value) {
+  MemberList list;
+  // A duplicate key parses (and is dropped); as given, the value is not valid.
+  return list.parse(&value, 1) && list.received == list.n;
 }
 
 }  // namespace otelagent

@@ -23,6 +23,47 @@ COLLECTOR = os.environ.get(
     "OTELAGENT_COLLECTOR", os.path.join(BUILD, "collector", "otelcol-e2e", "otelcol-e2e"))
 
 
+def _cmake_cache(name):
+    try:
+        with open(os.path.join(BUILD, "CMakeCache.txt")) as f:
+            for line in f:
+                if line.startswith(name + ":"):
+                    return line.split("=", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+# The sanitizers the library under test was built with ("" for none).
+SANITIZE = _cmake_cache("OTELAGENT_SANITIZE")
+# Any report fails the run: ASan stops at its first error, UBSan is made to
+# (by default it prints and carries on), and the output is checked as well.
+SANITIZER_ENV = {
+    "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0:exitcode=66",
+    "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1:exitcode=67",
+} if SANITIZE else {}
+SANITIZER_REPORTS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                     "SUMMARY: UndefinedBehaviorSanitizer")
+# The host's proxy settings are not inherited: the proxy tests set them.
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY",
+                   "no_proxy", "NO_PROXY", "HTTP_PROXY")
+
+
+def host_env(extra=None):
+    """The test's environment for a program under test: no OTEL_* or proxy
+    variable inherited, the sanitizer options when the build has them."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("OTEL") and k not in PROXY_VARIABLES}
+    env.update(SANITIZER_ENV)
+    env.update(extra or {})
+    return env
+
+
+def assert_no_sanitizer_report(output):
+    found = [r for r in SANITIZER_REPORTS if r in output]
+    assert not found, f"sanitizer report ({found}):\n{output[-6000:]}"
+
+
 def wait_for(condition, timeout, what):
     """Polls `condition` until it is true; fails with `what` after `timeout` s."""
     deadline = time.monotonic() + timeout
@@ -46,10 +87,12 @@ def port_open(port):
 
 
 class Request:
-    def __init__(self, headers, body, client_port=0):
+    def __init__(self, headers, body, client_port=0, raw_headers=()):
         self.time = time.monotonic()
         self.client_port = client_port
         self.headers = {k.lower(): v for k, v in headers.items()}
+        # Every header line as received, in order, repeats included.
+        self.raw_headers = list(raw_headers)
         self.raw = body
         encoding = self.headers.get("content-encoding", "")
         self.encoding = encoding
@@ -89,7 +132,8 @@ class Sink:
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with sink.lock:
-                    sink.requests.append(Request(dict(self.headers), body, self.client_address[1]))
+                    sink.requests.append(Request(dict(self.headers), body, self.client_address[1],
+                                                 self.headers.raw_items()))
                     step = sink.script.pop(0) if sink.script else None
                 status, headers, payload, delay = step or (200, {}, None, 0)
                 if delay:
@@ -196,7 +240,7 @@ class Emitter:
     """The emitter program; `stats` holds its JSON statistics lines."""
 
     def __init__(self, mode, endpoint, env=None, args=()):
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL")}
+        full_env = host_env()
         full_env.update({
             "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
             "OTEL_SERVICE_NAME": "e2e-emitter",
@@ -234,6 +278,7 @@ class Emitter:
             raise AssertionError("the emitter did not exit")
         for r in self.readers:
             r.join(5)
+        assert_no_sanitizer_report(self.stderr)
         return self.proc.returncode
 
     def stats(self, who="parent"):

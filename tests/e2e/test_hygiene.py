@@ -6,7 +6,7 @@ import os
 import re
 import subprocess
 
-from harness import BUILD, wait_for
+from harness import BUILD, assert_no_sanitizer_report, host_env, wait_for
 
 LIB = os.path.join(BUILD, "libotelagent.so")
 HOST = os.path.join(BUILD, "tests", "hygiene_host")
@@ -28,9 +28,9 @@ def test_soname_carries_the_abi_major_and_no_bundled_dependency_is_needed():
 
 
 def test_a_host_with_its_own_protobuf_and_libuv_works(sink):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL")}
-    env.update({"OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "100"})
+    env = host_env({"OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "100"})
     res = subprocess.run([HOST], env=env, capture_output=True, text=True, timeout=60)
+    assert_no_sanitizer_report(res.stderr)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "host ok exported=10" in res.stdout
     wait_for(lambda: len(sink.spans()) == 10, 10, "10 spans at the sink")

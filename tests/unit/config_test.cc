@@ -1,8 +1,14 @@
 #include "core/config.h"
 
 #include <otelagent/otelagent.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstring>
 
 #include <gtest/gtest.h>
+
+#include "export/http_transport.h"
 
 namespace otelagent {
 namespace {
@@ -154,7 +160,8 @@ namespace {
 
 TEST(Config, AgentExtensions) {
   std::vector<std::string> w;
-  Config c = config_parse({{"OTELAGENT_ID_GENERATOR", "XRay"}, {"OTELAGENT_CLOCK", "realtime"}}, &w);
+  Config c =
+      config_parse({{"OTELAGENT_ID_GENERATOR", "XRay"}, {"OTELAGENT_CLOCK", "realtime"}}, &w);
   EXPECT_TRUE(c.xray_ids);
   EXPECT_FALSE(c.allow_tsc);
   EXPECT_TRUE(w.empty());
@@ -162,6 +169,184 @@ TEST(Config, AgentExtensions) {
   EXPECT_FALSE(c.xray_ids);
   EXPECT_TRUE(c.allow_tsc);
   EXPECT_EQ(w.size(), 2u);
+}
+
+}  // namespace
+}  // namespace otelagent
+
+namespace otelagent {
+namespace {
+
+size_t count(const std::string &text, const std::string &what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+TEST(Config, AVariableThatServesSeveralSettingsWarnsOnce) {
+  // OTEL_ATTRIBUTE_COUNT_LIMIT is the fallback of the span, event and link
+  // attribute limits: it was reported once per limit.
+  std::vector<std::string> w;
+  Config c = config_parse({{"OTEL_ATTRIBUTE_COUNT_LIMIT", "lots"}}, &w);
+  EXPECT_EQ(w.size(), 1u) << joined(w);
+  EXPECT_EQ(count(joined(w), "OTEL_ATTRIBUTE_COUNT_LIMIT"), 1u) << joined(w);
+  EXPECT_EQ(c.limits.attr_count, static_cast<uint32_t>(OTELAGENT_MAX_ATTRS));
+  EXPECT_EQ(c.limits.link_attr_count, static_cast<uint32_t>(OTELAGENT_MAX_ATTRS));
+
+  w.clear();
+  c = config_parse({{"OTEL_PROPAGATORS", "b3,tracecontext,jaeger"}}, &w);
+  ASSERT_EQ(w.size(), 1u) << joined(w);
+  EXPECT_NE(w[0].find("b3,jaeger"), std::string::npos) << w[0];
+  EXPECT_TRUE(c.prop_tracecontext);
+
+  // A bad batch size is reported once, not again as larger than the queue.
+  w.clear();
+  c = config_parse({{"OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "x"}, {"OTEL_BSP_MAX_QUEUE_SIZE", "100"}},
+                   &w);
+  EXPECT_EQ(w.size(), 1u) << joined(w);
+  EXPECT_EQ(c.max_export_batch_size, 100u);
+}
+
+TEST(Config, ResourceAttributesAreRepairedToValidUtf8) {
+  std::vector<std::string> w;
+  Config c = config_parse({{"OTEL_RESOURCE_ATTRIBUTES", "a=x%FFy,%C3=ok,c=%E2%82%AC"},
+                           {"OTEL_SERVICE_NAME", "svc\xC0"}},
+                          &w);
+  ASSERT_EQ(c.resource_attrs.size(), 3u);
+  EXPECT_EQ(c.resource_attrs[0].second, "x\xEF\xBF\xBDy");
+  EXPECT_EQ(c.resource_attrs[1].first, "\xEF\xBF\xBD");
+  EXPECT_EQ(c.resource_attrs[2].second, "\xE2\x82\xAC");  // valid: untouched
+  EXPECT_EQ(c.service_name, "svc\xEF\xBF\xBD");
+  ASSERT_EQ(w.size(), 2u) << joined(w);
+  EXPECT_EQ(count(joined(w), "OTEL_RESOURCE_ATTRIBUTES"), 1u);
+  EXPECT_EQ(count(joined(w), "OTEL_SERVICE_NAME"), 1u);
+  EXPECT_EQ(count(joined(w), "U+FFFD"), 2u);
+}
+
+TEST(Config, HeadersThatCouldBreakTheRequestAreNotSent) {
+  for (const char *var : {"OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS"}) {
+    std::vector<std::string> w;
+    Config c =
+        config_parse({{var,
+                       "ok=1,crlf=s1%0D%0AInjected: yes,lf=s2%0Ax,nul=s3%00,del=s4%7F,bell=s5%07,"
+                       "tab=a%09b,high=caf%C3%A9,bad name=s6,x%0Ay=s7,@at=s8,api-key=s3cret"}},
+                     &w);
+    std::vector<std::string> names;
+    for (const auto &kv : c.headers) names.push_back(kv.first);
+    EXPECT_EQ(names, (std::vector<std::string>{"ok", "tab", "high", "api-key"}));
+    ASSERT_EQ(w.size(), 1u) << joined(w);
+    const std::string &m = w[0];
+    EXPECT_NE(m.find(var), std::string::npos) << m;
+    for (const char *name : {"\"crlf\"", "\"lf\"", "\"nul\"", "\"del\"", "\"bell\"", "\"bad name\"",
+                             "\"x?y\"", "\"@at\""})
+      EXPECT_NE(m.find(name), std::string::npos) << name << " in " << m;
+    // Names only: no value, not even a part of one.
+    for (const char *value : {"s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "Injected", "s3cret"})
+      EXPECT_EQ(m.find(value), std::string::npos) << value << " in " << m;
+    EXPECT_EQ(m.find('\n'), std::string::npos);
+    EXPECT_EQ(m.find('\r'), std::string::npos);
+  }
+}
+
+TEST(Config, MalformedEndpointsAreRejectedAtStartNamingTheVariable) {
+  const std::string kDefault = "http://localhost:4318/v1/traces";
+  for (const char *var : {"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"}) {
+    for (const char *url : {"http://127.0.0.1:99999", "http://[::1:4318", "collector:4318",
+                            "127.0.0.1:4318", "ftp://collector:4318", "HTTP://collector:4318",
+                            "http://", "http://:4318", "http:///v1/traces", "http://collector:0",
+                            "http://coll ector:4318", "http://collector:4318/v1/tra ces"}) {
+      std::vector<std::string> w;
+      Config c = config_parse({{var, url}}, &w, http_endpoint_problem);
+      EXPECT_EQ(c.endpoint, kDefault) << var << "=" << url;
+      ASSERT_EQ(w.size(), 1u) << var << "=" << url << "\n" << joined(w);
+      EXPECT_EQ(w[0].rfind(std::string(var) + "=\"" + url + "\"", 0), 0u) << w[0];
+      EXPECT_NE(w[0].find("using " + kDefault), std::string::npos) << w[0];
+    }
+  }
+  for (const char *url : {"http://[::1]:4318/v1/traces", "https://collector/v1/traces",
+                          "http://collector:65535/x?y=1", "http://user:pw@collector:1/"}) {
+    std::vector<std::string> w;
+    Config c =
+        config_parse({{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", url}}, &w, http_endpoint_problem);
+    EXPECT_EQ(c.endpoint, url);
+    EXPECT_TRUE(w.empty()) << url << "\n" << joined(w);
+  }
+  // The base variable is checked once "v1/traces" is appended, and named.
+  std::vector<std::string> w;
+  Config c = config_parse({{"OTEL_EXPORTER_OTLP_ENDPOINT", "http://[::1]:4318"}}, &w,
+                          http_endpoint_problem);
+  EXPECT_EQ(c.endpoint, "http://[::1]:4318/v1/traces");
+  EXPECT_TRUE(w.empty()) << joined(w);
+}
+
+TEST(Config, EnvironmentValuesAreBounded) {
+  std::string at_max = "OTEL_SERVICE_NAME=" + std::string(OTELAGENT_CONFIG_VALUE_MAX, 's');
+  std::string over = "OTEL_RESOURCE_ATTRIBUTES=" + std::string(OTELAGENT_CONFIG_VALUE_MAX + 1, 'r');
+  std::string other = "PATH=/bin";
+  std::string known = "OTEL_BSP_SCHEDULE_DELAY=7";
+  char *env[] = {at_max.data(), over.data(), other.data(), known.data(), nullptr};
+  Settings s;
+  std::vector<std::string> w;
+  config_load_env(env, &s, &w);
+  EXPECT_EQ(s.size(), 2u);
+  EXPECT_EQ(s["OTEL_SERVICE_NAME"].size(), static_cast<size_t>(OTELAGENT_CONFIG_VALUE_MAX));
+  EXPECT_EQ(s["OTEL_BSP_SCHEDULE_DELAY"], "7");
+  EXPECT_EQ(s.count("OTEL_RESOURCE_ATTRIBUTES"), 0u);
+  ASSERT_EQ(w.size(), 1u) << joined(w);
+  EXPECT_NE(w[0].find("OTEL_RESOURCE_ATTRIBUTES"), std::string::npos);
+  EXPECT_EQ(w[0].find("rrr"), std::string::npos);
+}
+
+// `n` bytes of `fill` that end where an unreadable page begins: reading one
+// byte past them is a SIGSEGV.
+class GuardedBytes {
+ public:
+  GuardedBytes(size_t n, char fill) {
+    const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    size_ = (n + page - 1) / page * page + page;
+    base_ = static_cast<char *>(
+        mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    EXPECT_NE(base_, MAP_FAILED);
+    mprotect(base_ + size_ - page, page, PROT_NONE);
+    data_ = base_ + size_ - page - n;
+    memset(data_, fill, n);
+  }
+  ~GuardedBytes() { munmap(base_, size_); }
+  char *data() { return data_; }
+
+ private:
+  char *base_, *data_;
+  size_t size_;
+};
+
+TEST(Config, ConfigSetBoundsWhatItReads) {
+  otelagent_config *cfg = otelagent_config_new();
+  ASSERT_NE(cfg, nullptr);
+  const std::string key = "OTEL_SERVICE_NAME";
+  // NUL-terminated key and value.
+  EXPECT_EQ(otelagent_config_set(cfg, key.c_str(), SIZE_MAX, "svc", SIZE_MAX), OTELAGENT_OK);
+  EXPECT_EQ(otelagent_config_set(cfg, "OTEL_NOPE", SIZE_MAX, "x", 1), OTELAGENT_E_UNKNOWN_KEY);
+  // Unterminated strings passed as NUL-terminated, and huge lengths: the call
+  // stops at the maximum instead of reading on into the guard page.
+  GuardedBytes long_key(OTELAGENT_CONFIG_KEY_MAX + 1, 'K');
+  EXPECT_EQ(otelagent_config_set(cfg, long_key.data(), SIZE_MAX, "x", 1), OTELAGENT_E_TOO_LONG);
+  GuardedBytes long_value(OTELAGENT_CONFIG_VALUE_MAX + 1, 'v');
+  EXPECT_EQ(otelagent_config_set(cfg, key.c_str(), key.size(), long_value.data(), SIZE_MAX),
+            OTELAGENT_E_TOO_LONG);
+  GuardedBytes small(8, 'x');
+  EXPECT_EQ(otelagent_config_set(cfg, small.data(), size_t{1} << 40, "x", 1), OTELAGENT_E_TOO_LONG);
+  EXPECT_EQ(otelagent_config_set(cfg, key.c_str(), key.size(), small.data(), SIZE_MAX / 2),
+            OTELAGENT_E_TOO_LONG);
+  // A length that fits in memory: copying it would run into the guard page.
+  EXPECT_EQ(otelagent_config_set(cfg, key.c_str(), key.size(), small.data(), size_t{1} << 20),
+            OTELAGENT_E_TOO_LONG);
+  // Exactly the maxima are accepted.
+  EXPECT_EQ(otelagent_config_set(cfg, key.c_str(), key.size(), long_value.data(),
+                                 OTELAGENT_CONFIG_VALUE_MAX),
+            OTELAGENT_OK);
+  EXPECT_EQ(otelagent_config_set(cfg, long_key.data(), OTELAGENT_CONFIG_KEY_MAX, "x", 1),
+            OTELAGENT_E_UNKNOWN_KEY);
+  otelagent_config_free(cfg);
 }
 
 }  // namespace

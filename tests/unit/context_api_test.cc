@@ -95,7 +95,7 @@ class GuardedBuffer {
 // is read no further than the call's maximum.
 TEST(ContextCApi, HugeLengthsReadNoFurtherThanTheMaximum) {
   const std::string filler(100, 'a');  // no NUL: strnlen stops at the maximum
-  GuardedBuffer g(filler + std::string(9000, 'b'));
+  GuardedBuffer g(filler + std::string(OTELAGENT_MAX_BAGGAGE + 10, 'b'));
   const char *p = g.data();
   otelagent_span_context c{};
   char buf[16384];
@@ -111,7 +111,8 @@ TEST(ContextCApi, HugeLengthsReadNoFurtherThanTheMaximum) {
   EXPECT_EQ(otelagent_context_inject(&valid, p, SIZE_MAX, nullptr, 0, buf, sizeof buf, &n),
             OTELAGENT_E_TOO_LONG);
   // Explicit lengths over the maximum are refused the same way.
-  EXPECT_EQ(otelagent_traceparent_parse(p, 9100, &c), OTELAGENT_E_TOO_LONG);
+  EXPECT_EQ(otelagent_traceparent_parse(p, OTELAGENT_MAX_TRACEPARENT + 1, &c),
+            OTELAGENT_E_TOO_LONG);
   // In extract, an over-long header is ignored like an invalid one.
   otelagent_header h[] = {{{"traceparent", 11}, {p, SIZE_MAX}}, {{"baggage", 7}, {p, SIZE_MAX}}};
   size_t bag_len = 1;
@@ -131,6 +132,44 @@ TEST(ContextCApi, NulTerminatedInputs) {
   ASSERT_EQ(otelagent_tracestate_normalize(" a=1 ,b=2", OTELAGENT_NTS, buf, sizeof buf, &n),
             OTELAGENT_OK);
   EXPECT_EQ(std::string(buf, n), "a=1,b=2");
+}
+
+// Issue 5, item 12, end to end through the C ABI: an X-Ray parent with
+// Sampled=? is extracted as deferred, its child is sampled by the local
+// sampler (not dropped), and the header it sends on carries the decision.
+TEST(ContextCApi, XrayDeferredDecisionReachesTheSampler) {
+  otelagent_config *cfg = otelagent_config_new();
+  auto set = [&](const char *k, const char *v) {
+    ASSERT_EQ(otelagent_config_set(cfg, k, std::strlen(k), v, std::strlen(v)), OTELAGENT_OK);
+  };
+  set("OTEL_PROPAGATORS", "xray");
+  set("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1");
+  ASSERT_EQ(otelagent_start(cfg), OTELAGENT_OK);
+  otelagent_config_free(cfg);
+  const std::string xray =
+      "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=?";
+  otelagent_header h[] = {{{"X-Amzn-Trace-Id", 15}, {xray.data(), xray.size()}}};
+  otelagent_span_context parent{};
+  ASSERT_EQ(otelagent_context_extract(h, 1, &parent, nullptr, 0, nullptr, nullptr, 0, nullptr),
+            OTELAGENT_OK);
+  EXPECT_EQ(parent.sampling, OTELAGENT_SAMPLING_DEFERRED);
+  EXPECT_EQ(parent.trace_flags & 1, 0);
+  char buf[256];
+  size_t n = 0;
+  ASSERT_EQ(otelagent_xray_format(&parent, buf, sizeof buf, &n), OTELAGENT_OK);
+  EXPECT_EQ(std::string(buf, n), xray);  // a deferred decision is passed on as such
+  otelagent_span_options o{};
+  o.struct_size = sizeof o;
+  o.parent = &parent;
+  otelagent_span *s = nullptr;
+  ASSERT_EQ(otelagent_span_start("downstream", OTELAGENT_NTS, &o, &s), OTELAGENT_OK);
+  EXPECT_EQ(otelagent_span_is_recording(s), 1);
+  otelagent_span_context child{};
+  ASSERT_EQ(otelagent_span_get_context(s, &child), OTELAGENT_OK);
+  ASSERT_EQ(otelagent_xray_format(&child, buf, sizeof buf, &n), OTELAGENT_OK);
+  EXPECT_NE(std::string(buf, n).find(";Sampled=1"), std::string::npos);
+  otelagent_span_end(s, 0);
+  otelagent_shutdown(0);
 }
 
 }  // namespace

@@ -338,3 +338,34 @@ TEST_F(Spans, NewThreadsDoNotInheritOpenSpans) {
 }
 
 }  // namespace
+
+namespace {
+
+// Issue 5, item 17: counts are bounded like lengths; a SIZE_MAX count with a
+// valid pointer is refused before anything is read.
+TEST_F(Spans, HugeCountsAreRefusedBeforeReading) {
+  otelagent_attr one{};
+  one.key = "k";
+  one.key_len = 1;
+  one.type = OTELAGENT_TYPE_INT64;
+  otelagent_span_options o{};
+  o.struct_size = sizeof o;
+  o.attrs = &one;
+  o.attr_count = SIZE_MAX;
+  otelagent_span *s = nullptr;
+  EXPECT_EQ(otelagent_span_start("x", 1, &o, &s), OTELAGENT_E_TOO_LONG);
+  EXPECT_EQ(s, nullptr);
+  o.attr_count = 1;
+  ASSERT_EQ(otelagent_span_start("x", 1, &o, &s), OTELAGENT_OK);
+  EXPECT_EQ(otelagent_span_add_event(s, "e", 1, 0, &one, SIZE_MAX), OTELAGENT_E_TOO_LONG);
+  otelagent_header h{{"traceparent", 11}, {"x", 1}};
+  otelagent_span_context c{};
+  EXPECT_EQ(otelagent_context_extract(&h, SIZE_MAX, &c, nullptr, 0, nullptr, nullptr, 0, nullptr),
+            OTELAGENT_E_TOO_LONG);
+  // Up to the bound, attributes over the count limit are dropped and counted.
+  std::vector<otelagent_attr> many(OTELAGENT_MAX_ITEMS, one);
+  EXPECT_EQ(otelagent_span_add_event(s, "e", 1, 0, many.data(), many.size()), OTELAGENT_OK);
+  EXPECT_EQ(otelagent_span_end(s, 0), OTELAGENT_OK);
+}
+
+}  // namespace

@@ -138,19 +138,31 @@ OTELAGENT_API otelagent_config *otelagent_config_new(void);
 /*! otelagent_config_free() : destroys `cfg`; NULL is accepted. */
 OTELAGENT_API void otelagent_config_free(otelagent_config *cfg);
 
+/** Longest configuration key and value, in bytes. */
+#define OTELAGENT_CONFIG_KEY_MAX 256
+#define OTELAGENT_CONFIG_VALUE_MAX 65536
+
 /*! otelagent_config_set() :
  *  Sets one setting. Keys are the environment variable names in the README's
  *  configuration table (e.g. "OTEL_SERVICE_NAME", "OTEL_BSP_SCHEDULE_DELAY");
  *  values are parsed exactly as the environment's are, when the agent starts
  *  (a bad value is then warned about once and replaced by the default).
- *  @return OTELAGENT_OK, OTELAGENT_E_INVALID, or OTELAGENT_E_UNKNOWN_KEY.
+ *  `key` holds at most OTELAGENT_CONFIG_KEY_MAX (256) bytes and `value` at
+ *  most OTELAGENT_CONFIG_VALUE_MAX (65536); a length of SIZE_MAX means the
+ *  string is NUL-terminated, and no more than the maximum plus one byte is
+ *  read looking for the NUL. `value` may be NULL when `value_len` is 0.
+ *  @return OTELAGENT_OK, OTELAGENT_E_INVALID (NULL argument),
+ *  OTELAGENT_E_TOO_LONG (a key or value longer than its maximum), or
+ *  OTELAGENT_E_UNKNOWN_KEY.
  *  Not thread-safe on one object. */
 OTELAGENT_API int otelagent_config_set(otelagent_config *cfg, const char *key, size_t key_len,
                                        const char *value, size_t value_len);
 
 /*! otelagent_config_load_env() :
  *  Copies every known variable present in the process environment into `cfg`
- *  (values already set are overwritten). */
+ *  (values already set are overwritten). A value longer than
+ *  OTELAGENT_CONFIG_VALUE_MAX is ignored with one warning on stderr, here and
+ *  in otelagent_start(NULL). */
 OTELAGENT_API int otelagent_config_load_env(otelagent_config *cfg);
 
 /*! otelagent_start() :
@@ -306,8 +318,9 @@ typedef struct otelagent_span_options {
  *  nothing is left open. Invalid options, links or initial attributes (NULL
  *  with a count, a bad type, a NULL key...) are OTELAGENT_E_INVALID: check them
  *  before starting rather than relying on partial spans.
- *  @return OTELAGENT_OK; OTELAGENT_E_INVALID; OTELAGENT_E_TOO_LONG (a
- *  tracestate or scope over its maximum); OTELAGENT_E_NOT_STARTED /
+ *  A parent_tracestate over OTELAGENT_TRACESTATE_MAX is dropped, not cut.
+ *  @return OTELAGENT_OK; OTELAGENT_E_INVALID; OTELAGENT_E_TOO_LONG (more than
+ *  OTELAGENT_MAX_ITEMS links or attributes); OTELAGENT_E_NOT_STARTED /
  *  OTELAGENT_E_DISABLED; OTELAGENT_E_SPAN_LIMIT when this thread already
  *  holds OTELAGENT_MAX_OPEN_SPANS_PER_THREAD open spans (counted). */
 OTELAGENT_API int otelagent_span_start(const char *name, size_t name_len,
@@ -332,7 +345,8 @@ OTELAGENT_API int otelagent_span_set_bool(otelagent_span *span, const char *key,
 
 /*! otelagent_span_add_event() :
  *  Adds an event at `time_unix_nano` (0: now) with `attr_count` attributes.
- *  Hot path. @return as otelagent_span_set_attr(). */
+ *  Hot path. @return as otelagent_span_set_attr(), or OTELAGENT_E_TOO_LONG
+ *  (more than OTELAGENT_MAX_ITEMS attributes). */
 OTELAGENT_API int otelagent_span_add_event(otelagent_span *span, const char *name, size_t name_len,
                                            uint64_t time_unix_nano, const otelagent_attr *attrs,
                                            size_t attr_count);
@@ -472,11 +486,15 @@ OTELAGENT_API int otelagent_record_span(const void *record, size_t len);
 /* ------------------------------------------------------------------ */
 
 /* The longest header values the propagation calls read (OTELAGENT_NTS or a
- * longer length gives OTELAGENT_E_TOO_LONG; nothing past these is read). */
+ * longer length gives OTELAGENT_E_TOO_LONG; nothing past these is read). For
+ * tracestate and baggage the maximum is of all a request's lines together:
+ * the longest valid tracestate is 16447 characters, and W3C baggage sets no
+ * maximum on what is received (it must propagate 8192 bytes). X-Ray: AWS's
+ * own APIs take trace headers of up to 8192 characters. */
 #define OTELAGENT_MAX_TRACEPARENT 512
-#define OTELAGENT_MAX_TRACESTATE_INPUT 8192 /* one value, or several lines joined */
-#define OTELAGENT_MAX_BAGGAGE 8192
-#define OTELAGENT_MAX_XRAY 1024
+#define OTELAGENT_MAX_TRACESTATE_INPUT 32768
+#define OTELAGENT_MAX_BAGGAGE 65536
+#define OTELAGENT_MAX_XRAY 8192
 #define OTELAGENT_MAX_HEADER_NAME 256
 
 /*! otelagent_traceparent_parse() :
@@ -524,8 +542,9 @@ OTELAGENT_API int otelagent_xray_format(const otelagent_span_context *ctx, char 
                                         size_t *written);
 
 /*! otelagent_baggage_normalize() :
- *  Parses a W3C `baggage` value and writes it back keeping only valid members,
- *  at most 64 members and 8192 bytes (never a partial member). At most
+ *  Parses a W3C `baggage` value (several header lines may be joined with ',')
+ *  and writes it back keeping only valid members, at most 64 members and 8192
+ *  bytes (a member that does not fit is skipped, never cut). At most
  *  OTELAGENT_MAX_BAGGAGE bytes in.
  *  @return OTELAGENT_OK, OTELAGENT_E_NOT_FOUND (no valid member),
  *  OTELAGENT_E_NO_SPACE, OTELAGENT_E_INVALID, OTELAGENT_E_TOO_LONG. */
@@ -546,11 +565,14 @@ typedef struct otelagent_header {
  *  the normalised tracestate that goes with a W3C context is written there
  *  (`*tracestate_len` = 0 when there is none; a buffer of
  *  OTELAGENT_TRACESTATE_MAX bytes always suffices); likewise the normalised
- *  baggage into `baggage_buf` (8192 bytes suffice). A header value over its
- *  maximum (OTELAGENT_MAX_*) is ignored, as an invalid one is.
+ *  baggage into `baggage_buf` (8192 bytes suffice). A header over its
+ *  maximum (OTELAGENT_MAX_*, all lines of one name together) is ignored, as
+ *  an invalid one is. An X-Ray header with Sampled=? gives sampling =
+ *  DEFERRED.
  *  Works before start with the default propagators (tracecontext, baggage).
  *  @return OTELAGENT_OK (a context was found), OTELAGENT_E_NOT_FOUND,
- *  OTELAGENT_E_INVALID. */
+ *  OTELAGENT_E_INVALID, OTELAGENT_E_TOO_LONG (more than OTELAGENT_MAX_ITEMS
+ *  headers). */
 OTELAGENT_API int otelagent_context_extract(const otelagent_header *headers, size_t count,
                                             otelagent_span_context *out, char *tracestate_buf,
                                             size_t tracestate_cap, size_t *tracestate_len,
@@ -637,6 +659,10 @@ OTELAGENT_API int otelagent_log_set_handler(otelagent_log_fn fn, void *user);
 #define OTELAGENT_MAX_ATTRS 128 /* per span, event or link */
 #define OTELAGENT_MAX_EVENTS 128
 #define OTELAGENT_MAX_LINKS 128
+/* The most attributes, links or headers one call reads from a caller's
+ * array: a larger count is OTELAGENT_E_TOO_LONG (up to it, what is over a
+ * count limit is dropped and counted). */
+#define OTELAGENT_MAX_ITEMS 1024
 
 #ifdef __cplusplus
 }
