@@ -257,3 +257,34 @@ def test_flask_handled_exception_and_unsampled_count(agent, exported):
     app.test_client().get("/handled", headers={"traceparent": f"00-{trace}-00f067aa0ba902b7-00"},
                           buffered=True)
     assert agent.stats()["spans_sampled_out"] == before + 1
+
+
+def test_flask_streamed_body_spans_are_children_and_nothing_leaks(agent, exported):
+    from flask import Flask, stream_with_context
+
+    import otelagent
+    import otelagent.integrations.flask as ofl
+    app = Flask(__name__)
+
+    @app.get("/stream")
+    def stream():
+        def chunks():
+            for i in range(3):
+                with otelagent.start_as_current_span(f"chunk-{i}"):
+                    pass
+                yield f"{i}\n"
+        return app.response_class(stream_with_context(chunks()), mimetype="text/plain")
+
+    ofl.instrument_app(app)
+    trace = uuid.uuid4().hex
+    environ = {}
+    r = app.test_client().get("/stream", headers=_tp(trace), environ_overrides=environ)
+    body = b"".join(r.response)  # the server's iteration, outside any span
+    assert otelagent.get_current_span() is otelagent.INVALID_SPAN
+    r.close()
+    assert body == b"0\n1\n2\n"
+    got = exported.wait(["GET /stream", "chunk-0", "chunk-2"], bytes.fromhex(trace))
+    server = got["GET /stream"][0]
+    for i in range(3):
+        assert got[f"chunk-{i}"][0].parent_span_id == server.span_id
+    assert server.end_time_unix_nano >= got["chunk-2"][0].end_time_unix_nano

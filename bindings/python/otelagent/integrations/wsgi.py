@@ -109,7 +109,7 @@ class OtelAgentWSGIMiddleware:
             _finish(span, method)
             return result
         # A streamed body: the span ends when the server closes the iterable,
-        # after the last chunk. The context is not kept meanwhile.
+        # after the last chunk.
         return _ClosingIterable(result, span, method)
 
 
@@ -138,12 +138,24 @@ class _ClosingIterable:
         self._method = method
 
     def __iter__(self):
-        try:
-            yield from self._it
-        except Exception as exc:
-            self._span.record_exception(exc)
-            self._span.set_status(2, f"{type(exc).__name__}: {exc}")
-            raise
+        # The span is current while the application makes each chunk (so
+        # spans started in a streaming generator are its children), and only
+        # then: nothing of it stays current between chunks, in the server.
+        span = self._span
+        it = iter(self._it)
+        while True:
+            token = T._cur_set(span)
+            try:
+                chunk = next(it)
+            except StopIteration:
+                return
+            except Exception as exc:
+                span.record_exception(exc)
+                span.set_status(2, f"{type(exc).__name__}: {exc}")
+                raise
+            finally:
+                T._cur_reset(token)
+            yield chunk
 
     def close(self):
         try:
