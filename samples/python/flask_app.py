@@ -5,6 +5,7 @@
 The inventory service the FastAPI sample calls."""
 
 import logging
+import os
 
 from flask import Flask, jsonify
 
@@ -25,7 +26,7 @@ def inventory(item_id):
     with otelagent.start_as_current_span("inventory-lookup") as span:
         span.set_attribute("app.item_id", item_id)
         log.info("inventory lookup %s", item_id)
-    return jsonify({"item_id": item_id, "count": 7})
+    return jsonify({"item_id": item_id, "count": 7, "pid": os.getpid()})
 
 
 @app.get("/boom")
