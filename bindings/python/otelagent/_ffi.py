@@ -39,6 +39,21 @@ class Str(Structure):
     _fields_ = [("ptr", c_char_p), ("len", c_size_t)]
 
 
+class _AttrArray(Structure):
+    _fields_ = [("items", c_void_p), ("count", c_size_t)]
+
+
+class _AttrValue(Union):
+    _fields_ = [("str", Str), ("i64", c_int64), ("f64", c_double), ("boolean", c_uint8),
+                ("array", _AttrArray)]
+
+
+class Attr(Structure):
+    """otelagent_attr (frozen)."""
+    _fields_ = [("key", c_char_p), ("key_len", c_size_t), ("type", c_uint32),
+                ("reserved", c_uint32), ("value", _AttrValue)]
+
+
 class Header(Structure):
     _fields_ = [("name", Str), ("value", Str)]
 
@@ -98,16 +113,23 @@ log_set_handler = _declare(_blocking, "log_set_handler", c_int, LOG_FN, c_void_p
 span_context_new = _declare(_hot, "span_context_new", c_int, c_char_p, c_char_p)
 record_span = _declare(_hot, "record_span", c_int, c_char_p, c_size_t)
 
-# The span-handle calls: declared for completeness of the ABI surface and used
-# by the tests to cross-check the packer against the library's own encoder.
+# The span-handle calls. The binding itself packs whole spans (above); the
+# tests use these to check the packer against the library's own span writer.
 span_start = _declare(_hot, "span_start", c_int, c_char_p, c_size_t, c_void_p,
                       POINTER(c_void_p))
+span_set_attr = _declare(_hot, "span_set_attr", c_int, c_void_p, POINTER(Attr))
 span_set_str = _declare(_hot, "span_set_str", c_int, c_void_p, c_char_p, c_size_t, c_char_p,
                         c_size_t)
 span_set_int64 = _declare(_hot, "span_set_int64", c_int, c_void_p, c_char_p, c_size_t, c_int64)
 span_set_double = _declare(_hot, "span_set_double", c_int, c_void_p, c_char_p, c_size_t, c_double)
 span_set_bool = _declare(_hot, "span_set_bool", c_int, c_void_p, c_char_p, c_size_t, c_int)
 span_set_status = _declare(_hot, "span_set_status", c_int, c_void_p, c_int32, c_char_p, c_size_t)
+span_add_event = _declare(_hot, "span_add_event", c_int, c_void_p, c_char_p, c_size_t, c_uint64,
+                          POINTER(Attr), c_size_t)
+span_record_exception = _declare(_hot, "span_record_exception", c_int, c_void_p, c_char_p,
+                                 c_size_t, c_char_p, c_size_t, c_char_p, c_size_t, c_uint64)
+span_get_tracestate = _declare(_hot, "span_get_tracestate", c_int, c_void_p, c_char_p, c_size_t,
+                               POINTER(c_size_t))
 span_set_name = _declare(_hot, "span_set_name", c_int, c_void_p, c_char_p, c_size_t)
 span_get_context = _declare(_hot, "span_get_context", c_int, c_void_p, c_char_p)
 span_is_recording = _declare(_hot, "span_is_recording", c_int, c_void_p)
