@@ -288,3 +288,33 @@ def test_flask_streamed_body_spans_are_children_and_nothing_leaks(agent, exporte
     for i in range(3):
         assert got[f"chunk-{i}"][0].parent_span_id == server.span_id
     assert server.end_time_unix_nano >= got["chunk-2"][0].end_time_unix_nano
+
+
+def test_fastapi_sync_handler_in_threadpool_and_full_url_exclusion(agent, exported, monkeypatch):
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    import otelagent
+    import otelagent.integrations.fastapi as of
+    monkeypatch.setenv("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS", r"^http://testserver/internal\b")
+    app = FastAPI()
+
+    @app.get("/sync/{n}")
+    def sync_handler(n: int):  # FastAPI runs it in a worker thread
+        with otelagent.start_as_current_span("in-thread"):
+            pass
+        return {"n": n}
+
+    @app.get("/internal/metrics")
+    def internal():
+        return {}
+
+    of.instrument_app(app)
+    trace = uuid.uuid4().hex
+    client = TestClient(app)
+    assert client.get("/sync/1", headers=_tp(trace)).status_code == 200
+    assert client.get("/internal/metrics", headers=_tp(trace)).status_code == 200
+    got = exported.wait(["GET /sync/{n}", "in-thread"], bytes.fromhex(trace))
+    assert got["in-thread"][0].parent_span_id == got["GET /sync/{n}"][0].span_id
+    assert not [s for s in exported.spans(bytes.fromhex(trace)) if s.kind == 2
+                and "internal" in s.name]
