@@ -179,13 +179,18 @@ def test_clients_one_span_each_and_headers_injected(agent, exported, echo):
 
     import otelagent
     from otelagent.integrations import clients
-    clients.instrument()
-    clients.instrument()  # idempotent
-    with otelagent.start_as_current_span("client-root-" + uniq()) as root:
-        r1 = requests.get(echo + "/a?secret=x")            # requests over urllib3
-        r2 = httpx.get(echo + "/b")
-        r3 = urllib3.PoolManager().request("GET", echo + "/c")
-        r4 = asyncio.run(_async_get(httpx, echo + "/missing"))
+    assert clients.instrument() == ["requests", "httpx", "urllib3"]
+    assert clients.instrument() == []  # idempotent
+    try:
+        with otelagent.start_as_current_span("client-root-" + uniq()) as root:
+            r1 = requests.get(echo + "/a?secret=x")            # requests over urllib3
+            r2 = httpx.get(echo + "/b")
+            r3 = urllib3.PoolManager().request("GET", echo + "/c")
+            r4 = asyncio.run(_async_get(httpx, echo + "/missing"))
+    finally:
+        # The other tests drive apps through httpx (TestClient) with their
+        # own traceparent, which the instrumentation would replace.
+        clients.uninstrument()
     tid = root.context.raw[0:16]
     spans = [s for s in exported.spans(tid) if s.kind == 3]
     exported.wait([root.name], tid)

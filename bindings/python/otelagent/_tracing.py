@@ -245,14 +245,15 @@ class Span:
         ctx = self._ctx
         parent = self._parent
         name = self._name
-        if type(name) is str and len(name) <= R.MAX_VALUE_CHARS:
-            try:
-                nb = name.encode()
-            except UnicodeEncodeError:
-                nb = name.encode("utf-8", "surrogatepass")
-            parts = [self._scope, _pack_entry(1, 1, 0, len(nb)), nb]  # NAME
-        else:
-            parts = [self._scope, R.string_entry(R.TAG_NAME, name)]
+        try:
+            entry = _names.get(name)
+        except TypeError:  # not even hashable: written as str(name)
+            entry = R.string_entry(R.TAG_NAME, name)
+        if entry is None:
+            entry = R.string_entry(R.TAG_NAME, name)
+            if len(_names) < 1024:  # names are nearly always constants
+                _names[name] = entry
+        parts = [self._scope, entry]
         if self._tracestate:
             parts.append(R.string_entry(R.TAG_TRACESTATE, self._tracestate))
         x = self._x
@@ -365,10 +366,10 @@ class Span:
 
 
 _ACTIVATE = object()
+_names = {}  # span name -> its packed NAME entry
 _packers = R._attr_packers
 _attr_packers = R.attr_packers
 _entry = R.entry
-_pack_entry = R.ENTRY.pack
 _INT_MIN, _INT_MAX = R._INT_MIN, R._INT_MAX
 _MAX_CHARS = R.MAX_VALUE_CHARS
 
