@@ -323,3 +323,58 @@ def test_fastapi_sync_handler_in_threadpool_and_full_url_exclusion(agent, export
     assert got["in-thread"][0].parent_span_id == got["GET /sync/{n}"][0].span_id
     assert not [s for s in exported.spans(bytes.fromhex(trace)) if s.kind == 2
                 and "internal" in s.name]
+
+
+def test_200_concurrent_fastapi_requests_on_one_loop(agent, exported):
+    """200 requests in flight at once on one event loop, through the ASGI
+    middleware, handlers awaiting between starting and ending child spans:
+    every child under its own request's server span."""
+    from fastapi import FastAPI
+
+    import otelagent
+    import otelagent.integrations.fastapi as of
+    app = FastAPI()
+
+    @app.get("/work/{n}")
+    async def work(n: int):
+        with otelagent.start_as_current_span(f"step-a-{n}"):
+            await asyncio.sleep(0.001 * (n % 7))
+            with otelagent.start_as_current_span(f"step-b-{n}"):
+                await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        return {"n": n}
+
+    of.instrument_app(app)
+    traces = [uuid.uuid4().hex for _ in range(200)]
+
+    async def one(n):
+        sent = []
+
+        async def receive():
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+                 "method": "GET", "scheme": "http", "path": f"/work/{n}",
+                 "raw_path": f"/work/{n}".encode(), "root_path": "", "query_string": b"",
+                 "headers": [(b"host", b"svc"), (b"traceparent",
+                                                f"00-{traces[n]}-00f067aa0ba902b7-01".encode())],
+                 "client": ("127.0.0.1", 40000 + n), "server": ("127.0.0.1", 80)}
+        await app(scope, receive, send)
+        return sent[0]["status"]
+
+    async def main():
+        return await asyncio.gather(*(one(n) for n in range(200)))
+
+    assert asyncio.run(main()) == [200] * 200
+    exported.wait([f"step-b-{n}" for n in range(200)])
+    spans = exported.spans()
+    for n in range(200):
+        tid = bytes.fromhex(traces[n])
+        mine = {s.name: s for s in spans if s.trace_id == tid}
+        server, a, b = mine["GET /work/{n}"], mine[f"step-a-{n}"], mine[f"step-b-{n}"]
+        assert server.parent_span_id.hex() == "00f067aa0ba902b7"
+        assert a.parent_span_id == server.span_id and b.parent_span_id == a.span_id
+        assert set(mine) == {"GET /work/{n}", f"step-a-{n}", f"step-b-{n}"}
