@@ -70,14 +70,16 @@ class ExcludedUrls:
     def __bool__(self):
         return self._re is not None
 
-    def excluded(self, path, full_url=None):
+    def excluded(self, path, full_url=None, request=None):
+        """Whether `path` (or the full URL, `full_url(request)`, made only
+        when a pattern needs it) is excluded."""
         r = self._re
         if r is None:
             return False
         if r.search(path):
             return True
         if self._needs_full and full_url is not None:
-            return r.search(full_url() if callable(full_url) else full_url) is not None
+            return r.search(full_url(request)) is not None
         return False
 
 

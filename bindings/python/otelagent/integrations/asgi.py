@@ -19,7 +19,8 @@ _SERVER = 2
 class OtelAgentMiddleware:
     def __init__(self, app, excluded_urls=None, excluded_urls_var="OTEL_PYTHON_ASGI_EXCLUDED_URLS"):
         self.app = app
-        self.excluded = _http.ExcludedUrls(excluded_urls_var, excluded_urls)
+        excluded = _http.ExcludedUrls(excluded_urls_var, excluded_urls)
+        self.excluded = excluded if excluded else None  # None: no pattern to try
 
     async def __call__(self, scope, receive, send):
         typ = scope["type"]
@@ -27,7 +28,7 @@ class OtelAgentMiddleware:
             # Lifespan, or another instance of this middleware is outside.
             return await self.app(scope, receive, send)
         path = scope["path"]
-        if self.excluded and self.excluded.excluded(path, lambda: _full_url(scope)):
+        if self.excluded is not None and self.excluded.excluded(path, _full_url, scope):
             return await self.app(scope, receive, send)
 
         tp = ts = bag = xray = ua = host = None

@@ -20,14 +20,15 @@ class OtelAgentWSGIMiddleware:
     def __init__(self, wsgi_app, excluded_urls=None,
                  excluded_urls_var="OTEL_PYTHON_WSGI_EXCLUDED_URLS", scope=SCOPE):
         self.wsgi_app = wsgi_app
-        self.excluded = _http.ExcludedUrls(excluded_urls_var, excluded_urls)
+        excluded = _http.ExcludedUrls(excluded_urls_var, excluded_urls)
+        self.excluded = excluded if excluded else None  # None: no pattern to try
         self.scope = scope
 
     def __call__(self, environ, start_response):
         if SPAN_KEY in environ:  # another instance of this middleware is outside
             return self.wsgi_app(environ, start_response)
         path = environ.get("PATH_INFO", "") or "/"
-        if self.excluded and self.excluded.excluded(path, lambda: _full_url(environ)):
+        if self.excluded is not None and self.excluded.excluded(path, _full_url, environ):
             return self.wsgi_app(environ, start_response)
         get = environ.get
         tp = get("HTTP_TRACEPARENT")
