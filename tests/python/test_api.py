@@ -236,3 +236,26 @@ print("ok")
 """
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+def test_library_log_lines_routed_to_python_logging():
+    """In a fresh interpreter: a bad setting's warning (written by the library
+    at start) reaches the `logging` handler, not stderr."""
+    import subprocess
+    import sys
+    code = """
+import logging, otelagent
+lines = []
+class H(logging.Handler):
+    def emit(self, record):
+        lines.append((record.levelno, record.getMessage()))
+logging.getLogger("otelagent").addHandler(H())
+otelagent.route_logs_to_python()
+otelagent.start({"OTEL_BSP_SCHEDULE_DELAY": "soon", "OTEL_TRACES_EXPORTER": "console"})
+assert any(level == logging.WARNING and "OTEL_BSP_SCHEDULE_DELAY" in text
+           for level, text in lines), lines
+print("ok")
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout + r.stderr
+    assert "OTEL_BSP_SCHEDULE_DELAY" not in r.stderr

@@ -10,7 +10,7 @@ the library batches and exports them (OTLP/HTTP) on its own thread."""
 
 from ._errors import (AbiMismatch, LibraryNotFound, OtelAgentError)  # noqa: F401
 from ._ffi import LOADED_FROM  # noqa: F401
-from ._agent import flush, shutdown, start, stats, version  # noqa: F401
+from ._agent import flush, route_logs_to_python, shutdown, start, stats, version  # noqa: F401
 from ._tracing import (INVALID_SPAN, NonRecordingSpan, Span, SpanContext, SpanKind,  # noqa: F401
                        StatusCode, Tracer, attach, detach, get_current_span, get_tracer,
                        start_as_current_span, start_span, use_span)

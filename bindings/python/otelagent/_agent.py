@@ -113,3 +113,38 @@ def stats():
 
 def version():
     return _ffi.version().decode()
+
+
+_log_state = {}
+
+
+def route_logs_to_python(logger_name="otelagent"):
+    """Sends the library's own log lines (warnings such as an unreachable
+    endpoint) to the `logging` logger `logger_name` instead of stderr, which a
+    daemon may have closed. Undone by route_logs_to_python(None), and before
+    the interpreter finalises (the library may still log at exit, to stderr).
+    The lines come from any thread, the exporter's included; each costs the
+    exporter a wait for the GIL, which is why it is not the default."""
+    import atexit
+    import logging
+
+    if logger_name is None:
+        if _log_state.pop("callback", None) is not None:
+            _ffi.log_set_handler(_ffi.LOG_FN(), None)
+        return
+    logger = logging.getLogger(logger_name)
+    levels = {1: logging.WARNING, 2: logging.INFO}
+
+    def on_line(user, level, line, length):
+        try:
+            logger.log(levels.get(level, logging.WARNING), "%s",
+                       ctypes.string_at(line, length).decode("utf-8", "replace"))
+        except Exception:  # never let an exception reach the library's thread
+            pass
+
+    callback = _ffi.LOG_FN(on_line)
+    _log_state["callback"] = callback  # kept alive as long as it is installed
+    _ffi.log_set_handler(callback, None)
+    if not _log_state.get("atexit"):
+        _log_state["atexit"] = True
+        atexit.register(route_logs_to_python, None)
