@@ -2,7 +2,6 @@
 global TracerProvider, which the API allows once per process, so
 test_otel_compat.py runs this file in its own interpreter."""
 
-import sqlite3  # noqa: F401  (SQLAlchemy's sqlite driver)
 import uuid
 
 import pytest

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from test_loader import BUILD, PKG, ROOT  # noqa: F401
+from test_loader import BUILD, ROOT
 
 
 def test_wheel_bundles_the_library_and_installs(tmp_path):

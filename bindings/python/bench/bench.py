@@ -118,7 +118,7 @@ def child_span(mode, n, sink):
         tracer = trace.get_tracer("bench")
     elif mode == "ctypes-floor":
         agent = _start_agent(sink)
-        from otelagent import _ffi, _record as R
+        from otelagent import _ffi
         with agent.start_as_current_span("op") as span:
             for k, v in (("http.method", "GET"), ("peer", "db1"), ("count", 42), ("ok", True)):
                 span.set_attribute(k, v)
