@@ -209,12 +209,15 @@ void stats_get(otelagent_stats *s) {
   }
   // Spans are counted started on the thread that starts them and ended on
   // the one that ends them; recorded spans count as both.
+  const OrphanCounts &o = orphan_counts();
+  s->spans_ended += o.ended_unregistered.load(std::memory_order_relaxed);
   s->spans_open = s->spans_started > s->spans_ended ? s->spans_started - s->spans_ended : 0;
-  s->spans_dropped_thread_exit = thread_exit_drops();
+  s->spans_dropped_thread_exit = o.thread_exit.load(std::memory_order_relaxed);
   const ExportCounters &c = export_counters();
   s->spans_dropped_rejected = c.rejected.load(std::memory_order_relaxed);
   s->spans_dropped_export_failed = c.failed.load(std::memory_order_relaxed);
-  s->spans_dropped_shutdown = c.shutdown_dropped.load(std::memory_order_relaxed);
+  s->spans_dropped_shutdown = c.shutdown_dropped.load(std::memory_order_relaxed) +
+                              o.after_shutdown.load(std::memory_order_relaxed);
   s->spans_exported = c.exported.load(std::memory_order_relaxed);
   s->export_requests = c.requests.load(std::memory_order_relaxed);
   s->export_retries = c.retries.load(std::memory_order_relaxed);

@@ -23,10 +23,10 @@ if [ "${OTELAGENT_SANITIZERS:-0}" = 1 ]; then
     cmake -S . -B "$dir" -G Ninja -DOTELAGENT_SANITIZE="$san" \
       -DOTELAGENT_DEPS_DIR="$(cd "$build" && pwd)/deps" -DCMAKE_BUILD_TYPE=RelWithDebInfo
     if [ "$san" = thread ]; then
-      cmake --build "$dir" -j "$jobs" --target unit_tests
+      cmake --build "$dir" -j "$jobs" --target unit_tests fuzz_replays
     else
-      # The whole tree (library, e2e emitter, demo, hygiene host) for the
-      # end-to-end run below.
+      # The whole tree (library, e2e emitter, demo, hygiene host, fuzz
+      # replays) for the end-to-end run below.
       cmake --build "$dir" -j "$jobs"
     fi
     TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \

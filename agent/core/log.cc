@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <otelagent/otelagent.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -84,7 +85,17 @@ void log_set_destination(std::string_view dest) {
     fd = -1;
   } else if (!dest.empty() && dest != "stderr") {
     const std::string path(dest);
-    fd = open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    // Non-blocking open: a FIFO without a reader must not hang the start.
+    // Only a regular file or a character device (/dev/null) is kept: a write
+    // to a pipe or socket could block whichever thread logs.
+    fd = open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0600);
+    struct stat st;
+    if (fd >= 0 && (fstat(fd, &st) != 0 || !(S_ISREG(st.st_mode) || S_ISCHR(st.st_mode)) ||
+                    fcntl(fd, F_SETFL, O_WRONLY | O_APPEND) != 0)) {
+      close(fd);
+      fd = -1;
+      errno = EINVAL;
+    }
     owned = fd >= 0;
     if (fd < 0) {
       fd = STDERR_FILENO;
@@ -98,7 +109,10 @@ void log_set_destination(std::string_view dest) {
     g_fd_owned = owned;
   }
   if (failed)
-    log_warn("OTELAGENT_LOG: cannot open the log file (%s); logging to stderr", strerror(errno));
+    log_warn(
+        "OTELAGENT_LOG: cannot log to that path (%s; a regular file is needed); logging to "
+        "stderr",
+        strerror(errno));
 }
 
 void log_set_handler(void (*fn)(void *, int32_t, const char *, size_t), void *user) {

@@ -37,33 +37,37 @@ inline void store_u64(uint8_t *p, uint64_t v) {
   std::memcpy(p, &v, sizeof v);
 }
 
-// Offsets of the fixed header fields.
+// Offsets of the fixed header fields (format version 2).
 namespace rec {
 constexpr size_t kTotalLen = 0;
 constexpr size_t kVersion = 4;
-constexpr size_t kKind = 6;
-constexpr size_t kStatus = 7;
-constexpr size_t kTraceId = 8;
-constexpr size_t kSpanId = 24;
-constexpr size_t kParentId = 32;
-constexpr size_t kStart = 40;
-constexpr size_t kEnd = 48;
-constexpr size_t kFlags = 56;
-constexpr size_t kDroppedAttrs = 60;
-constexpr size_t kDroppedEvents = 64;
-constexpr size_t kDroppedLinks = 68;
-// Reserved in the ABI (zero from outside); inside the agent, bits saying
-// that start/end hold raw TSC readings the exporter must convert.
-constexpr size_t kInternal = 72;
-constexpr uint32_t kStartIsTsc = 1;
-constexpr uint32_t kEndIsTsc = 2;
-// Also internal: how many values were cut to a cap or limit (exported as the
-// span attribute otelagent.truncated_values).
+constexpr size_t kHeaderLen = 6;
+constexpr size_t kKind = 8;
+constexpr size_t kStatus = 9;
+// A u16 reserved in the ABI (zero from outside); inside the agent, bits
+// saying that start/end hold raw TSC readings the exporter must convert.
+constexpr size_t kInternal = 10;
+constexpr uint16_t kStartIsTsc = 1;
+constexpr uint16_t kEndIsTsc = 2;
+constexpr size_t kFlags = 12;
+constexpr size_t kTraceId = 16;
+constexpr size_t kSpanId = 32;
+constexpr size_t kParentId = 40;
+constexpr size_t kStart = 48;
+constexpr size_t kEnd = 56;
+constexpr size_t kDroppedAttrs = 64;
+constexpr size_t kDroppedEvents = 68;
+constexpr size_t kDroppedLinks = 72;
+// A u32 also reserved in the ABI; inside the agent, how many values were cut
+// to a cap or limit (exported as the span attribute otelagent.truncated_values).
 constexpr size_t kTruncated = 76;
+// The header this version writes; readers accept longer ones (header_len).
 constexpr size_t kHeader = OTELAGENT_RECORD_HEADER_SIZE;
 constexpr size_t kEntryHeader = OTELAGENT_RECORD_ENTRY_HEADER_SIZE;
 constexpr size_t kLinkFixed = 16 + 8 + 4;  // ids and flags before tracestate
-static_assert(kInternal + 8 == kHeader);
+// Tags from here on are optional extensions, skipped by readers.
+constexpr uint8_t kFirstExtensionTag = OTELAGENT_REC_FIRST_EXTENSION;
+static_assert(kTruncated + 4 == kHeader);
 
 // OTLP Span.flags bits above the W3C trace flags.
 constexpr uint32_t kFlagHasIsRemote = 0x100;
@@ -75,6 +79,7 @@ constexpr uint32_t kFlagIsRemote = 0x200;
 inline void record_header_init(uint8_t *b) {
   std::memset(b, 0, rec::kHeader);
   store_u16(b + rec::kVersion, OTELAGENT_RECORD_VERSION);
+  store_u16(b + rec::kHeaderLen, rec::kHeader);
 }
 
 // One decoded entry; the views point into the record.
@@ -85,50 +90,69 @@ struct Entry {
   std::string_view value;
 };
 
-// Walks the entries of a record that has been validated.
+// True when `e` has the shape its readers rely on: a known tag, a value type
+// that tag allows, and the exact size of every fixed-size value (an EVENT's
+// time, a LINK's ids and flags, a BOOL, an INT64...).
+bool entry_shape_ok(const Entry &e);
+
+// Walks the entries of a record within its `len` bytes. A record that passed
+// record_validate once is not trusted blindly again (it has since been copied
+// through a ring, repaired, cut): every entry is bounds-checked and
+// shape-checked as it is read, and the walk ends at the first one that is
+// not whole or not well-formed, so no reader ever looks past the record.
 class EntryReader {
  public:
-  EntryReader(const uint8_t *rec, size_t len) : p_(rec + rec::kHeader), end_(rec + len) {}
-  bool next(Entry *e) {
-    if (p_ >= end_) return false;
-    e->tag = p_[0];
-    e->type = p_[1];
-    uint16_t klen = load_u16(p_ + 2);
-    uint32_t vlen = load_u32(p_ + 4);
-    const char *k = reinterpret_cast<const char *>(p_ + rec::kEntryHeader);
-    e->key = std::string_view(k, klen);
-    e->value = std::string_view(k + klen, vlen);
-    p_ += rec::kEntryHeader + klen + vlen;
-    return true;
+  // Entries start at the record's header_len; a header_len out of bounds
+  // makes the record malformed (no entries, complete() false).
+  EntryReader(const uint8_t *rec, size_t len);
+  // The next entry, or false at the end or at a malformed entry. Extension
+  // entries (tags from rec::kFirstExtensionTag) are skipped: to the reader
+  // they are not there.
+  bool next(Entry *e);
+  // The next entry's tag without consuming it, or 0 where next() is false.
+  uint8_t peek_tag() const {
+    EntryReader ahead = *this;
+    Entry e;
+    return ahead.next(&e) ? e.tag : 0;
   }
-  // The next entry's tag without consuming it, or 0 at the end.
-  uint8_t peek_tag() const { return p_ < end_ ? p_[0] : 0; }
+  // After next() returned false: whether the walk ended exactly at the end
+  // of the record rather than at a malformed entry.
+  bool complete() const { return !malformed_; }
 
  private:
   const uint8_t *p_;
   const uint8_t *end_;
+  bool malformed_ = false;
 };
 
-// A read-only view of a whole record.
+// A read-only view of a whole record. Header fields read as zero when the
+// record is shorter than its header, so a view never reads past `len`.
 struct RecordView {
   const uint8_t *data = nullptr;
   uint32_t len = 0;
 
-  uint8_t kind() const { return data[rec::kKind]; }
-  uint8_t status() const { return data[rec::kStatus]; }
-  const uint8_t *trace_id() const { return data + rec::kTraceId; }
-  const uint8_t *span_id() const { return data + rec::kSpanId; }
-  const uint8_t *parent_id() const { return data + rec::kParentId; }
+  bool header_whole() const { return data != nullptr && len >= rec::kHeader; }
+  uint8_t kind() const { return *field(rec::kKind); }
+  uint8_t status() const { return *field(rec::kStatus); }
+  const uint8_t *trace_id() const { return field(rec::kTraceId); }
+  const uint8_t *span_id() const { return field(rec::kSpanId); }
+  const uint8_t *parent_id() const { return field(rec::kParentId); }
   bool has_parent() const;
-  uint64_t start() const { return load_u64(data + rec::kStart); }
-  uint64_t end() const { return load_u64(data + rec::kEnd); }
-  uint32_t flags() const { return load_u32(data + rec::kFlags); }
-  uint32_t dropped_attrs() const { return load_u32(data + rec::kDroppedAttrs); }
-  uint32_t dropped_events() const { return load_u32(data + rec::kDroppedEvents); }
-  uint32_t dropped_links() const { return load_u32(data + rec::kDroppedLinks); }
+  uint64_t start() const { return load_u64(field(rec::kStart)); }
+  uint64_t end() const { return load_u64(field(rec::kEnd)); }
+  uint32_t flags() const { return load_u32(field(rec::kFlags)); }
+  uint32_t dropped_attrs() const { return load_u32(field(rec::kDroppedAttrs)); }
+  uint32_t dropped_events() const { return load_u32(field(rec::kDroppedEvents)); }
+  uint32_t dropped_links() const { return load_u32(field(rec::kDroppedLinks)); }
+  // Values cut on the way (the agent's internal count).
+  uint32_t truncated() const { return load_u32(field(rec::kTruncated)); }
   EntryReader entries() const { return EntryReader(data, len); }
-  // The value of the first entry with `tag` (NAME, SCOPE_*, ...), or empty.
+  // The value of the last entry with `tag` (NAME, SCOPE_*, ...), or empty:
+  // when a text entry repeats, the last one counts (otelagent.h).
   std::string_view find(uint8_t tag) const;
+
+ private:
+  const uint8_t *field(size_t off) const;
 };
 
 // Checks a record from outside (otelagent_record_span) completely: sizes,

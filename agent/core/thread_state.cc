@@ -23,7 +23,7 @@ std::atomic<uint32_t> g_state_count{0};
 
 std::atomic<ThreadState *> g_states{nullptr};
 std::atomic<size_t> g_ring_bytes{256u * 1024};
-std::atomic<uint64_t> g_thread_exit_drops{0};
+OrphanCounts g_orphans;
 
 // initial-exec: the hot path reads this with one instruction, no call into
 // the dynamic loader.
@@ -97,12 +97,17 @@ ThreadState *thread_states() {
   return g_states.load(std::memory_order_acquire);
 }
 
-uint64_t thread_exit_drops() {
-  return g_thread_exit_drops.load(std::memory_order_relaxed);
+void OrphanCounts::reset() {
+  for (auto *c : {&thread_exit, &after_shutdown, &ended_unregistered})
+    c->store(0, std::memory_order_relaxed);
+}
+
+OrphanCounts &orphan_counts() {
+  return g_orphans;
 }
 
 void thread_exit_drop() {
-  g_thread_exit_drops.fetch_add(1, std::memory_order_relaxed);
+  g_orphans.thread_exit.fetch_add(1, std::memory_order_relaxed);
   log_warn_once(Once::kThreadExit,
                 "a thread emitted a span after its exit clean-up; dropped (counted in "
                 "spans_dropped_thread_exit)");
@@ -129,10 +134,10 @@ SpanSlot *ThreadState::acquire_slot() {
   return nullptr;
 }
 
-bool ThreadState::any_open() const {
-  for (uint32_t i = 0; i < OTELAGENT_MAX_OPEN_SPANS_PER_THREAD; ++i)
-    if (slots[i].open()) return true;
-  return false;
+uint32_t ThreadState::open_count() const {
+  uint32_t n = 0;
+  for (uint32_t i = 0; i < OTELAGENT_MAX_OPEN_SPANS_PER_THREAD; ++i) n += slots[i].open();
+  return n;
 }
 
 SpanSlot *span_slot_of(const otelagent_span *handle, uint32_t *seq) {
@@ -156,15 +161,31 @@ __attribute__((noinline, cold)) ThreadState *register_thread() {
   const uint64_t me = static_cast<uint64_t>(gettid());
   ThreadState *st = nullptr;
   pthread_mutex_lock(&g_register_mu);
-  // Adopt a released state first, so memory stays bounded by live threads;
-  // but not one whose previous thread left spans open (they may have been
-  // handed to other threads): a new thread starts with all its slots free.
-  for (ThreadState *s = thread_states(); s != nullptr; s = s->next) {
+  // Adopt a released state first, so memory stays bounded by live threads.
+  // Spans its previous thread left open stay valid (they may have been
+  // handed to other threads), so prefer a state with none open; failing
+  // that, the one with the fewest, as long as the new thread keeps nearly all
+  // its slots. States are thus bounded by the peak of live threads plus one
+  // per kAdoptOpenMax spans left open for good.
+  constexpr uint32_t kAdoptOpenMax = OTELAGENT_MAX_OPEN_SPANS_PER_THREAD / 8;
+  for (;;) {
+    ThreadState *best = nullptr;
+    uint32_t best_open = kAdoptOpenMax;
+    for (ThreadState *s = thread_states(); s != nullptr && best_open != 0; s = s->next) {
+      // Pairs with the release store of the previous owner's exit clean-up.
+      if (s->owner.load(std::memory_order_acquire) != 0) continue;
+      const uint32_t open = s->open_count();
+      if (open < best_open) {
+        best = s;
+        best_open = open;
+      }
+    }
+    if (best == nullptr) break;
     uint64_t expected = 0;
-    // Pairs with the release store of the previous owner's exit clean-up.
-    if (s->owner.load(std::memory_order_acquire) == 0 && !s->any_open() &&
-        s->owner.compare_exchange_strong(expected, me, std::memory_order_acquire)) {
-      st = s;
+    // Registrations are serialised, but an owner may be released meanwhile;
+    // only a CAS from 0 takes a state.
+    if (best->owner.compare_exchange_strong(expected, me, std::memory_order_acquire)) {
+      st = best;
       break;
     }
   }
@@ -220,7 +241,7 @@ void thread_states_after_fork_child() {
     s->queued.reset();
     s->owner.store(s == mine ? me : 0, std::memory_order_relaxed);
   }
-  g_thread_exit_drops.store(0, std::memory_order_relaxed);
+  g_orphans.reset();
   if (mine != nullptr) mine->ids.seed();
 }
 

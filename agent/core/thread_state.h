@@ -5,7 +5,8 @@
 // its state is released, drained by the exporter like any other, and adopted
 // by the next new thread. So a span handle, or a ring the exporter is reading,
 // can never point at freed memory, and the memory held is bounded by the
-// largest number of threads that emitted at once.
+// largest number of threads that emitted at once, plus one state per 32 spans
+// that exited threads left open for good (see register_thread).
 #pragma once
 
 #include <otelagent/otelagent.h>
@@ -71,8 +72,8 @@ struct ThreadState {
   // Owner: opens a free slot (its `seq` becomes odd), or nullptr when all are
   // open.
   SpanSlot *acquire_slot();
-  // Whether any slot is open (a scan; cold paths only).
-  bool any_open() const;
+  // How many slots are open (a scan; cold paths only).
+  uint32_t open_count() const;
 };
 
 // Span handles are tokens, not addresses: the state's table index, the slot
@@ -98,8 +99,18 @@ ThreadState *this_thread_state();
 // The calling thread's state if it has one; never registers.
 ThreadState *current_thread_state();
 
-// Spans dropped because their thread emitted after its exit clean-up.
-uint64_t thread_exit_drops();
+// Process-wide counts of the rare cases that have no thread state to count
+// in (cold paths; one relaxed read-modify-write each).
+struct OrphanCounts {
+  // Spans dropped because their thread emitted after its exit clean-up.
+  std::atomic<uint64_t> thread_exit{0};
+  // Spans ended after otelagent_shutdown (dropped: no exporter will run).
+  std::atomic<uint64_t> after_shutdown{0};
+  // Ends of spans that do not record, on a thread that never registered.
+  std::atomic<uint64_t> ended_unregistered{0};
+  void reset();
+};
+OrphanCounts &orphan_counts();
 void thread_exit_drop();
 
 // Capacity of the rings of threads registered from now on.

@@ -1,5 +1,6 @@
 #include "export/console.h"
 
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
@@ -76,10 +77,12 @@ void append_value(std::string *out, uint8_t type, std::string_view v) {
   }
 }
 
-void print_span(std::string *out, const std::vector<RecordView> &spans,
-                const std::multimap<std::string, size_t> &children, size_t i, int depth) {
-  const RecordView &r = spans[i];
-  std::string pad(static_cast<size_t>(depth) * 2 + 2, ' ');
+// Deeper spans are printed at this indentation: a pathological chain must
+// not make the output grow with the square of its length.
+constexpr size_t kMaxIndent = 32;
+
+void print_span(std::string *out, const RecordView &r, size_t depth) {
+  std::string pad(std::min(depth, kMaxIndent) * 2 + 2, ' ');
   char head[160];
   double ms = r.end() >= r.start() ? static_cast<double>(r.end() - r.start()) / 1e6 : 0.0;
   *out += pad;
@@ -131,9 +134,6 @@ void print_span(std::string *out, const std::vector<RecordView> &spans,
         break;
     }
   }
-  auto range = children.equal_range(hex(r.span_id(), 8));
-  for (auto it2 = range.first; it2 != range.second; ++it2)
-    print_span(out, spans, children, it2->second, depth + 1);
 }
 
 }  // namespace
@@ -143,20 +143,43 @@ std::string console_format(const std::vector<RecordView> &spans) {
   std::map<std::string, std::vector<size_t>> traces;
   for (size_t i = 0; i < spans.size(); ++i) traces[hex(spans[i].trace_id(), 16)].push_back(i);
   std::string out;
+  std::vector<bool> printed(spans.size());
   for (const auto &[trace, members] : traces) {
-    std::multimap<std::string, size_t> children;
     std::map<std::string, size_t> present;
-    for (size_t i : members) present[hex(spans[i].span_id(), 8)] = i;
+    for (size_t i : members) present.emplace(hex(spans[i].span_id(), 8), i);
+    // parent span id -> its children in the batch, in arrival order.
+    std::map<std::string, std::vector<size_t>> children;
     std::vector<size_t> roots;
     for (size_t i : members) {
       const RecordView &r = spans[i];
-      if (r.has_parent() && present.count(hex(r.parent_id(), 8)))
-        children.emplace(hex(r.parent_id(), 8), i);
+      std::string parent = hex(r.parent_id(), 8);
+      if (r.has_parent() && parent != hex(r.span_id(), 8) && present.count(parent))
+        children[parent].push_back(i);
       else
         roots.push_back(i);
     }
+    // Depth first with an explicit stack, each span once: parent ids come
+    // from outside (a binding may link a span to itself, or spans in a loop),
+    // so neither the depth nor the shape of the "tree" can be trusted.
+    auto print_tree = [&](size_t root) {
+      std::vector<std::pair<size_t, size_t>> stack{{root, 0}};  // span, depth
+      while (!stack.empty()) {
+        auto [i, depth] = stack.back();
+        stack.pop_back();
+        if (printed[i]) continue;
+        printed[i] = true;
+        print_span(&out, spans[i], depth);
+        auto kids = children.find(hex(spans[i].span_id(), 8));
+        if (kids == children.end()) continue;
+        for (auto k = kids->second.rbegin(); k != kids->second.rend(); ++k)
+          stack.emplace_back(*k, depth + 1);
+      }
+    };
     out += "trace " + trace + "\n";
-    for (size_t i : roots) print_span(&out, spans, children, i, 0);
+    for (size_t i : roots) print_tree(i);
+    // Spans in a loop of parent links are reached from no root: each loop is
+    // printed from its first span in arrival order.
+    for (size_t i : members) print_tree(i);
   }
   return out;
 }

@@ -261,23 +261,23 @@ SpanParts parts_of(const RecordView &r) {
   return p;
 }
 
+size_t varint_field_size(int field, uint64_t v) {
+  return v == 0 ? 0 : tag_size(field) + CodedOutputStream::VarintSize64(v);
+}
+
 size_t status_body_size(const RecordView &r, const SpanParts &p) {
   size_t n = 0;
   if (!p.status_message.empty())
     n += len_field_size(pb_trace::Status::kMessageFieldNumber, p.status_message.size());
-  if (r.status() != 0) n += tag_size(pb_trace::Status::kCodeFieldNumber) + 1;
+  n += varint_field_size(pb_trace::Status::kCodeFieldNumber, r.status());
   return n;
-}
-
-size_t varint_field_size(int field, uint64_t v) {
-  return v == 0 ? 0 : tag_size(field) + CodedOutputStream::VarintSize64(v);
 }
 
 // The attribute that says how many values of the span were cut.
 constexpr std::string_view kTruncatedKey = "otelagent.truncated_values";
 
 Entry truncated_attr(const RecordView &r, uint64_t *storage) {
-  *storage = load_u32(r.data + rec::kTruncated);
+  *storage = r.truncated();
   return Entry{OTELAGENT_REC_ATTR, OTELAGENT_TYPE_INT64, kTruncatedKey,
                std::string_view(reinterpret_cast<const char *>(storage), 8)};
 }
@@ -300,7 +300,7 @@ size_t span_body_size(const RecordView &r) {
   size_t st = status_body_size(r, p);
   if (st) n += len_field_size(PbSpan::kStatusFieldNumber, st);
   uint64_t truncated;
-  if (load_u32(r.data + rec::kTruncated) != 0)
+  if (r.truncated() != 0)
     n +=
         len_field_size(PbSpan::kAttributesFieldNumber, kv_body_size(truncated_attr(r, &truncated)));
   EntryReader it = r.entries();
@@ -368,7 +368,7 @@ void write_span(Out &o, const RecordView &r, size_t body) {
     }
   }
   uint64_t truncated;
-  if (load_u32(r.data + rec::kTruncated) != 0)
+  if (r.truncated() != 0)
     write_kv(o, PbSpan::kAttributesFieldNumber, truncated_attr(r, &truncated));
   if (r.dropped_attrs()) o.uint(PbSpan::kDroppedAttributesCountFieldNumber, r.dropped_attrs());
   if (r.dropped_events()) o.uint(PbSpan::kDroppedEventsCountFieldNumber, r.dropped_events());

@@ -9,6 +9,7 @@
 #include "core/thread_state.h"
 #include "core/utf8.h"
 #include "host/sampler.h"
+#include "propagation/propagation.h"
 #include "runtime.h"
 
 namespace otelagent {
@@ -79,23 +80,6 @@ bool put_string(SpanSlot *s, uint8_t tag, const char *v, size_t len) {
   return true;
 }
 
-// Removes the entries with `tag` (a span's own NAME or STATUS_MESSAGE), so
-// that replacing them takes no more room however often it is done. Rare
-// (a rename, an error status), so a move of the span's bytes is fine.
-__attribute__((noinline)) void remove_entries(SpanSlot *s, uint8_t tag) {
-  uint32_t off = rec::kHeader;
-  while (off + rec::kEntryHeader <= s->len) {
-    const uint8_t *p = s->buf + off;
-    const uint32_t n = static_cast<uint32_t>(rec::kEntryHeader) + load_u16(p + 2) + load_u32(p + 4);
-    if (p[0] == tag) {
-      std::memmove(s->buf + off, s->buf + off + n, s->len - off - n);
-      s->len -= n;
-    } else {
-      off += n;
-    }
-  }
-}
-
 // Counts a value cut to an internal cap, in the statistics and in the span
 // (exported as the attribute otelagent.truncated_values).
 __attribute__((cold, noinline)) void note_truncation(SpanSlot *s) {
@@ -110,15 +94,56 @@ size_t capped(SpanSlot *s, const char *p, size_t len, size_t cap) {
   return utf8_cut(p, len, cap);
 }
 
-// Whether an attribute is well-formed (what put_attr would accept), without
-// writing it: for spans that do not record, whose status must still agree.
+// Replaces the span's own NAME or STATUS_MESSAGE entry (at most one of each
+// exists), so that setting it again takes no more room however often it is
+// done. The new value is cut to the room there will be once the old entry is
+// gone, so the span never ends up without one. Rare (a rename, an error
+// status), so moving the span's bytes is fine.
+__attribute__((noinline)) void replace_string(SpanSlot *s, uint8_t tag, const char *v, size_t len,
+                                              size_t cap) {
+  uint32_t off = rec::kHeader, old = 0, old_size = 0;
+  while (off + rec::kEntryHeader <= s->len) {
+    const uint8_t *p = s->buf + off;
+    const uint32_t n = static_cast<uint32_t>(rec::kEntryHeader) + load_u16(p + 2) + load_u32(p + 4);
+    if (p[0] == tag) {
+      old = off;
+      old_size = n;
+      break;
+    }
+    off += n;
+  }
+  const size_t free_bytes = sizeof s->buf - s->len + old_size;
+  if (free_bytes < rec::kEntryHeader) {  // a full span keeps what it has
+    note_truncation(s);
+    return;
+  }
+  const size_t room = free_bytes - rec::kEntryHeader;
+  size_t n = capped(s, v, len, cap);
+  if (n > room) {
+    note_truncation(s);
+    n = utf8_cut(v, n, room);
+  }
+  if (old_size != 0) {
+    std::memmove(s->buf + old, s->buf + old + old_size, s->len - old - old_size);
+    s->len -= old_size;
+  }
+  put_string(s, tag, v, n);
+}
+
+// Whether an attribute is well-formed: the one check of a caller's
+// attribute, made before anything is written, whether the span records or not
+// (so the status never depends on sampling). It reads no more of the caller's
+// memory than put_attr will: keys and strings up to their caps, at most
+// OTELAGENT_MAX_ITEMS strings of an array.
 bool attr_valid(const otelagent_attr *a) {
-  if (a == nullptr || a->key == nullptr || a->key_len == 0) return false;
+  size_t n;
+  if (a == nullptr || !str_len(a->key, a->key_len, OTELAGENT_MAX_KEY_BYTES, &n) || n == 0)
+    return false;
   const auto &v = a->value;
   switch (a->type) {
     case OTELAGENT_TYPE_STRING:
     case OTELAGENT_TYPE_BYTES:
-      return !bad_str(v.str.ptr, v.str.len);
+      return str_len(v.str.ptr, v.str.len, OTELAGENT_MAX_VALUE_BYTES, &n);
     case OTELAGENT_TYPE_BOOL:
     case OTELAGENT_TYPE_INT64:
     case OTELAGENT_TYPE_DOUBLE:
@@ -126,8 +151,15 @@ bool attr_valid(const otelagent_attr *a) {
     case OTELAGENT_TYPE_BOOL_ARRAY:
     case OTELAGENT_TYPE_INT64_ARRAY:
     case OTELAGENT_TYPE_DOUBLE_ARRAY:
-    case OTELAGENT_TYPE_STRING_ARRAY:
       return !(v.array.items == nullptr && v.array.count != 0);
+    case OTELAGENT_TYPE_STRING_ARRAY: {
+      const auto *items = static_cast<const otelagent_str *>(v.array.items);
+      if (items == nullptr) return v.array.count == 0;
+      const size_t count = std::min<size_t>(v.array.count, OTELAGENT_MAX_ITEMS);
+      for (size_t i = 0; i < count; ++i)
+        if (!str_len(items[i].ptr, items[i].len, OTELAGENT_MAX_VALUE_BYTES, &n)) return false;
+      return true;
+    }
     default:
       return false;
   }
@@ -145,7 +177,6 @@ bool link_valid(const otelagent_link *l) {
 // 1: written; 0: no room or over the count (caller counts it dropped);
 // -1: the attribute itself is invalid.
 int put_attr(SpanSlot *s, uint8_t tag, const otelagent_attr *a) {
-  if (a == nullptr || a->key == nullptr || a->key_len == 0) return -1;
   size_t key_len;
   if (!str_len(a->key, a->key_len, OTELAGENT_MAX_KEY_BYTES, &key_len) || key_len == 0) return -1;
   const size_t klen = capped(s, a->key, key_len, OTELAGENT_MAX_KEY_BYTES);
@@ -262,13 +293,15 @@ int put_group_attrs(SpanSlot *s, uint8_t tag, const otelagent_attr *attrs, size_
   return rc;
 }
 
-// A caller's tracestate, or an empty one when it is over the W3C maximum
-// (then it is not a valid tracestate; its members are checked on the
-// exporter thread).
+// The length of a caller's tracestate, or 0 when it is to be dropped: over
+// the W3C maximum, or not a valid list (then it must not be passed on). Only
+// spans with a tracestate (remote parents, mostly) pay for the check.
 size_t tracestate_len(const otelagent_str &ts) {
   size_t n;
-  if (!str_len(ts.ptr, ts.len, OTELAGENT_TRACESTATE_MAX, &n)) return 0;
-  return n <= OTELAGENT_TRACESTATE_MAX ? n : 0;
+  if (!str_len(ts.ptr, ts.len, OTELAGENT_TRACESTATE_MAX, &n) || n == 0 ||
+      n > OTELAGENT_TRACESTATE_MAX || !tracestate_valid(std::string_view(ts.ptr, n)))
+    return 0;
+  return n;
 }
 
 // The link was checked by link_valid.
@@ -295,8 +328,8 @@ void put_link(SpanSlot *s, const Limits &lim, const otelagent_link *l) {
 }
 
 int add_attr(SpanSlot *s, const Limits &lim, const otelagent_attr *a) {
+  if (!attr_valid(a)) return OTELAGENT_E_INVALID;
   if (s->attrs >= lim.attr_count) {
-    if (!attr_valid(a)) return OTELAGENT_E_INVALID;
     bump(s->buf + rec::kDroppedAttrs);
     return OTELAGENT_OK;
   }
@@ -310,11 +343,16 @@ int add_attr(SpanSlot *s, const Limits &lim, const otelagent_attr *a) {
   return OTELAGENT_OK;
 }
 
-// Shared checks of the span setters: a live, recording span. Returns
-// nullptr with *rc set when there is nothing to do.
+// Shared checks of the span setters: a live, recording span of a started
+// agent. Returns nullptr with *rc set when there is nothing to do.
 SpanSlot *writable(otelagent_span *span, int *rc) {
   SpanSlot *s = live_slot(span, rc);
-  return s != nullptr && s->recording ? s : nullptr;
+  if (s == nullptr) return nullptr;
+  if (__builtin_expect(runtime() == nullptr, 0)) {
+    *rc = OTELAGENT_E_NOT_STARTED;
+    return nullptr;
+  }
+  return s->recording ? s : nullptr;
 }
 
 // Ends the use of a slot: the handle that named it becomes stale.
@@ -445,6 +483,9 @@ int span_add_event(otelagent_span *span, const char *name, size_t name_len, uint
       (attrs == nullptr && attr_count != 0))
     return OTELAGENT_E_INVALID;
   if (attr_count > OTELAGENT_MAX_ITEMS) return OTELAGENT_E_TOO_LONG;
+  // All or nothing: an event with an invalid attribute is not added.
+  for (size_t i = 0; i < attr_count; ++i)
+    if (!attr_valid(&attrs[i])) return OTELAGENT_E_INVALID;
   int rc;
   SpanSlot *s = writable(span, &rc);
   if (s == nullptr) return rc;
@@ -475,10 +516,7 @@ int span_set_status(otelagent_span *span, int32_t code, const char *msg, size_t 
   if (code == OTELAGENT_STATUS_OK) s->status_final = 1;
   if (code == OTELAGENT_STATUS_ERROR) {
     // The last description set is the one; an earlier one is replaced.
-    remove_entries(s, OTELAGENT_REC_STATUS_MESSAGE);
-    if (msg_len != 0)
-      put_string(s, OTELAGENT_REC_STATUS_MESSAGE, msg,
-                 capped(s, msg, msg_len, OTELAGENT_MAX_VALUE_BYTES));
+    replace_string(s, OTELAGENT_REC_STATUS_MESSAGE, msg, msg_len, OTELAGENT_MAX_VALUE_BYTES);
   }
   return OTELAGENT_OK;
 }
@@ -488,8 +526,7 @@ int span_set_name(otelagent_span *span, const char *name, size_t name_len) {
   int rc;
   SpanSlot *s = writable(span, &rc);
   if (s == nullptr) return rc;
-  remove_entries(s, OTELAGENT_REC_NAME);
-  put_string(s, OTELAGENT_REC_NAME, name, capped(s, name, name_len, OTELAGENT_MAX_VALUE_BYTES));
+  replace_string(s, OTELAGENT_REC_NAME, name, name_len, OTELAGENT_MAX_VALUE_BYTES);
   return OTELAGENT_OK;
 }
 
@@ -557,6 +594,18 @@ int span_end(otelagent_span *span, uint64_t end_time) {
   int rc;
   SpanSlot *s = live_slot(span, &rc);
   if (s == nullptr) return rc;
+  // After shutdown no exporter will drain what is queued: the span is
+  // dropped and counted, and the handle is released all the same.
+  if (__builtin_expect(runtime() == nullptr, 0)) {
+    if (s->recording) orphan_counts().after_shutdown.fetch_add(1, std::memory_order_relaxed);
+    ThreadState *st = current_thread_state();
+    if (st != nullptr)
+      st->ended.add();
+    else
+      orphan_counts().ended_unregistered.fetch_add(1, std::memory_order_relaxed);
+    release_slot(s, st);
+    return OTELAGENT_E_NOT_STARTED;
+  }
   // Only a recording span needs a ring (and so a registered thread).
   ThreadState *st = s->recording ? this_thread_state() : current_thread_state();
   if (s->recording) {
@@ -574,7 +623,10 @@ int span_end(otelagent_span *span, uint64_t end_time) {
     else
       rc = OTELAGENT_E_INTERNAL;  // counted by this_thread_state()
   }
-  if (st != nullptr) st->ended.add();
+  if (st != nullptr)
+    st->ended.add();
+  else if (!s->recording)
+    orphan_counts().ended_unregistered.fetch_add(1, std::memory_order_relaxed);
   release_slot(s, st);
   return rc;
 }

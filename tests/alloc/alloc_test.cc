@@ -81,8 +81,8 @@ TEST_F(Alloc, RecordCallAllocatesNothing) {
   otelagent_test::alloc_count_begin();
   for (int i = 0; i < 2000; ++i) {
     otelagent_span_context_new(nullptr, &ids);
-    std::memcpy(rec.data() + 8, ids.trace_id, 16);
-    std::memcpy(rec.data() + 24, ids.span_id, 8);
+    std::memcpy(rec.data() + otelagent_test::RecordBuilder::kTraceIdAt, ids.trace_id, 16);
+    std::memcpy(rec.data() + otelagent_test::RecordBuilder::kSpanIdAt, ids.span_id, 8);
     ASSERT_EQ(otelagent_record_span(rec.data(), rec.size()), OTELAGENT_OK);
   }
   auto c = otelagent_test::alloc_count_end();

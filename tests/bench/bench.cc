@@ -94,6 +94,7 @@ void start_agent(int port, const char *compression, const char *queue, const cha
   otelagent_config_free(cfg);
 }
 
+using otelagent_test::RecordBuilder;
 using otelagent_test::reference_record;
 
 // Measures `op` per call in paced bursts on `threads` threads.
@@ -166,14 +167,14 @@ void hot_path(int port) {
       thread_local std::vector<uint8_t> r = ref;
       otelagent_span_context ids;
       otelagent_span_context_new(nullptr, &ids);
-      std::memcpy(r.data() + 8, ids.trace_id, 16);
-      std::memcpy(r.data() + 24, ids.span_id, 8);
+      std::memcpy(r.data() + RecordBuilder::kTraceIdAt, ids.trace_id, 16);
+      std::memcpy(r.data() + RecordBuilder::kSpanIdAt, ids.span_id, 8);
       timespec a, b;
       clock_gettime(CLOCK_REALTIME, &a);
       clock_gettime(CLOCK_REALTIME, &b);
       uint64_t s = a.tv_sec * 1000000000ull + a.tv_nsec, e = b.tv_sec * 1000000000ull + b.tv_nsec;
-      std::memcpy(r.data() + 40, &s, 8);
-      std::memcpy(r.data() + 48, &e, 8);
+      std::memcpy(r.data() + RecordBuilder::kStartAt, &s, 8);
+      std::memcpy(r.data() + RecordBuilder::kEndAt, &e, 8);
       otelagent_record_span(r.data(), r.size());
     });
     row("one-crossing: context_new + record_span", threads, percentiles(recs), bp.p50);
@@ -238,12 +239,12 @@ void exporter_work() {
       for (size_t i = 0; i < batch; ++i) {  // fill (not timed): what host threads did
         otelagent_span_context ids;         // random ids, as real spans have
         ids_for_bench(&ids);
-        std::memcpy(ref.data() + 8, ids.trace_id, 16);
-        std::memcpy(ref.data() + 24, ids.span_id, 8);
+        std::memcpy(ref.data() + RecordBuilder::kTraceIdAt, ids.trace_id, 16);
+        std::memcpy(ref.data() + RecordBuilder::kSpanIdAt, ids.span_id, 8);
         uint64_t t = 1700000000000000000ull + static_cast<uint64_t>(b * batch + i) * 7919;
-        std::memcpy(ref.data() + 40, &t, 8);
+        std::memcpy(ref.data() + RecordBuilder::kStartAt, &t, 8);
         t += 12345;
-        std::memcpy(ref.data() + 48, &t, 8);
+        std::memcpy(ref.data() + RecordBuilder::kEndAt, &t, 8);
         ring.push(ref.data(), static_cast<uint32_t>(ref.size()));
       }
       auto t0 = std::chrono::steady_clock::now();

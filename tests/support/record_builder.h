@@ -14,33 +14,56 @@ namespace otelagent_test {
 
 class RecordBuilder {
  public:
+  // Offsets as otelagent.h documents them (format version 2), written out
+  // here rather than taken from the agent's own constants.
+  enum : size_t {
+    kVersionAt = 4,
+    kHeaderLenAt = 6,
+    kKindAt = 8,
+    kStatusAt = 9,
+    kFlagsAt = 12,
+    kTraceIdAt = 16,
+    kSpanIdAt = 32,
+    kParentIdAt = 40,
+    kStartAt = 48,
+    kEndAt = 56,
+  };
+
   RecordBuilder() : buf_(OTELAGENT_RECORD_HEADER_SIZE, 0) {
-    put16(4, OTELAGENT_RECORD_VERSION);
-    buf_[6] = OTELAGENT_KIND_INTERNAL;
-    for (int i = 0; i < 16; ++i) buf_[8 + i] = static_cast<uint8_t>(i + 1);
-    for (int i = 0; i < 8; ++i) buf_[24 + i] = static_cast<uint8_t>(0xa0 + i);
-    put64(40, 1700000000000000000ull);
-    put64(48, 1700000000000001000ull);
-    put32(56, 0x101);  // sampled, parent remoteness known (local)
+    put16(kVersionAt, OTELAGENT_RECORD_VERSION);
+    put16(kHeaderLenAt, OTELAGENT_RECORD_HEADER_SIZE);
+    buf_[kKindAt] = OTELAGENT_KIND_INTERNAL;
+    for (int i = 0; i < 16; ++i) buf_[kTraceIdAt + i] = static_cast<uint8_t>(i + 1);
+    for (int i = 0; i < 8; ++i) buf_[kSpanIdAt + i] = static_cast<uint8_t>(0xa0 + i);
+    put64(kStartAt, 1700000000000000000ull);
+    put64(kEndAt, 1700000000000001000ull);
+    put32(kFlagsAt, 0x101);  // sampled, parent remoteness known (local)
   }
-  RecordBuilder &trace_id(const uint8_t id[16]) { return raw(8, id, 16); }
-  RecordBuilder &span_id(const uint8_t id[8]) { return raw(24, id, 8); }
-  RecordBuilder &parent_id(const uint8_t id[8]) { return raw(32, id, 8); }
+  RecordBuilder &trace_id(const uint8_t id[16]) { return raw(kTraceIdAt, id, 16); }
+  RecordBuilder &span_id(const uint8_t id[8]) { return raw(kSpanIdAt, id, 8); }
+  RecordBuilder &parent_id(const uint8_t id[8]) { return raw(kParentIdAt, id, 8); }
   RecordBuilder &times(uint64_t start, uint64_t end) {
-    put64(40, start);
-    put64(48, end);
+    put64(kStartAt, start);
+    put64(kEndAt, end);
     return *this;
   }
   RecordBuilder &kind(uint8_t k) {
-    buf_[6] = k;
+    buf_[kKindAt] = k;
     return *this;
   }
   RecordBuilder &status(uint8_t s) {
-    buf_[7] = s;
+    buf_[kStatusAt] = s;
     return *this;
   }
   RecordBuilder &flags(uint32_t f) {
-    put32(56, f);
+    put32(kFlagsAt, f);
+    return *this;
+  }
+  // Appends `extra` to the header (fields of a newer minor version); call
+  // before adding any entry.
+  RecordBuilder &header_extension(std::string_view extra) {
+    buf_.insert(buf_.end(), extra.begin(), extra.end());
+    put16(kHeaderLenAt, static_cast<uint16_t>(buf_.size()));
     return *this;
   }
   RecordBuilder &entry(uint8_t tag, uint8_t type, std::string_view key, std::string_view value) {
@@ -97,6 +120,10 @@ class RecordBuilder {
     v.append(reinterpret_cast<char *>(&flags), 4);
     v += tracestate;
     return entry(OTELAGENT_REC_LINK, OTELAGENT_TYPE_BYTES, {}, v);
+  }
+  // An optional extension entry (a tag from OTELAGENT_REC_FIRST_EXTENSION).
+  RecordBuilder &extension(uint8_t tag, std::string_view value) {
+    return entry(tag, OTELAGENT_TYPE_BYTES, {}, value);
   }
   // The finished record (total_len filled in).
   std::vector<uint8_t> build() {

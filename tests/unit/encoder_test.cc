@@ -5,8 +5,10 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <random>
 
 #include "export/compressor.h"
+#include "export/console.h"
 #include "export/sanitize.h"
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb.h"
 #include "support/record_builder.h"
@@ -21,7 +23,7 @@ pb::collector::trace::v1::ExportTraceServiceRequest encode(
     std::vector<std::vector<uint8_t>> &recs, const std::vector<ResourceAttr> &res = {}) {
   std::vector<RecordView> views;
   for (auto &r : recs) {
-    if (load_u64(r.data() + rec::kInternal) == 0) {
+    if (load_u16(r.data() + rec::kInternal) == 0 && load_u32(r.data() + rec::kTruncated) == 0) {
       EXPECT_TRUE(record_validate(r.data(), r.size()));
     }
     views.push_back({r.data(), static_cast<uint32_t>(r.size())});
@@ -157,9 +159,9 @@ TEST(Sanitize, RepairsUtf8AppliesLimitsAndDeduplicates) {
   EXPECT_EQ(record_clean(v, lim, &clean), 1u);  // one value cut to 3 characters
   RecordView c{reinterpret_cast<const uint8_t *>(clean.data()),
                static_cast<uint32_t>(clean.size())};
-  EXPECT_EQ(load_u32(c.data + rec::kTruncated), 1u);  // the span remembers the cut
+  EXPECT_EQ(c.truncated(), 1u);  // the span remembers the cut
   std::string revalidated = clean;
-  std::memset(revalidated.data() + rec::kInternal, 0, 8);  // internal fields aside,
+  std::memset(revalidated.data() + rec::kTruncated, 0, 4);  // internal fields aside,
   EXPECT_TRUE(record_validate(reinterpret_cast<const uint8_t *>(revalidated.data()),
                               revalidated.size()));  // a well-formed record
   EXPECT_TRUE(record_is_clean(c, lim));
@@ -174,6 +176,178 @@ TEST(Sanitize, RepairsUtf8AppliesLimitsAndDeduplicates) {
   EXPECT_EQ(s.dropped_attributes_count(), 1u);
   EXPECT_EQ(s.events_size(), 1);
   EXPECT_EQ(s.dropped_events_count(), 1u);
+}
+
+// What the exporter does with a batch: records that are not clean are
+// replaced by their cleaned copy before they are encoded.
+pb::collector::trace::v1::ExportTraceServiceRequest sanitize_and_encode(
+    std::vector<std::vector<uint8_t>> &recs, const Limits &lim = {}) {
+  for (auto &r : recs) {
+    RecordView v{r.data(), static_cast<uint32_t>(r.size())};
+    if (record_is_clean(v, lim)) continue;
+    std::string clean;
+    record_clean(v, lim, &clean);
+    r.assign(clean.begin(), clean.end());
+  }
+  return encode(recs);
+}
+
+TEST(Sanitize, KeepsTheLastOfEachTextAndTheStatusMessageOnlyWithError) {
+  auto rec = RecordBuilder()
+                 .name("first")
+                 .text(OTELAGENT_REC_SCOPE_NAME, "old.scope")
+                 .name("renamed")
+                 .text(OTELAGENT_REC_SCOPE_NAME, "new.scope")
+                 .status(OTELAGENT_STATUS_OK)
+                 .text(OTELAGENT_REC_STATUS_MESSAGE, "not with OK")
+                 .build();
+  RecordView v{rec.data(), static_cast<uint32_t>(rec.size())};
+  std::string clean;
+  record_clean(v, Limits{}, &clean);
+  RecordView c{reinterpret_cast<const uint8_t *>(clean.data()),
+               static_cast<uint32_t>(clean.size())};
+  std::vector<std::pair<uint8_t, std::string>> texts;
+  EntryReader it = c.entries();
+  Entry e;
+  while (it.next(&e)) texts.emplace_back(e.tag, std::string(e.value));
+  ASSERT_EQ(texts.size(), 2u);
+  EXPECT_EQ(texts[0], std::make_pair(uint8_t{OTELAGENT_REC_NAME}, std::string("renamed")));
+  EXPECT_EQ(texts[1], std::make_pair(uint8_t{OTELAGENT_REC_SCOPE_NAME}, std::string("new.scope")));
+  // The encoder reads the raw record the same way.
+  std::vector<std::vector<uint8_t>> recs{rec};
+  auto req = encode(recs);
+  EXPECT_EQ(req.resource_spans(0).scope_spans(0).scope().name(), "new.scope");
+  EXPECT_EQ(req.resource_spans(0).scope_spans(0).spans(0).name(), "renamed");
+}
+
+TEST(Sanitize, KeysAndValuesAreCutToTheirCapsAfterRepair) {
+  // 200 invalid bytes repair to 600: over the key cap, and each value over
+  // the value cap in bytes though within the character limit.
+  std::string bad_key(200, '\xFF');
+  std::string long_value(3000, '\xFF');
+  auto rec = RecordBuilder().name("n").attr_str(bad_key, long_value).build();
+  std::vector<std::vector<uint8_t>> recs{rec};
+  auto req = sanitize_and_encode(recs);
+  const auto &s = req.resource_spans(0).scope_spans(0).spans(0);
+  ASSERT_EQ(s.attributes_size(), 2);
+  EXPECT_EQ(s.attributes(0).key().size(), 255u);  // 85 whole U+FFFD <= 256 bytes
+  EXPECT_LE(s.attributes(0).value().string_value().size(),
+            static_cast<size_t>(OTELAGENT_MAX_VALUE_BYTES));
+  EXPECT_EQ(s.attributes(1).key(), "otelagent.truncated_values");
+  EXPECT_EQ(s.attributes(1).value().int_value(), 2);
+}
+
+TEST(Sanitize, KeysThatRepairOrCutToTheSameKeyAreOneKey) {
+  // Found by the record fuzzer: deduplicating before the repair let two keys
+  // through that the repair made equal, and the cleaned copy was not clean.
+  Limits lim;
+  auto rec = RecordBuilder()
+                 .name("n")
+                 .attr_str("k\xC3", "first")
+                 .attr_str("k\xFF", "second")
+                 .attr_str(std::string(300, 'a') + "1", "third")
+                 .attr_str(std::string(300, 'a') + "2", "fourth")
+                 .build();
+  RecordView v{rec.data(), static_cast<uint32_t>(rec.size())};
+  std::string clean;
+  record_clean(v, lim, &clean);
+  RecordView c{reinterpret_cast<const uint8_t *>(clean.data()),
+               static_cast<uint32_t>(clean.size())};
+  EXPECT_TRUE(record_is_clean(c, lim));
+  std::vector<std::vector<uint8_t>> recs{std::vector<uint8_t>(clean.begin(), clean.end())};
+  auto req = encode(recs);
+  const auto &s = req.resource_spans(0).scope_spans(0).spans(0);
+  ASSERT_EQ(s.attributes_size(), 3);  // two keys and otelagent.truncated_values
+  EXPECT_EQ(s.attributes(0).key(), "k\xEF\xBF\xBD");
+  EXPECT_EQ(s.attributes(0).value().string_value(), "second");
+  EXPECT_EQ(s.attributes(1).key(), std::string(256, 'a'));
+  EXPECT_EQ(s.attributes(1).value().string_value(), "fourth");
+}
+
+TEST(Sanitize, TraceStatesOutsideTheTraceContextCharsetAreDropped) {
+  const uint8_t lt[16] = {7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7};
+  const uint8_t ls[8] = {6, 6, 6, 6, 6, 6, 6, 6};
+  std::vector<std::vector<uint8_t>> recs;
+  recs.push_back(RecordBuilder()
+                     .name("n")
+                     .text(OTELAGENT_REC_TRACESTATE, "a=\xC3\xA9")  // UTF-8, not tracestate
+                     .link(lt, ls, 0x101, "bad=\xFF")               // not even UTF-8
+                     .link(lt, ls, 0x101, "nl=a\nb")                // a control character
+                     .link(lt, ls, 0x101, "ok=1,vendor@t=x y")
+                     .build());
+  auto req = sanitize_and_encode(recs);  // parsed by the generated (strict) classes
+  const auto &s = req.resource_spans(0).scope_spans(0).spans(0);
+  EXPECT_EQ(s.trace_state(), "");
+  ASSERT_EQ(s.links_size(), 3);
+  EXPECT_EQ(s.links(0).trace_state(), "");
+  EXPECT_EQ(s.links(1).trace_state(), "");
+  EXPECT_EQ(s.links(2).trace_state(), "ok=1,vendor@t=x y");
+  EXPECT_EQ(s.links(0).span_id(), std::string(8, '\x06'));  // the links themselves stay
+  ASSERT_EQ(s.attributes_size(), 1);
+  EXPECT_EQ(s.attributes(0).key(), "otelagent.truncated_values");
+  EXPECT_EQ(s.attributes(0).value().int_value(), 3);  // the dropped values are counted
+}
+
+TEST(Pipeline, CorruptRecordsThatWereNeverValidatedAreReadWithinBounds) {
+  // What the exporter does to a batch (sanitize, encode, print), on records
+  // that never passed validation: nothing may read past a record (ASan
+  // checks it in CI) and whatever is encoded must parse.
+  const uint8_t lt[16] = {7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7};
+  const uint8_t ls[8] = {6, 6, 6, 6, 6, 6, 6, 6};
+  auto base = RecordBuilder()
+                  .name("name")
+                  .text(OTELAGENT_REC_STATUS_MESSAGE, "m")
+                  .attr_str("key", "value")
+                  .attr_bool("b", true)
+                  .attr_str_array("sa", {"p", "q"})
+                  .event("e", 1)
+                  .attr_i64("x", 3, OTELAGENT_REC_EVENT_ATTR)
+                  .link(lt, ls, 1, "a=b")
+                  .attr_f64("d", 1.5)
+                  .build();
+  std::mt19937 rng(11);
+  for (int i = 0; i < 5000; ++i) {
+    std::vector<uint8_t> r = base;
+    int flips = 1 + static_cast<int>(rng() % 6);
+    for (int f = 0; f < flips; ++f) r[rng() % r.size()] = static_cast<uint8_t>(rng());
+    RecordView v{r.data(), static_cast<uint32_t>(r.size())};
+    std::string clean;
+    record_clean(v, Limits{}, &clean);
+    RecordView c{reinterpret_cast<const uint8_t *>(clean.data()),
+                 static_cast<uint32_t>(clean.size())};
+    EntryReader walk = c.entries();
+    Entry e;
+    while (walk.next(&e)) {
+    }
+    ASSERT_TRUE(walk.complete());  // the cleaned copy is well-formed
+    std::string out;
+    ASSERT_TRUE(encode_request(encode_resource({}), {v, c}, &out));
+    pb::collector::trace::v1::ExportTraceServiceRequest req;
+    EXPECT_TRUE(req.ParseFromString(out) || !record_is_clean(v, Limits{}));
+    encode_request(encode_resource({}), {c}, &out);
+    EXPECT_TRUE(req.ParseFromString(out));
+    (void)console_format({v, c});
+  }
+}
+
+TEST(Encoder, RecordsOfANewerMinorEncodeAsTheirKnownParts) {
+  auto build = [](bool newer) {
+    RecordBuilder b;
+    if (newer) b.header_extension(std::string(24, '\x7f'));
+    b.name("n").attr_str("k", "v").event("e", 7);
+    if (newer) b.extension(OTELAGENT_REC_FIRST_EXTENSION + 1, "ignored");
+    b.attr_i64("x", 1, OTELAGENT_REC_EVENT_ATTR)
+        .attr_str(std::string(300, 'k'), "over the key cap");
+    return b.build();
+  };
+  std::vector<std::vector<uint8_t>> plain{build(false)}, newer{build(true)};
+  EXPECT_EQ(encode(newer).SerializeAsString(), encode(plain).SerializeAsString());
+  auto cleaned = sanitize_and_encode(newer);  // the cleaned copy has an 80-byte header
+  EXPECT_EQ(cleaned.SerializeAsString(), sanitize_and_encode(plain).SerializeAsString());
+  EXPECT_EQ(newer[0].size(), plain[0].size());
+  const auto &s = cleaned.resource_spans(0).scope_spans(0).spans(0);
+  ASSERT_EQ(s.events_size(), 1);
+  EXPECT_EQ(s.events(0).attributes_size(), 1);
 }
 
 TEST(Encoder, TruncatedValuesAreRecordedInTheSpan) {

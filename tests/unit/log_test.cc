@@ -2,6 +2,7 @@
 // (daemons close fd 2 and may reuse the number for something else).
 #include <gtest/gtest.h>
 #include <otelagent/otelagent.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -96,6 +97,30 @@ TEST(Log, NoneWritesNothingToFd2) {
   close(p[0]);
   EXPECT_EQ(rc, OTELAGENT_OK);
   EXPECT_EQ(n, 0) << std::string(buf, n > 0 ? static_cast<size_t>(n) : 0);
+}
+
+}  // namespace
+
+namespace {
+
+// A FIFO without a reader used to block otelagent_start in open().
+TEST(Log, FifoDestinationIsRefusedWithoutBlocking) {
+  char dir[] = "/tmp/otelagent-fifo-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string fifo = std::string(dir) + "/f";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  Captured c;
+  otelagent_log_set_handler(capture, &c);
+  ASSERT_EQ(start_with("OTELAGENT_LOG", fifo.c_str()), OTELAGENT_OK);  // returns: no hang
+  otelagent_shutdown(0);
+  otelagent_log_set_handler(nullptr, nullptr);
+  ASSERT_EQ(start_with("OTELAGENT_LOG", "stderr"), OTELAGENT_OK);
+  otelagent_shutdown(0);
+  unlink(fifo.c_str());
+  rmdir(dir);
+  std::lock_guard<std::mutex> lk(c.mu);
+  ASSERT_EQ(c.lines.size(), 1u);
+  EXPECT_NE(c.lines[0].find("OTELAGENT_LOG"), std::string::npos);
 }
 
 }  // namespace

@@ -369,3 +369,141 @@ TEST_F(Spans, HugeCountsAreRefusedBeforeReading) {
 }
 
 }  // namespace
+
+namespace {
+
+// Review finding: threads that exit with a span open used to keep a whole
+// state each (a 256 KiB ring) for good: 1000 such threads, 1000 states.
+TEST_F(Spans, ThreadsLeavingSpansOpenShareStates) {
+  const size_t states_before = state_count();
+  for (int i = 0; i < 300; ++i) {
+    std::thread([] {
+      otelagent_span *s = nullptr;
+      ASSERT_EQ(otelagent_span_start("left-open", 9, nullptr, &s), OTELAGENT_OK);
+    }).join();
+  }
+  // One state per 32 spans left open, at most, plus the one in use.
+  EXPECT_LE(state_count(), states_before + 300 / 32 + 2);
+}
+
+// Review finding: a rename near the 16 KiB cap removed the old name, failed
+// to add the new one and still returned OK: the span was exported nameless.
+TEST_F(Spans, RenameNearTheCapKeepsANameCutToFit) {
+  otelagent_span *s = nullptr;
+  ASSERT_EQ(otelagent_span_start("short", 5, nullptr, &s), OTELAGENT_OK);
+  const std::string filler(4000, 'f');
+  for (int i = 0; i < 4; ++i) {
+    const std::string k = "fill." + std::to_string(i);
+    ASSERT_EQ(otelagent_span_set_str(s, k.data(), k.size(), filler.data(), filler.size()),
+              OTELAGENT_OK);
+  }
+  const std::string long_name(400, 'n');
+  ASSERT_EQ(otelagent_span_set_name(s, long_name.data(), long_name.size()), OTELAGENT_OK);
+  const std::string_view name = record_of(s).find(OTELAGENT_REC_NAME);
+  EXPECT_FALSE(name.empty());
+  EXPECT_EQ(name, std::string_view(long_name).substr(0, name.size()));
+  EXPECT_LE(record_of(s).len, static_cast<uint32_t>(OTELAGENT_MAX_SPAN_BYTES));
+  EXPECT_EQ(count_entries(s, OTELAGENT_REC_NAME), 1);
+  // The span is now full: an error status still applies, its message is
+  // cut to nothing (counted), and nothing overflows.
+  const auto before = stats();
+  ASSERT_EQ(
+      otelagent_span_set_status(s, OTELAGENT_STATUS_ERROR, long_name.data(), long_name.size()),
+      OTELAGENT_OK);
+  EXPECT_EQ(record_of(s).data[otelagent::rec::kStatus], OTELAGENT_STATUS_ERROR);
+  EXPECT_LE(record_of(s).len, static_cast<uint32_t>(OTELAGENT_MAX_SPAN_BYTES));
+  EXPECT_GT(stats().values_truncated, before.values_truncated);
+  EXPECT_EQ(otelagent_span_end(s, 0), OTELAGENT_OK);
+}
+
+// Review finding: a span ended after shutdown was queued with OK and then
+// neither exported nor counted.
+TEST_F(Spans, SpansEndedAfterShutdownAreDroppedAndCounted) {
+  otelagent_span *s = nullptr;
+  ASSERT_EQ(otelagent_span_start("straddles", 9, nullptr, &s), OTELAGENT_OK);
+  ASSERT_EQ(otelagent_shutdown(0), OTELAGENT_OK);
+  EXPECT_EQ(otelagent_span_set_str(s, "k", 1, "v", 1), OTELAGENT_E_NOT_STARTED);
+  EXPECT_EQ(otelagent_span_set_name(s, "x", 1), OTELAGENT_E_NOT_STARTED);
+  const auto before = stats();
+  EXPECT_EQ(otelagent_span_end(s, 0), OTELAGENT_E_NOT_STARTED);
+  const auto after = stats();
+  EXPECT_EQ(after.spans_dropped_shutdown, before.spans_dropped_shutdown + 1);
+  EXPECT_EQ(after.spans_ended, before.spans_ended + 1);
+  EXPECT_EQ(otelagent_span_end(s, 0), OTELAGENT_E_ENDED);
+  SetUp();  // TearDown shuts down again
+}
+
+// Review finding: an invalid tracestate (per W3C) was exported and passed on.
+TEST_F(Spans, InvalidTracestatesAreDropped) {
+  otelagent_span_context parent{};
+  ASSERT_EQ(otelagent_span_context_new(nullptr, &parent), OTELAGENT_OK);
+  otelagent_span_options o{};
+  o.struct_size = sizeof o;
+  o.parent = &parent;
+  o.parent_tracestate = {"NOT A VALID=TRACESTATE,dup=1", OTELAGENT_NTS};
+  otelagent_span *s = nullptr;
+  ASSERT_EQ(otelagent_span_start("child", 5, &o, &s), OTELAGENT_OK);
+  char buf[OTELAGENT_TRACESTATE_MAX];
+  size_t n = 99;
+  ASSERT_EQ(otelagent_span_get_tracestate(s, buf, sizeof buf, &n), OTELAGENT_OK);
+  EXPECT_EQ(n, 0u);
+  EXPECT_EQ(otelagent_span_end(s, 0), OTELAGENT_OK);
+}
+
+// Review finding: span_start accepted initial attributes that set_attr
+// refuses (an empty NUL-terminated key, a NULL string in an array), and the
+// status depended on whether the span was sampled.
+TEST_F(Spans, InvalidAttributesGetTheSameStatusEverywhere) {
+  otelagent_attr empty_key{};
+  empty_key.key = "";
+  empty_key.key_len = OTELAGENT_NTS;
+  empty_key.type = OTELAGENT_TYPE_INT64;
+  otelagent_str items[1] = {{nullptr, 3}};
+  otelagent_attr bad_array{};
+  bad_array.key = "a";
+  bad_array.key_len = 1;
+  bad_array.type = OTELAGENT_TYPE_STRING_ARRAY;
+  bad_array.value.array = {items, 1};
+  otelagent_span_context unsampled{};
+  ASSERT_EQ(otelagent_span_context_new(nullptr, &unsampled), OTELAGENT_OK);
+  unsampled.trace_flags = 0;
+  for (const otelagent_span_context *parent :
+       {static_cast<otelagent_span_context *>(nullptr), &unsampled}) {
+    for (const otelagent_attr *a : {&empty_key, &bad_array}) {
+      otelagent_span_options o{};
+      o.struct_size = sizeof o;
+      o.parent = parent;
+      o.attrs = a;
+      o.attr_count = 1;
+      otelagent_span *s = nullptr;
+      EXPECT_EQ(otelagent_span_start("x", 1, &o, &s), OTELAGENT_E_INVALID);
+      o.attr_count = 0;
+      ASSERT_EQ(otelagent_span_start("x", 1, &o, &s), OTELAGENT_OK);
+      EXPECT_EQ(otelagent_span_set_attr(s, a), OTELAGENT_E_INVALID);
+      EXPECT_EQ(otelagent_span_add_event(s, "e", 1, 0, a, 1), OTELAGENT_E_INVALID);
+      EXPECT_EQ(otelagent_span_end(s, 0), OTELAGENT_OK);
+    }
+  }
+}
+
+// Review finding: a non-recording span ended on a thread that never emitted
+// was never counted as ended (spans_open stayed up for good).
+TEST_F(Spans, UnsampledSpansEndedOnFreshThreadsAreCounted) {
+  otelagent_span_context unsampled{};
+  ASSERT_EQ(otelagent_span_context_new(nullptr, &unsampled), OTELAGENT_OK);
+  unsampled.trace_flags = 0;
+  otelagent_span_options o{};
+  o.struct_size = sizeof o;
+  o.parent = &unsampled;
+  otelagent_span *s = nullptr;
+  const auto before = stats();
+  ASSERT_EQ(otelagent_span_start("x", 1, &o, &s), OTELAGENT_OK);
+  ASSERT_EQ(otelagent_span_is_recording(s), 0);
+  std::thread([s] {
+    // A thread that has never emitted (fresh, and not registered by this call).
+    EXPECT_EQ(otelagent_span_end(s, 0), OTELAGENT_OK);
+  }).join();
+  EXPECT_EQ(stats().spans_open, before.spans_open);
+}
+
+}  // namespace

@@ -14,11 +14,12 @@
  *    are copied before the call returns; the caller keeps ownership. A NULL
  *    pointer with a non-zero length is OTELAGENT_E_INVALID. A length of
  *    OTELAGENT_NTS ((size_t)-1) means "NUL-terminated": the string is read up
- *    to its NUL, never further than the argument's documented maximum. Every
+ *    to its NUL, never further than the argument's documented maximum plus
+ *    one byte (the byte that tells a NUL from an over-long string). Every
  *    string argument has a maximum (OTELAGENT_MAX_*): span values longer than
  *    theirs are truncated (and counted), other inputs longer than theirs are
  *    refused with OTELAGENT_E_TOO_LONG. No call reads more of a caller's buffer
- *    than its maximum, whatever length it is given. Invalid UTF-8 is repaired
+ *    than its maximum (plus that one byte), whatever length it is given. Invalid UTF-8 is repaired
  *    (each bad sequence becomes U+FFFD) on the exporter thread.
  *  - "Hot path" marks the calls a host thread makes while emitting spans: they
  *    take no lock, allocate no memory and make no system call other than a vDSO
@@ -183,7 +184,9 @@ OTELAGENT_API int otelagent_flush(uint32_t timeout_ms);
 /*! otelagent_shutdown() :
  *  Flushes for at most `timeout_ms`, then stops the exporter thread; spans
  *  still queued then are dropped and counted. Span calls after it return
- *  OTELAGENT_E_NOT_STARTED. The agent may be started again. Also run
+ *  OTELAGENT_E_NOT_STARTED; a span still open then and ended before the next
+ *  start is dropped and counted (spans_dropped_shutdown), its handle
+ *  released. The agent may be started again. Also run
  *  automatically at process exit with OTELAGENT_SHUTDOWN_TIMEOUT_MS.
  *  @return OTELAGENT_OK, OTELAGENT_E_TIMEOUT, OTELAGENT_E_NOT_STARTED. */
 OTELAGENT_API int otelagent_shutdown(uint32_t timeout_ms);
@@ -319,10 +322,15 @@ typedef struct otelagent_span_options {
  *  with a count, a bad type, a NULL key...) are OTELAGENT_E_INVALID: check them
  *  before starting rather than relying on partial spans.
  *  A parent_tracestate over OTELAGENT_TRACESTATE_MAX is dropped, not cut.
+ *  A parent_tracestate or link tracestate that is not a valid W3C list is
+ *  dropped too (it must not be passed on).
  *  @return OTELAGENT_OK; OTELAGENT_E_INVALID; OTELAGENT_E_TOO_LONG (more than
  *  OTELAGENT_MAX_ITEMS links or attributes); OTELAGENT_E_NOT_STARTED /
  *  OTELAGENT_E_DISABLED; OTELAGENT_E_SPAN_LIMIT when this thread already
- *  holds OTELAGENT_MAX_OPEN_SPANS_PER_THREAD open spans (counted). */
+ *  holds OTELAGENT_MAX_OPEN_SPANS_PER_THREAD open spans (counted);
+ *  OTELAGENT_E_INTERNAL when the thread cannot get span storage (out of
+ *  memory, or the thread is past its exit clean-up: counted in
+ *  spans_dropped_thread_exit). */
 OTELAGENT_API int otelagent_span_start(const char *name, size_t name_len,
                                        const otelagent_span_options *opts, otelagent_span **out);
 
@@ -415,26 +423,29 @@ OTELAGENT_API int otelagent_span_context_new(const otelagent_span_context *paren
                                              otelagent_span_context *out);
 
 /*
- * Span record format, version 1 (OTELAGENT_RECORD_VERSION). All integers are
- * little-endian; there is no alignment requirement. A record is a 80-byte
- * header followed by entries, `total_len` bytes in all.
+ * Span record format, version 2 (OTELAGENT_RECORD_VERSION). All integers are
+ * little-endian; there is no alignment requirement. A record is a header of
+ * `header_len` bytes followed by entries, `total_len` bytes in all.
  *
  *   offset size  field
  *   0      4     total_len (header + entries), at most OTELAGENT_RECORD_MAX
- *   4      2     version (= 1)
- *   6      1     kind (OTELAGENT_KIND_*)
- *   7      1     status code (OTELAGENT_STATUS_*)
- *   8      16    trace_id (not all zero)
- *   24     8     span_id (not all zero)
- *   32     8     parent_span_id (all zero: a root span)
- *   40     8     start_time_unix_nano
- *   48     8     end_time_unix_nano
- *   56     4     flags, as OTLP Span.flags: bits 0-7 W3C trace flags, bit 8
+ *   4      2     version (= 2)
+ *   6      2     header_len: where the entries start; this version's header
+ *                is OTELAGENT_RECORD_HEADER_SIZE (80) bytes
+ *   8      1     kind (OTELAGENT_KIND_*)
+ *   9      1     status code (OTELAGENT_STATUS_*)
+ *   10     2     reserved: zero
+ *   12     4     flags, as OTLP Span.flags: bits 0-7 W3C trace flags, bit 8
  *                "parent remoteness known", bit 9 "parent is remote"
- *   60     4     dropped_attributes_count
- *   64     4     dropped_events_count
- *   68     4     dropped_links_count
- *   72     8     reserved: zero in records passed to otelagent_record_span
+ *   16     16    trace_id (not all zero)
+ *   32     8     span_id (not all zero)
+ *   40     8     parent_span_id (all zero: a root span)
+ *   48     8     start_time_unix_nano
+ *   56     8     end_time_unix_nano
+ *   64     4     dropped_attributes_count
+ *   68     4     dropped_events_count
+ *   72     4     dropped_links_count
+ *   76     4     reserved: zero
  *
  * Each entry: an 8-byte entry header, then `key_len` key bytes, then
  * `value_len` value bytes:
@@ -454,9 +465,40 @@ OTELAGENT_API int otelagent_span_context_new(const otelagent_span_context *paren
  *   LINK: type BYTES, value = trace_id[16], span_id[8], u32 OTLP link flags,
  *     then the link's tracestate; LINK_ATTR entries that follow belong to it;
  *   GROUP_DROPPED: type INT64, no key, value = a count of attributes dropped
- *     from the EVENT or LINK it follows (after that group's attributes).
+ *     from the EVENT or LINK it follows (after that group's attributes);
+ *   128..255 (from OTELAGENT_REC_FIRST_EXTENSION): optional extensions. A
+ *     library that does not know such a tag checks only that the entry lies
+ *     within the record and skips it; the entries around it are read as if
+ *     it were not there (an EVENT_ATTR after it still belongs to the EVENT
+ *     before it). Any other tag it does not know (below 128) makes the whole
+ *     record OTELAGENT_E_BAD_RECORD.
+ * On the exporter thread, invalid UTF-8 is repaired, then keys, event names
+ * and scope names are cut to OTELAGENT_MAX_KEY_BYTES and other strings and
+ * arrays to OTELAGENT_MAX_VALUE_BYTES (at a character boundary); a tracestate,
+ * of the span or of a link, that is not printable ASCII or is longer than
+ * OTELAGENT_TRACESTATE_MAX is dropped. Each cut or drop is counted in
+ * values_truncated and in the span's otelagent.truncated_values attribute.
+ *
+ * How the format grows. `version` changes only with an incompatible layout,
+ * which is also an ABI major change: a library accepts exactly its own
+ * OTELAGENT_RECORD_VERSION. Within a version, an ABI minor may add
+ *  - header fields, after the last one, raising header_len. A library accepts
+ *    any header_len from 80 up to total_len and ignores the header bytes it
+ *    does not know; a new field's zero value means what a record without it
+ *    (a shorter header) means;
+ *  - entry tags: from 128 up when a library may ignore the entry, below 128
+ *    when the span would be wrong without it.
+ * Hence:
+ *  - an older binding with a newer library (same ABI major): its records
+ *    stay valid and mean the same (missing header fields read as absent);
+ *  - a newer binding with an older library: the library ignores the header
+ *    fields and extension tags it does not know, so a binding may always
+ *    send them; a required tag (below 128) newer than the library's ABI
+ *    minor (otelagent_abi_version()) makes it refuse the record with
+ *    OTELAGENT_E_BAD_RECORD rather than half-read it, so a binding checks
+ *    the minor before it sends one.
  */
-#define OTELAGENT_RECORD_VERSION 1
+#define OTELAGENT_RECORD_VERSION 2
 #define OTELAGENT_RECORD_HEADER_SIZE 80
 #define OTELAGENT_RECORD_ENTRY_HEADER_SIZE 8
 #define OTELAGENT_RECORD_MAX 65536
@@ -471,6 +513,7 @@ OTELAGENT_API int otelagent_span_context_new(const otelagent_span_context *paren
 #define OTELAGENT_REC_LINK 9
 #define OTELAGENT_REC_LINK_ATTR 10
 #define OTELAGENT_REC_GROUP_DROPPED 11
+#define OTELAGENT_REC_FIRST_EXTENSION 128
 
 /*! otelagent_record_span() :
  *  Queues one finished span, packed in the format above, in one call. The
@@ -614,7 +657,7 @@ typedef struct otelagent_stats {
   uint64_t bytes_sent;       /**< request bodies, as sent */
   uint64_t queue_depth;      /**< spans waiting in rings and batches */
   uint64_t spans_open;       /**< started and not yet ended */
-  uint64_t values_truncated; /**< strings cut to the caps */
+  uint64_t values_truncated; /**< strings cut to the caps, invalid tracestates dropped */
   /* Since ABI 2.0. */
   uint64_t spans_dropped_thread_exit; /**< emitted by a thread after its
                                            thread-exit clean-up had run (e.g.
