@@ -259,3 +259,17 @@ print("ok")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout + r.stderr
     assert "OTEL_BSP_SCHEDULE_DELAY" not in r.stderr
+
+
+def test_statuses_map_to_exceptions(agent):
+    from otelagent import _errors
+    with pytest.raises(_errors.UnknownKey) as e:
+        agent.start({"OTEL_NOT_A_SETTING": "1"})
+    assert e.value.status == -13 and "OTEL_NOT_A_SETTING" in str(e.value)
+    assert isinstance(e.value, KeyError) and isinstance(e.value, agent.OtelAgentError)
+    with pytest.raises(_errors.TooLong):
+        agent.start({"OTEL_SERVICE_NAME": "x" * 70000})
+    assert agent.start() is False  # already started: not an error
+    err = _errors.error_for(-5, "otelagent_record_span")
+    assert type(err) is _errors.RingFull and "ring is full" in str(err)
+    assert type(_errors.error_for(-99)) is _errors.OtelAgentError
