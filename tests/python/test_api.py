@@ -273,3 +273,28 @@ def test_statuses_map_to_exceptions(agent):
     err = _errors.error_for(-5, "otelagent_record_span")
     assert type(err) is _errors.RingFull and "ring is full" in str(err)
     assert type(_errors.error_for(-99)) is _errors.OtelAgentError
+
+
+def test_spans_after_shutdown_and_restart():
+    import subprocess
+    import sys
+    code = """
+import otelagent
+assert not otelagent.start_span("before-start").is_recording()
+assert otelagent.start({"OTEL_TRACES_EXPORTER": "console"})
+assert otelagent.start_span("running").is_recording()
+assert otelagent.shutdown(2000)
+s = otelagent.start_span("after-shutdown")
+assert not s.is_recording()
+s.end()
+with otelagent.start_as_current_span("after-shutdown-cm") as c:
+    assert not c.is_recording()
+assert otelagent.start({"OTEL_TRACES_EXPORTER": "console"})
+with otelagent.start_as_current_span("restarted") as r:
+    assert r.is_recording()
+assert otelagent.flush(5000)
+print("ok")
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout + r.stderr
+    assert "restarted" in r.stderr and "after-shutdown" not in r.stderr  # console exporter
