@@ -137,13 +137,43 @@ def _array(v):
     return None
 
 
+class Packed(bytes):
+    """A whole ATTR entry packed beforehand, stored as an attribute's value:
+    integrations keep these for values that repeat from request to request
+    (method, scheme, route, status code...) so spans do not pack them again."""
+
+    __slots__ = ()
+
+
+class PackedCache:
+    """value -> the Packed ATTR entry of `key`=value; bounded (once full,
+    values not seen before are returned as they are, packed at the end)."""
+
+    __slots__ = ("key", "entries")
+
+    def __init__(self, key):
+        self.key = key
+        self.entries = {}
+
+    def __call__(self, value):
+        e = self.entries.get(value)
+        if e is None:
+            raw = entry(TAG_ATTR, self.key, value)
+            if raw is None or len(self.entries) >= 256:
+                return value
+            e = self.entries[value] = Packed(raw)
+        return e
+
+
 def entry(tag, key, value):
     """One encoded entry for an attribute `key`=`value`, or None when the value
     is not a valid attribute value (it is then dropped and counted)."""
+    t = type(value)
+    if t is Packed:
+        return value
     kb = _key(key)
     if kb is None:
         return None
-    t = type(value)
     if t is str:
         vb = value.encode("utf-8", "surrogatepass") if len(value) <= MAX_VALUE_CHARS else _str(value)
         return _pack_entry(tag, T_STRING, len(kb), len(vb)) + kb + vb

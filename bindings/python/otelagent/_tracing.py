@@ -269,9 +269,12 @@ class Span:
                 # cost of a span); anything else through _record.entry.
                 ap = parts.append
                 for k, v in attrs.items():
+                    t = type(v)
+                    if t is _Packed:
+                        ap(v)
+                        continue
                     p = _packers.get(k) or _attr_packers(k)
                     if p is not None:
-                        t = type(v)
                         if t is str:
                             if len(v) <= _MAX_CHARS:
                                 try:
@@ -367,6 +370,7 @@ class Span:
 
 _ACTIVATE = object()
 _names = {}  # span name -> its packed NAME entry
+_Packed = R.Packed
 _packers = R._attr_packers
 _attr_packers = R.attr_packers
 _entry = R.entry

@@ -83,6 +83,29 @@ class ExcludedUrls:
         return False
 
 
+# Server span attribute values that repeat from request to request, packed
+# once each (see _record.PackedCache).
+_P = R.PackedCache
+P_METHOD, P_SCHEME, P_ADDRESS, P_PORT = (_P("http.request.method"), _P("url.scheme"),
+                                         _P("server.address"), _P("server.port"))
+P_CLIENT, P_UA, P_PROTO = (_P("client.address"), _P("user_agent.original"),
+                           _P("network.protocol.version"))
+P_ROUTE, P_STATUS = _P("http.route"), _P("http.response.status_code")
+hosts = {}  # Host header -> (server.address, server.port) entries
+
+
+def server_host(host, default_port):
+    """The packed (server.address, server.port) entries of a Host header."""
+    hp = hosts.get(host)
+    if hp is None:
+        addr, port = split_host(host if isinstance(host, str) else host.decode("latin-1"),
+                                default_port)
+        hp = (P_ADDRESS(addr), P_PORT(port))
+        if len(hosts) < 64:
+            hosts[host] = hp
+    return hp
+
+
 def scope_entries(name, version):
     entries = R.string_entry(R.TAG_SCOPE_NAME, name)
     if version:

@@ -10,6 +10,8 @@ scope["route"]), with the stable HTTP semantic-convention attributes."""
 from .. import _tracing as T
 from ..propagation import _baggage, extract_values
 from . import _http
+from ._http import (P_ADDRESS, P_CLIENT, P_METHOD, P_PORT, P_PROTO, P_ROUTE, P_SCHEME, P_STATUS,
+                    P_UA)
 
 _SCOPE = _http.scope_entries("otelagent.integrations.asgi", "0.2.0")
 _SPAN_KEY = "otelagent.server_span"
@@ -61,33 +63,32 @@ class OtelAgentMiddleware:
         recording = span._records
         status = [None]
         if recording:
+            scheme = scope.get("scheme", "http")
             a = span._attrs
             if method in _http.KNOWN_METHODS:
-                a["http.request.method"] = method
+                a["http.request.method"] = P_METHOD(method)
             else:
                 a["http.request.method"] = "_OTHER"
                 a["http.request.method_original"] = method
             a["url.path"] = path
-            scheme = scope.get("scheme", "http")
-            a["url.scheme"] = scheme
+            a["url.scheme"] = P_SCHEME(scheme)
             q = scope.get("query_string")
             if q:
                 a["url.query"] = _http.redact_query(q.decode("latin-1"))
             server = scope.get("server")
-            default_port = server[1] if server else (443 if scheme in ("https", "wss") else 80)
             if host is not None:
-                addr, port = _http.split_host(host.decode("latin-1"), default_port)
-                a["server.address"] = addr
-                a["server.port"] = port
+                hp = _http.server_host(
+                    host, server[1] if server else (443 if scheme in ("https", "wss") else 80))
+                a["server.address"], a["server.port"] = hp
             elif server:
-                a["server.address"] = server[0]
-                a["server.port"] = server[1]
+                a["server.address"] = P_ADDRESS(server[0])
+                a["server.port"] = P_PORT(server[1])
             client = scope.get("client")
             if client:
-                a["client.address"] = client[0]
+                a["client.address"] = P_CLIENT(client[0])
             if ua is not None:
-                a["user_agent.original"] = ua.decode("latin-1")
-            a["network.protocol.version"] = scope.get("http_version", "1.1")
+                a["user_agent.original"] = P_UA(ua.decode("latin-1"))
+            a["network.protocol.version"] = P_PROTO(scope.get("http_version", "1.1"))
 
             async def send_wrapper(message):
                 if message["type"] == "http.response.start":
@@ -119,13 +120,13 @@ class OtelAgentMiddleware:
                 route = scope.get("route")
                 template = getattr(route, "path_format", None) or getattr(route, "path", None)
                 if template:
-                    span._attrs["http.route"] = template
+                    span._attrs["http.route"] = P_ROUTE(template)
                     span._name = f"{method} {template}" if typ == "http" else f"WEBSOCKET {template}"
                 elif typ == "websocket":
                     span._name = "WEBSOCKET"
                 code = status[0]
                 if code is not None:
-                    span._attrs["http.response.status_code"] = code
+                    span._attrs["http.response.status_code"] = P_STATUS(code)
                     if code >= 500:
                         if span._status != 2:
                             span.set_status(2)

@@ -48,7 +48,8 @@ def instrument_app(app, excluded_urls=None, start_agent=True):
             return dispatch()
         rule = ctx.request.url_rule
         if rule is not None:
-            span._attrs["http.route"] = rule.rule
+            span._attrs["http.route"] = _http.P_ROUTE(rule.rule)
+            span._name = f"{span._name} {rule.rule}"  # METHOD (or HTTP) and the rule
         try:
             return dispatch()
         except HTTPException:

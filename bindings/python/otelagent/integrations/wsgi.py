@@ -10,6 +10,7 @@ integration sets it); without one the span is named after the method."""
 from .. import _tracing as T
 from ..propagation import _baggage, extract_values
 from . import _http
+from ._http import P_ADDRESS, P_CLIENT, P_METHOD, P_PORT, P_PROTO, P_SCHEME, P_STATUS, P_UA
 
 SCOPE = _http.scope_entries("otelagent.integrations.wsgi", "0.2.0")
 SPAN_KEY = "otelagent.server_span"
@@ -54,43 +55,42 @@ class OtelAgentWSGIMiddleware:
 
         a = span._attrs
         if known:
-            a["http.request.method"] = method
+            a["http.request.method"] = P_METHOD(method)
         else:
             a["http.request.method"] = "_OTHER"
             a["http.request.method_original"] = method
         a["url.path"] = path
         scheme = get("wsgi.url_scheme", "http")
-        a["url.scheme"] = scheme
+        a["url.scheme"] = P_SCHEME(scheme)
         q = get("QUERY_STRING")
         if q:
             a["url.query"] = _http.redact_query(q)
         host = get("HTTP_HOST")
         if host:
-            addr, port = _http.split_host(host, 443 if scheme == "https" else 80)
-            a["server.address"] = addr
-            a["server.port"] = port
+            a["server.address"], a["server.port"] = _http.server_host(
+                host, 443 if scheme == "https" else 80)
         else:
-            a["server.address"] = get("SERVER_NAME", "")
+            a["server.address"] = P_ADDRESS(get("SERVER_NAME", ""))
             try:
-                a["server.port"] = int(get("SERVER_PORT", 0))
+                a["server.port"] = P_PORT(int(get("SERVER_PORT", 0)))
             except ValueError:
                 pass
         remote = get("REMOTE_ADDR")
         if remote:
-            a["client.address"] = remote
+            a["client.address"] = P_CLIENT(remote)
         ua = get("HTTP_USER_AGENT")
         if ua:
-            a["user_agent.original"] = ua
+            a["user_agent.original"] = P_UA(ua)
         proto = get("SERVER_PROTOCOL", "")
         if proto.startswith("HTTP/"):
-            a["network.protocol.version"] = proto[5:]
+            a["network.protocol.version"] = P_PROTO(proto[5:])
 
         def _start_response(status, headers, exc_info=None):
             try:
                 code = int(status[:3])
             except ValueError:
                 code = 0
-            a["http.response.status_code"] = code
+            a["http.response.status_code"] = P_STATUS(code)
             if code >= 500 and span._status != 2:
                 span.set_status(2)
                 a.setdefault("error.type", str(code))
@@ -102,23 +102,16 @@ class OtelAgentWSGIMiddleware:
             span.record_exception(exc)
             span.set_status(2, f"{type(exc).__name__}: {exc}")
             a["error.type"] = type(exc).__qualname__
-            _finish(span, method)
+            span.end()
             _reset(token, bag_token)
             raise
         _reset(token, bag_token)
         if type(result) is list or type(result) is tuple:
-            _finish(span, method)
+            span.end()
             return result
         # A streamed body: the span ends when the server closes the iterable,
         # after the last chunk.
-        return _ClosingIterable(result, span, method)
-
-
-def _finish(span, method):
-    route = span._attrs.get("http.route")
-    if route:
-        span._name = f"{method} {route}" if method in _http.KNOWN_METHODS else f"HTTP {route}"
-    span.end()
+        return _ClosingIterable(result, span)
 
 
 def _reset(token, bag_token):
@@ -131,12 +124,11 @@ def _reset(token, bag_token):
 
 
 class _ClosingIterable:
-    __slots__ = ("_it", "_span", "_method")
+    __slots__ = ("_it", "_span")
 
-    def __init__(self, it, span, method):
+    def __init__(self, it, span):
         self._it = it
         self._span = span
-        self._method = method
 
     def __iter__(self):
         # The span is current while the application makes each chunk (so
@@ -164,7 +156,7 @@ class _ClosingIterable:
             if close is not None:
                 close()
         finally:
-            _finish(self._span, self._method)
+            self._span.end()
 
 
 def _full_url(environ):
