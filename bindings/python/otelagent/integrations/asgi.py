@@ -61,7 +61,6 @@ class OtelAgentMiddleware:
         scope[_SPAN_KEY] = span
         token = T._cur_set(span)
         recording = span._records
-        status = [None]
         if recording:
             scheme = scope.get("scheme", "http")
             a = span._attrs
@@ -89,11 +88,7 @@ class OtelAgentMiddleware:
             if ua is not None:
                 a["user_agent.original"] = P_UA(ua.decode("latin-1"))
             a["network.protocol.version"] = P_PROTO(scope.get("http_version", "1.1"))
-
-            async def send_wrapper(message):
-                if message["type"] == "http.response.start":
-                    status[0] = message["status"]
-                await send(message)
+            send_wrapper = _StatusSend(send)
         else:
             send_wrapper = send
         try:
@@ -103,8 +98,8 @@ class OtelAgentMiddleware:
                 span.record_exception(exc)
                 span.set_status(2, f"{type(exc).__name__}: {exc}")
                 span._attrs["error.type"] = type(exc).__qualname__
-                if status[0] is None:
-                    status[0] = 500
+                if send_wrapper.status is None:
+                    send_wrapper.status = 500
             raise
         finally:
             try:
@@ -124,7 +119,7 @@ class OtelAgentMiddleware:
                     span._name = f"{method} {template}" if typ == "http" else f"WEBSOCKET {template}"
                 elif typ == "websocket":
                     span._name = "WEBSOCKET"
-                code = status[0]
+                code = send_wrapper.status
                 if code is not None:
                     span._attrs["http.response.status_code"] = P_STATUS(code)
                     if code >= 500:
@@ -132,6 +127,23 @@ class OtelAgentMiddleware:
                             span.set_status(2)
                         span._attrs.setdefault("error.type", str(code))
                 span.end()
+
+
+class _StatusSend:
+    """The ASGI `send` of a traced request: notes the response status on the
+    way. A plain callable returning the real send's awaitable, cheaper than a
+    coroutine wrapping it."""
+
+    __slots__ = ("send", "status")
+
+    def __init__(self, send):
+        self.send = send
+        self.status = None
+
+    def __call__(self, message):
+        if self.status is None and message["type"] == "http.response.start":
+            self.status = message["status"]
+        return self.send(message)
 
 
 def _full_url(scope):
