@@ -1,17 +1,32 @@
 // The agent's lifecycle: start, flush, shutdown, the lazily started exporter
-// thread, fork and process exit. Nothing here is on the hot path except the
-// relaxed checks in runtime()/exporter_live().
+// thread, fork and process exit, as one state machine. Every transition is
+// made here, under Life::mu:
+//
+//   kStopped --start------------------------------------------> kIdle
+//   kIdle    --first span queued; flush or shutdown with spans--> kRunning | kFailed
+//   kFailed  --retry: host wake path (rate-limited), flush,
+//              shutdown-------------------------------------------> kRunning | kFailed
+//   kIdle | kRunning | kFailed --shutdown---------------------> kStopped
+//   fork, in the child: kRunning | kFailed --> kIdle (the parent's exporter is
+//              abandoned: its thread does not exist there)
+//   process exit: shutdown(OTELAGENT_SHUTDOWN_TIMEOUT_MS)
+//
+// Host threads read only atomics here (g_runtime, g_exporter_live,
+// g_wake_pending, and on an actual wake-up g_wakers and g_wake_target), and
+// take the lock only with try_lock, from cold paths: they never wait on it.
 #include "agent.h"
 
 #include <limits.h>
 #include <pthread.h>
 #include <unistd.h>
 
+#include <memory>
 #include <mutex>
 #include <new>
 #include <thread>
 #include <vector>
 
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/thread_state.h"
 #include "export/exporter.h"
@@ -23,24 +38,48 @@ namespace otelagent {
 
 namespace {
 
-// Guards start, shutdown and the exporter's creation. Never held on the hot
-// path nor while a flush waits.
-std::mutex g_life_mu;
+enum class Phase : uint8_t { kStopped, kIdle, kRunning, kFailed };
+
+// How long a failed exporter start waits before the next attempt.
+constexpr uint64_t kStartRetryMs = 1000;
+// What shutdown allows the exporter thread to end after its flush timeout
+// (cancel the request, close the connection, join). Past it the thread is
+// abandoned: shutdown returns within timeout_ms + kTeardownMs in every case.
+constexpr uint32_t kTeardownMs = 250;
+
+struct Life {
+  // Never held on the hot path nor while a flush waits.
+  std::mutex mu;
+  Phase phase = Phase::kStopped;
+  Runtime *rt = nullptr;  // published in g_runtime unless kStopped
+  // kRunning only. otelagent_flush holds extra references while it waits, so
+  // a shutdown meanwhile does not free the exporter under it; the last
+  // reference frees it (see make_exporter for abandoned ones).
+  std::shared_ptr<Exporter> exporter;
+  uint64_t retry_at_ms = 0;  // kFailed: no attempt before this (monotonic)
+  bool hooks_installed = false;
+};
+// Heap-held and never destroyed: no static destructor at exit can run while
+// a host thread or an abandoned exporter thread still uses it.
+Life &g_life = *new Life;
+
 std::atomic<const Runtime *> g_runtime{nullptr};
+// Whether span ends may skip exporter_ensure_started (kRunning or kFailed).
 std::atomic<bool> g_exporter_live{false};
-Exporter *g_exporter = nullptr;  // guarded by g_life_mu
-// Stopped exporters are kept, not deleted: otelagent_flush may still hold a
-// pointer to one (it waits without the lifecycle lock). One per start.
-// Heap-held so no static destructor at exit makes them unreachable.
-std::vector<Exporter *> *const g_stopped_exporters = new std::vector<Exporter *>;
+// kFailed: when the next start may be tried (monotonic ms); 0 otherwise.
+std::atomic<uint64_t> g_retry_at_ms{0};
+// A wake-up is pending or the loop is in a pass that will see new spans. Set
+// by the host thread that wakes the loop, cleared by the loop at each pass, so
+// that all the other wake-ups are one relaxed load.
+std::atomic<bool> g_wake_pending{false};
 // The exporter host threads may wake, and how many are doing so right now:
 // shutdown clears the pointer and waits for the count to fall to zero before
 // the loop's handles go away.
 std::atomic<Exporter *> g_wake_target{nullptr};
 std::atomic<int> g_wakers{0};
-bool g_hooks_installed = false;
 // Runtimes retired by shutdown stay allocated (a host thread may still read
-// one) and reachable from here: at most one per start.
+// one: a span started before shutdown keeps a pointer to its limits) and
+// reachable from here: one per start, its strings released.
 Runtime *g_retired = nullptr;
 
 std::string executable_name() {
@@ -51,34 +90,123 @@ std::string executable_name() {
   return std::string(p.substr(p.rfind('/') + 1));
 }
 
-void stop_exporter_locked(uint32_t timeout_ms, bool *flushed) {
-  Exporter *e = g_exporter;
-  g_exporter = nullptr;
-  if (e == nullptr) return;
-  // seq_cst pairs with exporter_wake's increment-then-load.
-  g_wake_target.store(nullptr);
-  while (g_wakers.load() != 0) std::this_thread::yield();
-  *flushed = e->stop(timeout_ms);
-  g_stopped_exporters->push_back(e);
-  g_exporter_live.store(false, std::memory_order_relaxed);
+// An exporter whose thread may still be running (abandoned by shutdown, or
+// the parent's in a fork child) is never deleted: the deleter checks.
+std::shared_ptr<Exporter> make_exporter(const Runtime &rt) {
+  return std::shared_ptr<Exporter>(
+      new Exporter(rt.cfg, encode_resource(resource_attributes(rt.cfg)), rt.clock_base,
+                   &g_wake_pending),
+      [](Exporter *e) {
+        if (!e->abandoned()) delete e;
+      });
+}
+
+// kIdle or kFailed -> kRunning or kFailed. Under g_life.mu.
+bool start_exporter_locked() {
+  const char *err;
+  std::shared_ptr<Exporter> e;
+  try {
+    e = make_exporter(*g_life.rt);
+    err = e->start();
+  } catch (...) {
+    err = "out of memory";
+  }
+  if (err == nullptr) {
+    g_wake_pending.store(false);
+    g_wake_target.store(e.get());
+    if (g_life.phase == Phase::kFailed) log_warn("the exporter started; queued spans are exported");
+    g_life.exporter = std::move(e);
+    g_life.phase = Phase::kRunning;
+    g_retry_at_ms.store(0, std::memory_order_relaxed);
+    g_exporter_live.store(true, std::memory_order_relaxed);
+    return true;
+  }
+  log_warn_once(Once::kExporterStart,
+                "could not start the exporter (%s); spans stay queued in the rings (dropped and "
+                "counted when full), flush reports EXPORTER_DOWN, and the start is retried",
+                err);
+  g_life.phase = Phase::kFailed;
+  g_life.retry_at_ms = now_mono_ms() + kStartRetryMs;
+  g_retry_at_ms.store(g_life.retry_at_ms, std::memory_order_relaxed);
+  // Span ends stop coming to exporter_ensure_started; the retries go through
+  // the (rate-limited) wake path instead.
+  g_exporter_live.store(true, std::memory_order_relaxed);
+  return false;
+}
+
+// Whether any ring holds spans the exporter has not taken.
+bool spans_waiting() {
+  for (ThreadState *t = thread_states(); t != nullptr; t = t->next)
+    if (t->ring.used() != 0) return true;
+  return false;
+}
+
+// A span queued in kFailed: try the start again if the rate limit allows. A
+// host thread never waits for the lock.
+__attribute__((cold, noinline)) void retry_start(uint64_t at) {
+  if (now_mono_ms() < at) return;
+  std::unique_lock<std::mutex> lk(g_life.mu, std::try_to_lock);
+  if (!lk.owns_lock() || g_life.phase != Phase::kFailed) return;
+  if (now_mono_ms() >= g_life.retry_at_ms) start_exporter_locked();
+}
+
+__attribute__((cold, noinline)) void wake_slow() {
+  if (const uint64_t at = g_retry_at_ms.load(std::memory_order_relaxed); at != 0) {
+    retry_start(at);
+    return;
+  }
+  // One thread per pass sends the wake-up; the others saw the flag set.
+  if (g_wake_pending.exchange(true)) return;
+  // seq_cst pairs with shutdown's store-then-load: either shutdown sees us
+  // counted, or we see its nullptr.
+  g_wakers.fetch_add(1);
+  if (Exporter *e = g_wake_target.load()) e->wake();
+  g_wakers.fetch_sub(1);
+}
+
+// Host threads may still read a retired runtime's plain fields (limits,
+// sampler, flags), never its strings, so those are released.
+void retire_runtime(Runtime *rt) {
+  Config &c = rt->cfg;
+  std::string().swap(c.service_name);
+  std::string().swap(c.endpoint);
+  std::string().swap(c.certificate);
+  std::string().swap(c.client_key);
+  std::string().swap(c.client_certificate);
+  KeyValues().swap(c.resource_attrs);
+  KeyValues().swap(c.headers);
+  rt->retired_next = g_retired;
+  g_retired = rt;
 }
 
 void at_fork_child() {
   // The child has only the forking thread: the exporter thread, and whatever
   // lock another thread held, are gone. Start afresh, lazily.
-  new (&g_life_mu) std::mutex();
-  g_exporter = nullptr;  // the parent's object is abandoned, not destroyed
+  new (&g_life.mu) std::mutex();
+  if (g_life.exporter) {
+    g_life.exporter->abandon();  // its thread is not in this process
+    g_life.exporter.reset();
+  }
+  if (g_life.phase != Phase::kStopped) g_life.phase = Phase::kIdle;
   g_wake_target.store(nullptr);
   g_wakers.store(0);
+  g_wake_pending.store(false);
+  g_retry_at_ms.store(0);
   g_exporter_live.store(false);
   thread_states_after_fork_child();
+  exporter_after_fork_child();
   export_counters().reset();
   log_reset_once();
 }
 
 void at_exit() {
-  const Runtime *rt = runtime();
-  if (rt != nullptr) shutdown(rt->cfg.shutdown_timeout_ms);
+  uint32_t timeout_ms;
+  {
+    std::lock_guard<std::mutex> lk(g_life.mu);
+    if (g_life.phase == Phase::kStopped) return;
+    timeout_ms = g_life.rt->cfg.shutdown_timeout_ms;
+  }
+  shutdown(timeout_ms);
 }
 
 }  // namespace
@@ -92,26 +220,20 @@ bool exporter_live() {
 }
 
 void exporter_wake() {
-  g_wakers.fetch_add(1);
-  if (Exporter *e = g_wake_target.load()) e->wake();
-  g_wakers.fetch_sub(1);
+  // Pairs with the fence in Exporter::pump after it clears the flag: either
+  // that pass sees the span just queued, or this load sees the flag cleared.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (g_wake_pending.load(std::memory_order_relaxed)) return;
+  wake_slow();
 }
 
 __attribute__((cold, noinline)) void exporter_ensure_started() {
   if (runtime() == nullptr) return;  // spans ending after shutdown stay queued
-  std::lock_guard<std::mutex> lk(g_life_mu);
-  const Runtime *rt = runtime();
-  if (g_exporter_live.load(std::memory_order_relaxed) || rt == nullptr || rt->disabled) return;
-  auto *e = new (std::nothrow)
-      Exporter(rt->cfg, encode_resource(resource_attributes(rt->cfg)), rt->clock_base);
-  if (e != nullptr && e->start()) {
-    g_exporter = e;
-    g_wake_target.store(e);
-  } else {
-    delete e;
-  }
-  // Set even on failure, so that span ends do not retry on every call.
-  g_exporter_live.store(true, std::memory_order_relaxed);
+  // Another thread starting the exporter (or a lifecycle call) holds the
+  // lock: this span waits in its ring; a later one tries again.
+  std::unique_lock<std::mutex> lk(g_life.mu, std::try_to_lock);
+  if (!lk.owns_lock() || g_life.phase != Phase::kIdle || g_life.rt->disabled) return;
+  start_exporter_locked();
 }
 
 std::vector<ResourceAttr> resource_attributes(const Config &cfg) {
@@ -140,8 +262,8 @@ std::vector<ResourceAttr> resource_attributes(const Config &cfg) {
 }
 
 int start(const std::map<std::string, std::string, std::less<>> &settings) {
-  std::lock_guard<std::mutex> lk(g_life_mu);
-  if (runtime() != nullptr) return OTELAGENT_E_ALREADY_STARTED;
+  std::lock_guard<std::mutex> lk(g_life.mu);
+  if (g_life.phase != Phase::kStopped) return OTELAGENT_E_ALREADY_STARTED;
   std::vector<std::string> warnings;
   auto *rt = new Runtime;
   rt->cfg = config_parse(settings, &warnings, http_endpoint_problem);
@@ -154,39 +276,80 @@ int start(const std::map<std::string, std::string, std::less<>> &settings) {
   rt->use_tsc = rt->cfg.allow_tsc && tsc_usable();
   rt->clock_base = clock_pair();
   thread_states_set_ring_bytes(rt->cfg.ring_bytes);
-  if (!g_hooks_installed) {
+  if (!g_life.hooks_installed) {
     http_global_init();
     pthread_atfork(nullptr, nullptr, at_fork_child);
     atexit(at_exit);
-    g_hooks_installed = true;
+    g_life.hooks_installed = true;
   }
+  g_life.rt = rt;
+  g_life.phase = Phase::kIdle;
+  g_exporter_live.store(false, std::memory_order_relaxed);
   // Release: the runtime is complete before any thread can see it.
   g_runtime.store(rt, std::memory_order_release);
   return rt->disabled ? OTELAGENT_E_DISABLED : OTELAGENT_OK;
 }
 
 int flush(uint32_t timeout_ms) {
-  Exporter *e;
+  std::shared_ptr<Exporter> e;
   {
-    std::lock_guard<std::mutex> lk(g_life_mu);
-    if (runtime() == nullptr) return OTELAGENT_E_NOT_STARTED;
-    e = g_exporter;
+    std::lock_guard<std::mutex> lk(g_life.mu);
+    switch (g_life.phase) {
+      case Phase::kStopped:
+        return OTELAGENT_E_NOT_STARTED;
+      case Phase::kIdle:
+        if (g_life.rt->disabled || !spans_waiting()) return OTELAGENT_OK;
+        [[fallthrough]];
+      case Phase::kFailed:
+        // An explicit flush tries at once, whatever the rate limit.
+        if (!start_exporter_locked()) return OTELAGENT_E_EXPORTER_DOWN;
+        break;
+      case Phase::kRunning:
+        break;
+    }
+    e = g_life.exporter;
   }
-  if (e == nullptr) return OTELAGENT_OK;  // nothing has been queued yet
-  return e->flush(timeout_ms) ? OTELAGENT_OK : OTELAGENT_E_TIMEOUT;
+  switch (e->flush(timeout_ms)) {
+    case Exporter::Result::kDone:
+      return OTELAGENT_OK;
+    case Exporter::Result::kTimeout:
+      return OTELAGENT_E_TIMEOUT;
+    case Exporter::Result::kStopped:
+      break;
+  }
+  return OTELAGENT_E_NOT_STARTED;  // shut down meanwhile
 }
 
 int shutdown(uint32_t timeout_ms) {
-  std::lock_guard<std::mutex> lk(g_life_mu);
-  if (runtime() == nullptr) return OTELAGENT_E_NOT_STARTED;
-  // The runtime is never freed: a host thread may still be reading it.
-  auto *rt = const_cast<Runtime *>(runtime());
+  std::lock_guard<std::mutex> lk(g_life.mu);
+  if (g_life.phase == Phase::kStopped) return OTELAGENT_E_NOT_STARTED;
+  int rc = OTELAGENT_OK;
+  // Spans queued while the exporter could not start get one more chance.
+  if (g_life.phase != Phase::kRunning && !g_life.rt->disabled && spans_waiting() &&
+      !start_exporter_locked())
+    rc = OTELAGENT_E_EXPORTER_DOWN;
   g_runtime.store(nullptr, std::memory_order_release);
-  rt->retired_next = g_retired;
-  g_retired = rt;
-  bool flushed = true;
-  stop_exporter_locked(timeout_ms, &flushed);
-  return flushed ? OTELAGENT_OK : OTELAGENT_E_TIMEOUT;
+  retire_runtime(g_life.rt);
+  g_life.rt = nullptr;
+  std::shared_ptr<Exporter> e = std::move(g_life.exporter);
+  g_life.phase = Phase::kStopped;
+  g_retry_at_ms.store(0, std::memory_order_relaxed);
+  g_exporter_live.store(false, std::memory_order_relaxed);
+  if (e == nullptr) return rc;
+  // seq_cst pairs with wake_slow's increment-then-load.
+  g_wake_target.store(nullptr);
+  while (g_wakers.load() != 0) std::this_thread::yield();
+  switch (e->stop(timeout_ms, kTeardownMs)) {
+    case Exporter::StopResult::kFlushed:
+      return rc;
+    case Exporter::StopResult::kTimeout:
+      return OTELAGENT_E_TIMEOUT;
+    case Exporter::StopResult::kAbandoned:
+      log_warn("shutdown: the exporter thread did not end within %u ms and was left behind",
+               timeout_ms + kTeardownMs);
+      return OTELAGENT_E_TIMEOUT;
+  }
+  return rc;
 }
 
 void sampler_prepare(Runtime *rt) {
@@ -223,6 +386,7 @@ void stats_get(otelagent_stats *s) {
   s->export_retries = c.retries.load(std::memory_order_relaxed);
   s->bytes_sent = c.bytes_sent.load(std::memory_order_relaxed);
   s->values_truncated += c.truncated.load(std::memory_order_relaxed);
+  s->spans_dropped_queue_full = c.queue_full.load(std::memory_order_relaxed);
   const uint64_t done = c.completed();
   s->queue_depth = queued > done ? queued - done : 0;
 }

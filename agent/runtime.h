@@ -1,7 +1,8 @@
 // What host threads need to know about a started agent. A Runtime is built
-// by otelagent_start() and published once; it is never modified or freed
-// afterwards (a restart publishes a new one), so the hot path may read it
-// without a lock.
+// by otelagent_start() and published once; its plain fields are never
+// modified and it is never freed (a restart publishes a new one), so the hot
+// path may read it without a lock. Shutdown releases only its strings, which
+// no host thread reads (agent.cc, retire_runtime).
 #pragma once
 
 #include <atomic>

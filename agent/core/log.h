@@ -20,7 +20,9 @@ enum class Once : uint32_t {
   kSpanLimit,
   kThreadStart,
   kThreadExit,
-  kBadHandle,
+  kExporterStart,
+  kExporterFault,
+  kQueueFull,
   kCount
 };
 

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <new>
 
 #include "core/clock.h"
 #include "core/log.h"
@@ -15,6 +16,12 @@ namespace otelagent {
 
 namespace {
 ExportCounters g_counters;
+
+// The rings have one consumer: whichever exporter holds this. An exporter
+// abandoned by shutdown (its thread stuck) may resume while its successor
+// runs; it then finds itself abandoned under this lock and leaves the rings
+// alone. Only ever try-locked, so a stuck holder never blocks a successor.
+std::mutex g_consumer_mu;
 
 void add(std::atomic<uint64_t> &c, uint64_t n) {
   // Single writer (the exporter thread); relaxed, read by statistics.
@@ -32,7 +39,7 @@ std::string printable_endpoint(const std::string &url) {
 }
 
 uint64_t total_drops() {
-  uint64_t n = g_counters.rejected.load() + g_counters.failed.load();
+  uint64_t n = g_counters.rejected.load() + g_counters.failed.load() + g_counters.queue_full.load();
   for (ThreadState *s = thread_states(); s != nullptr; s = s->next)
     n += s->ring_full.get() + s->span_limit.get();
   return n;
@@ -41,56 +48,110 @@ uint64_t total_drops() {
 
 void ExportCounters::reset() {
   for (auto *c : {&exported, &rejected, &failed, &shutdown_dropped, &printed, &requests, &retries,
-                  &bytes_sent, &truncated})
+                  &bytes_sent, &truncated, &queue_full})
     c->store(0, std::memory_order_relaxed);
 }
 
 uint64_t ExportCounters::completed() const {
   return exported.load(std::memory_order_relaxed) + rejected.load(std::memory_order_relaxed) +
          failed.load(std::memory_order_relaxed) + shutdown_dropped.load(std::memory_order_relaxed) +
-         printed.load(std::memory_order_relaxed);
+         printed.load(std::memory_order_relaxed) + queue_full.load(std::memory_order_relaxed);
 }
 
 ExportCounters &export_counters() {
   return g_counters;
 }
 
-Exporter::Exporter(const Config &cfg, std::string resource_body, ClockPair clock_base)
+void exporter_after_fork_child() {
+  // The parent's exporter thread may have held it; that thread is gone.
+  new (&g_consumer_mu) std::mutex();
+}
+
+Exporter::Exporter(const Config &cfg, std::string resource_body, ClockPair clock_base,
+                   std::atomic<bool> *wake_pending)
     : cfg_(cfg),
       resource_(std::move(resource_body)),
       clock_base_(clock_base),
-      encoding_(cfg.compression) {
+      encoding_(cfg.compression),
+      wake_pending_(wake_pending) {
   outbox_cap_ = std::max<size_t>(2, cfg_.max_queue_size / cfg_.max_export_batch_size);
 }
 
 Exporter::~Exporter() {
-  if (thread_.joinable()) stop(0);
+  if (thread_.joinable()) stop(0, UINT32_MAX);
 }
 
-bool Exporter::start() {
-  if (uv_loop_init(&loop_) != 0) return false;
-  uv_async_init(&loop_, &async_, [](uv_async_t *h) { static_cast<Exporter *>(h->data)->pump(); });
-  async_.data = this;
+const char *Exporter::start() {
+  if (uv_loop_init(&loop_) != 0) return "cannot create the event loop";
+  const char *err = nullptr;
+  bool async_ready = false;
+  if (uv_async_init(&loop_, &async_, [](uv_async_t *h) {
+        auto *self = static_cast<Exporter *>(h->data);
+        self->guarded([self] { self->pump(); });
+      }) != 0) {
+    err = "cannot create the wake-up handle";
+  } else {
+    async_ready = true;
+    async_.data = this;
+  }
   for (uv_timer_t *t : {&schedule_timer_, &retry_timer_, &report_timer_}) {
     uv_timer_init(&loop_, t);
     t->data = this;
   }
-  if (cfg_.exporter == ExporterKind::kOtlp) {
-    transport_ = std::make_unique<HttpTransport>(&loop_, cfg_);
-    if (!transport_->ok()) log_warn("could not initialise libcurl; spans will be dropped");
-  }
-  rng_.seed();
   try {
-    thread_ = std::thread([this] { run(); });
+    if (err == nullptr && cfg_.exporter == ExporterKind::kOtlp) {
+      transport_ = std::make_unique<HttpTransport>(&loop_, cfg_);
+      if (!transport_->ok()) err = "cannot initialise libcurl";
+    }
+    rng_.seed();
+    if (err == nullptr) thread_ = std::thread([this] { run(); });
   } catch (...) {
-    log_warn("could not start the exporter thread; spans will queue until the rings are full");
-    return false;
+    err = "cannot create the exporter thread";
   }
-  return true;
+  if (err == nullptr) return nullptr;
+  // Undo everything, so that a later attempt starts from scratch.
+  transport_.reset();
+  if (async_ready) uv_close(reinterpret_cast<uv_handle_t *>(&async_), nullptr);
+  for (uv_timer_t *t : {&schedule_timer_, &retry_timer_, &report_timer_})
+    uv_close(reinterpret_cast<uv_handle_t *>(t), nullptr);
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  uv_loop_close(&loop_);
+  return err;
 }
 
 void Exporter::wake() {
   uv_async_send(&async_);
+}
+
+void Exporter::wake_locked() {
+  // mu_ is held: the handles are closed under it, and stopped_ says so.
+  if (!stopped_) uv_async_send(&async_);
+}
+
+template <typename F>
+void Exporter::guarded(F &&f) noexcept {
+  try {
+    f();
+  } catch (const std::exception &e) {
+    on_fault(e.what());
+  } catch (...) {
+    on_fault("unknown exception");
+  }
+}
+
+void Exporter::on_fault(const char *what) noexcept {
+  log_warn_once(Once::kExporterFault,
+                "internal error on the exporter thread (%s); the batch concerned is dropped "
+                "(counted in spans_dropped_export_failed)",
+                what);
+  if (front_at_risk_ && !outbox_.empty()) {
+    // The request for the front batch may or may not have been started.
+    if (transport_) transport_->cancel();
+    retry_waiting_ = false;
+    uv_timer_stop(&retry_timer_);
+    finish_front(0, 0, outbox_.front().spans);
+  }
+  front_at_risk_ = false;
 }
 
 void Exporter::run() {
@@ -100,31 +161,79 @@ void Exporter::run() {
       [](uv_timer_t *h) {
         auto *self = static_cast<Exporter *>(h->data);
         self->timer_fired_ = true;
-        self->pump();
+        self->guarded([self] { self->pump(); });
       },
       cfg_.schedule_delay_ms, cfg_.schedule_delay_ms);
   uv_timer_start(
-      &report_timer_, [](uv_timer_t *h) { static_cast<Exporter *>(h->data)->report_drops(); },
+      &report_timer_,
+      [](uv_timer_t *h) {
+        auto *self = static_cast<Exporter *>(h->data);
+        self->guarded([self] { self->report_drops(); });
+      },
       30000, 30000);
-  pump();
+  guarded([this] { pump(); });
   uv_run(&loop_, UV_RUN_DEFAULT);
   uv_loop_close(&loop_);
+  std::lock_guard<std::mutex> lk(mu_);
+  // The last use of this object by the thread: stop() may join and free it
+  // from here on.
+  exited_ = true;
+  cv_.notify_all();
 }
 
 void Exporter::drain_rings() {
-  // Stop draining when the exporter holds a full queue: the rings then fill
-  // and further spans are dropped (and counted) on the host side.
-  for (ThreadState *s = thread_states(); s != nullptr; s = s->next) {
-    size_t room = cfg_.max_queue_size > pending_offsets_.size()
-                      ? cfg_.max_queue_size - pending_offsets_.size()
-                      : 0;
-    if (room == 0) break;
-    s->ring.consume(
-        [&](const uint8_t *data, uint32_t len) {
-          pending_offsets_.push_back(static_cast<uint32_t>(pending_.size()));
-          pending_.insert(pending_.end(), data, data + len);
-        },
-        room);
+  std::unique_lock<std::mutex> consumer(g_consumer_mu, std::try_to_lock);
+  if (!consumer.owns_lock() || abandoned()) return;  // the next pass tries again
+  rings_.clear();
+  for (ThreadState *s = thread_states(); s != nullptr; s = s->next) rings_.push_back(&s->ring);
+  const size_t n = rings_.size();
+  if (n == 0) return;
+  const size_t cap = cfg_.max_queue_size;
+  auto room = [&] { return cap > held() ? cap - held() : 0; };
+  auto keep = [this](const uint8_t *data, uint32_t len) noexcept {
+    // A record that cannot be copied (memory is short) is dropped and
+    // counted, so that the ring still moves on.
+    try {
+      pending_offsets_.push_back(static_cast<uint32_t>(pending_.size()));
+      try {
+        pending_.insert(pending_.end(), data, data + len);
+      } catch (...) {
+        pending_offsets_.pop_back();
+        throw;
+      }
+    } catch (...) {
+      log_warn_once(Once::kExporterFault,
+                    "out of memory on the exporter thread; spans are dropped (counted in "
+                    "spans_dropped_export_failed)");
+      add(g_counters.failed, 1);
+    }
+  };
+  // Round robin: each pass starts one ring further, and every ring first gets
+  // an equal share of the room, so that no thread (old or new) takes all the
+  // drops.
+  const size_t first = drain_start_++ % n;
+  if (size_t r = room(); r != 0) {
+    const size_t quota = std::max<size_t>(1, r / n);
+    for (size_t i = 0; i < n && room() != 0; ++i)
+      rings_[(first + i) % n]->consume(keep, std::min(quota, room()));
+  }
+  for (size_t i = 0; i < n && room() != 0; ++i) rings_[(first + i) % n]->consume(keep, room());
+  if (room() != 0) return;
+  // The queue is full (the collector is down or slow). What fits in a ring
+  // stays there, a burst the exporter catches up with later; but a ring more
+  // than half full is emptied here and its spans dropped, so that no ring
+  // ever fills because the network is away and the host threads never pay
+  // for the drops.
+  uint64_t dropped = 0;
+  for (SpscRing *ring : rings_)
+    if (ring->used() > ring->capacity() / 2)
+      dropped += ring->consume([](const uint8_t *, uint32_t) {}, SIZE_MAX);
+  if (dropped != 0) {
+    add(g_counters.queue_full, dropped);
+    log_warn_once(Once::kQueueFull,
+                  "the export queue is full (OTEL_BSP_MAX_QUEUE_SIZE=%u); spans are being dropped "
+                  "(counted in spans_dropped_queue_full)",
+                  cfg_.max_queue_size);
   }
 }
 
@@ -139,46 +248,68 @@ void Exporter::convert_times(uint8_t *r) {
 }
 
 void Exporter::cut(size_t n) {
-  std::vector<RecordView> views;
-  views.reserve(n);
-  cleaned_.resize(std::max(cleaned_.size(), n));
-  // Every span in the batch ended before this pair was read, so converting
-  // interpolates between the start pair and this one.
-  clock_now_ = clock_pair();
-  for (size_t i = 0; i < n; ++i) {
-    uint8_t *data = pending_.data() + pending_offsets_[i];
-    convert_times(data);
-    RecordView r{data, load_u32(data)};
-    if (!record_is_clean(r, cfg_.limits)) {
-      add(g_counters.truncated, record_clean(r, cfg_.limits, &cleaned_[i]));
-      r = RecordView{reinterpret_cast<const uint8_t *>(cleaned_[i].data()),
-                     static_cast<uint32_t>(cleaned_[i].size())};
+  // false: the n spans were not queued as a batch (printed, or dropped).
+  bool queued = false;
+  try {
+    std::vector<RecordView> views;
+    views.reserve(n);
+    cleaned_.resize(std::max(cleaned_.size(), n));
+    // Every span in the batch ended before this pair was read, so converting
+    // interpolates between the start pair and this one.
+    clock_now_ = clock_pair();
+    for (size_t i = 0; i < n; ++i) {
+      uint8_t *data = pending_.data() + pending_offsets_[i];
+      // The length the ring handed over, not the one the record claims: a
+      // record is never trusted beyond the bytes it was given.
+      const size_t end =
+          i + 1 < pending_offsets_.size() ? pending_offsets_[i + 1] : pending_.size();
+      RecordView r{data, static_cast<uint32_t>(end - pending_offsets_[i])};
+      if (r.len >= rec::kHeader) convert_times(data);
+      if (!record_is_clean(r, cfg_.limits)) {
+        add(g_counters.truncated, record_clean(r, cfg_.limits, &cleaned_[i]));
+        r = RecordView{reinterpret_cast<const uint8_t *>(cleaned_[i].data()),
+                       static_cast<uint32_t>(cleaned_[i].size())};
+      }
+      views.push_back(r);
     }
-    views.push_back(r);
+    if (cfg_.exporter == ExporterKind::kConsole) {
+      std::string text = console_format(views);
+      ssize_t w = ::write(2, text.data(), text.size());
+      (void)w;
+      add(g_counters.printed, n);
+    } else if (!encode_request(resource_, views, &encoded_)) {
+      log_warn("internal error: a batch of %zu spans could not be encoded and was dropped", n);
+      add(g_counters.failed, n);
+    } else {
+      Batch b;
+      b.spans = static_cast<uint32_t>(n);
+      b.last_seq = drained_seq_ + n;
+      b.encoding = encoding_;
+      if (!compressor_.compress(encoding_, encoded_, &b.payload)) {
+        b.encoding = Compression::kNone;
+        b.payload = encoded_;
+      }
+      outbox_.push_back(std::move(b));
+      outbox_spans_ += n;
+      queued = true;
+    }
+  } catch (const std::exception &e) {
+    log_warn_once(Once::kExporterFault,
+                  "internal error on the exporter thread (%s); the batch concerned is dropped "
+                  "(counted in spans_dropped_export_failed)",
+                  e.what());
+    add(g_counters.failed, n);
   }
   drained_seq_ += n;
-  if (cfg_.exporter == ExporterKind::kConsole) {
-    std::string text = console_format(views);
-    ssize_t w = ::write(2, text.data(), text.size());
-    (void)w;
-    add(g_counters.printed, n);
-    completed_seq_ = drained_seq_;
-  } else if (!encode_request(resource_, views, &encoded_)) {
-    log_warn("internal error: a batch of %zu spans could not be encoded and was dropped", n);
-    add(g_counters.failed, n);
-    completed_seq_ = drained_seq_;
-  } else {
-    Batch b;
-    b.spans = static_cast<uint32_t>(n);
-    b.last_seq = drained_seq_;
-    b.encoding = encoding_;
-    if (!compressor_.compress(encoding_, encoded_, &b.payload)) {
-      b.encoding = Compression::kNone;
-      b.payload = encoded_;
-    }
-    outbox_.push_back(std::move(b));
+  if (!queued) {
+    // These spans are done, but a flush may only see them done once every
+    // batch cut before them is: batches finish in order.
+    if (outbox_.empty())
+      completed_seq_ = drained_seq_;
+    else
+      outbox_.back().last_seq = drained_seq_;
   }
-  // Remove the first n records from pending.
+  // Remove the first n records from pending (nothing here allocates).
   size_t bytes = n < pending_offsets_.size() ? pending_offsets_[n] : pending_.size();
   pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(bytes));
   pending_offsets_.erase(pending_offsets_.begin(),
@@ -187,6 +318,11 @@ void Exporter::cut(size_t n) {
 }
 
 void Exporter::pump() {
+  // From here on a host thread that queues a span must wake the loop again;
+  // the fence orders this store before the drain's loads of the rings (it
+  // pairs with the fence in agent.cc's exporter_wake).
+  wake_pending_->store(false, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
   {
     std::lock_guard<std::mutex> lk(mu_);
     if (stop_now_) {
@@ -194,11 +330,13 @@ void Exporter::pump() {
       return;
     }
     if (flush_gen_ == 0 && flush_requested_ > flush_done_) {
-      // A new flush: everything produced until now must get through.
-      flush_gen_ = flush_requested_;
+      // A new flush: everything produced until now must get through. The
+      // flush begins only once its marks are all taken: an allocation failure
+      // leaves none half begun (the next pass tries again).
       flush_marks_.clear();
       for (ThreadState *s = thread_states(); s != nullptr; s = s->next)
         flush_marks_.emplace_back(&s->ring, s->ring.produced());
+      flush_gen_ = flush_requested_;
       flush_drained_ = false;
     }
   }
@@ -234,8 +372,12 @@ void Exporter::maybe_send() {
   ++b.attempts;
   add(g_counters.requests, 1);
   add(g_counters.bytes_sent, b.payload.size());
-  transport_->post(b.payload, content_encoding(b.encoding),
-                   [this](Response &&r) { on_response(std::move(r)); });
+  front_at_risk_ = true;
+  transport_->post(b.payload, content_encoding(b.encoding), [this](Response &&r) {
+    guarded([&] { on_response(std::move(r)); });
+    guarded([this] { pump(); });
+  });
+  front_at_risk_ = false;
 }
 
 void Exporter::finish_front(uint64_t exported, uint64_t rejected, uint64_t failed) {
@@ -244,10 +386,12 @@ void Exporter::finish_front(uint64_t exported, uint64_t rejected, uint64_t faile
   add(g_counters.rejected, rejected);
   add(g_counters.failed, failed);
   completed_seq_ = b.last_seq;
+  outbox_spans_ -= b.spans;
   outbox_.pop_front();
 }
 
 void Exporter::on_response(Response &&r) {
+  front_at_risk_ = true;
   Batch &b = outbox_.front();
   const Verdict v = classify(r.outcome, b.encoding == Compression::kZstd);
   switch (v) {
@@ -302,14 +446,18 @@ void Exporter::on_response(Response &&r) {
       }
       add(g_counters.retries, 1);
       retry_waiting_ = true;
+      // Retry-After is a lower bound: the loop's clock is refreshed (it is
+      // cached at the start of each iteration) and, being in whole
+      // milliseconds, rounded up by one.
+      uv_update_time(&loop_);
       uv_timer_start(
           &retry_timer_,
           [](uv_timer_t *h) {
             auto *self = static_cast<Exporter *>(h->data);
             self->retry_waiting_ = false;
-            self->pump();
+            self->guarded([self] { self->pump(); });
           },
-          delay, 0);
+          delay + 1, 0);
       break;
     }
     case Verdict::kDrop:
@@ -319,7 +467,7 @@ void Exporter::on_response(Response &&r) {
       finish_front(0, b.spans, 0);
       break;
   }
-  pump();
+  front_at_risk_ = false;
 }
 
 void Exporter::check_flush() {
@@ -350,36 +498,37 @@ void Exporter::report_drops() {
     }
     log_warn(
         "%llu spans dropped in the last 30 s (totals: ring full %llu, open-span limit %llu, "
-        "rejected %llu, export failed %llu)",
+        "queue full %llu, rejected %llu, export failed %llu)",
         static_cast<unsigned long long>(now - reported_drops_),
         static_cast<unsigned long long>(ring), static_cast<unsigned long long>(limit),
+        static_cast<unsigned long long>(g_counters.queue_full.load()),
         static_cast<unsigned long long>(g_counters.rejected.load()),
         static_cast<unsigned long long>(g_counters.failed.load()));
   }
   reported_drops_ = now;
 }
 
-bool Exporter::flush(uint32_t timeout_ms) {
+Exporter::Result Exporter::flush(uint32_t timeout_ms) {
   std::unique_lock<std::mutex> lk(mu_);
-  if (stopped_) return false;
+  if (stop_now_ || stopped_) return Result::kStopped;
   const uint64_t mine = ++flush_requested_;
-  lk.unlock();
-  wake();
-  lk.lock();
-  return cv_.wait_for(lk, std::chrono::milliseconds(timeout_ms), [&] {
-    return flush_done_ >= mine || stopped_;
-  }) && flush_done_ >= mine;
+  // Woken under mu_: the loop cannot close the handle meanwhile.
+  wake_locked();
+  cv_.wait_for(lk, std::chrono::milliseconds(timeout_ms),
+               [&] { return flush_done_ >= mine || stopped_; });
+  if (flush_done_ >= mine) return Result::kDone;
+  return stopped_ ? Result::kStopped : Result::kTimeout;
 }
 
 void Exporter::shut_down_loop() {
   // Called with mu_ held, on the exporter thread.
   if (transport_) transport_->cancel();
-  drain_rings();
-  uint64_t left = pending_offsets_.size();
-  for (const Batch &b : outbox_) left += b.spans;
-  // Whatever is still in the rings is dropped too: the process is stopping.
-  for (ThreadState *s = thread_states(); s != nullptr; s = s->next)
-    left += s->ring.consume([](const uint8_t *, uint32_t) {}, SIZE_MAX);
+  uint64_t left = pending_offsets_.size() + outbox_spans_;
+  // Whatever is still in the rings is dropped too: the agent is stopping.
+  std::unique_lock<std::mutex> consumer(g_consumer_mu, std::try_to_lock);
+  if (consumer.owns_lock() && !abandoned())
+    for (ThreadState *s = thread_states(); s != nullptr; s = s->next)
+      left += s->ring.consume([](const uint8_t *, uint32_t) {}, SIZE_MAX);
   add(g_counters.shutdown_dropped, left);
   if (left != 0)
     log_warn("shutdown: %llu queued spans could not be exported in time and were dropped",
@@ -387,6 +536,7 @@ void Exporter::shut_down_loop() {
   pending_.clear();
   pending_offsets_.clear();
   outbox_.clear();
+  outbox_spans_ = 0;
   if (transport_) transport_->close();
   for (uv_handle_t *h :
        {reinterpret_cast<uv_handle_t *>(&async_), reinterpret_cast<uv_handle_t *>(&schedule_timer_),
@@ -397,15 +547,23 @@ void Exporter::shut_down_loop() {
   cv_.notify_all();
 }
 
-bool Exporter::stop(uint32_t timeout_ms) {
-  bool flushed = flush(timeout_ms);
-  {
-    std::lock_guard<std::mutex> lk(mu_);
-    stop_now_ = true;
+Exporter::StopResult Exporter::stop(uint32_t timeout_ms, uint32_t teardown_ms) {
+  const Result flushed = flush(timeout_ms);
+  std::unique_lock<std::mutex> lk(mu_);
+  stop_now_ = true;
+  wake_locked();
+  // Bounded: curl or a resolver can block the thread (a DNS server that
+  // never answers); shutdown must still return.
+  const bool ended =
+      cv_.wait_for(lk, std::chrono::milliseconds(teardown_ms), [&] { return exited_; });
+  lk.unlock();
+  if (!ended) {
+    abandon();
+    thread_.detach();
+    return StopResult::kAbandoned;
   }
-  wake();
-  if (thread_.joinable()) thread_.join();
-  return flushed;
+  thread_.join();
+  return flushed == Result::kDone ? StopResult::kFlushed : StopResult::kTimeout;
 }
 
 }  // namespace otelagent

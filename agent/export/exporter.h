@@ -3,9 +3,21 @@
 // request at a time, retrying with backoff. Encoded batches wait in an outbox
 // between "encoded" and "sent" (the place a disk spool will take).
 //
-// Thread use: the constructor, start(), request_flush(), wait_flush(),
-// stop() and wake() are for any other thread; everything else runs on the
-// exporter thread.
+// Thread use: the constructor, start(), flush(), stop() and wake() are for
+// any other thread; everything else runs on the exporter thread.
+//
+// Overload: the exporter holds at most OTEL_BSP_MAX_QUEUE_SIZE spans (drained
+// records plus encoded batches). When that queue is full it still empties
+// every ring that is more than half full, dropping its spans (counted in
+// spans_dropped_queue_full), so a slow or absent collector never fills the
+// host threads' rings; a burst that fits stays in the rings until there is
+// room. Draining is fair: each
+// pass starts at the next ring (round robin) and gives every ring an equal
+// share of the room before any ring gets more.
+//
+// Faults: every entry from the loop (wake, timers, the transport's answer) is
+// an exception boundary. An exception drops the batch it concerned (counted
+// in spans_dropped_export_failed, one warning) and the loop goes on.
 #pragma once
 
 #include <uv.h>
@@ -28,35 +40,57 @@
 
 namespace otelagent {
 
+class SpscRing;
+
 // Counters the exporter thread writes and statistics read.
 struct ExportCounters {
   std::atomic<uint64_t> exported{0}, rejected{0}, failed{0}, shutdown_dropped{0}, printed{0},
-      requests{0}, retries{0}, bytes_sent{0}, truncated{0};
+      requests{0}, retries{0}, bytes_sent{0}, truncated{0}, queue_full{0};
   void reset();
   // Spans that left the pipeline one way or another.
   uint64_t completed() const;
 };
 ExportCounters &export_counters();
+// In the child after fork(), before any exporter starts there.
+void exporter_after_fork_child();
 
 class Exporter {
  public:
+  enum class Result { kDone, kTimeout, kStopped };
+  enum class StopResult { kFlushed, kTimeout, kAbandoned };
+
   // `cfg` and `resource_body` are copied; `clock_base` is the runtime's
-  // (TSC, wall) pair for converting TSC span times.
-  Exporter(const Config &cfg, std::string resource_body, ClockPair clock_base);
+  // (TSC, wall) pair for converting TSC span times. `wake_pending` (which
+  // must outlive every exporter) is cleared each time the loop starts a pass,
+  // so that host threads know a new wake-up is needed (see agent.cc).
+  Exporter(const Config &cfg, std::string resource_body, ClockPair clock_base,
+           std::atomic<bool> *wake_pending);
+  // Only after stop() returned something other than kAbandoned, or when
+  // start() failed: an abandoned exporter must never be destroyed.
   ~Exporter();
   Exporter(const Exporter &) = delete;
   Exporter &operator=(const Exporter &) = delete;
 
-  // Starts the thread. False when it could not be started (logged).
-  bool start();
-  // Wakes the loop (coalesced). Any thread; async-signal-unsafe.
+  // Sets up the loop and the transport and starts the thread. On failure
+  // (e.g. no file descriptor left) everything is released again and a
+  // static description of what failed is returned; nullptr on success.
+  const char *start();
+  // Wakes the loop (coalesced by libuv). Host threads call it only through
+  // agent.cc, which guarantees the exporter is not stopping meanwhile.
   void wake();
   // Waits until every span ended before the call is out of the pipeline, or
-  // until the timeout. True when done.
-  bool flush(uint32_t timeout_ms);
-  // Flushes for at most `timeout_ms`, then stops and joins the thread; what
-  // is still queued is dropped and counted.
-  bool stop(uint32_t timeout_ms);
+  // until the timeout, or until the exporter stops.
+  Result flush(uint32_t timeout_ms);
+  // Flushes for at most `timeout_ms`, then tells the loop to stop (what is
+  // still queued is dropped and counted) and waits at most `teardown_ms`
+  // more for the thread to end. kAbandoned: the thread did not end in time
+  // and was detached; it may still use this object, which must be leaked.
+  StopResult stop(uint32_t timeout_ms, uint32_t teardown_ms);
+  // Marks the exporter as one whose thread may still use it (in a fork
+  // child: the parent's exporter, whose thread is not there). The owner must
+  // then leak it rather than destroy it.
+  void abandon() { abandoned_.store(true, std::memory_order_relaxed); }
+  bool abandoned() const { return abandoned_.load(std::memory_order_relaxed); }
 
  private:
   struct Batch {
@@ -69,8 +103,14 @@ class Exporter {
   };
 
   void run();
+  // Runs `f` (a loop callback's body) behind the exception boundary.
+  template <typename F>
+  void guarded(F &&f) noexcept;
+  void on_fault(const char *what) noexcept;
+  void wake_locked();
   void pump();
   void drain_rings();
+  size_t held() const { return pending_offsets_.size() + outbox_spans_; }
   void cut(size_t n);
   void maybe_send();
   void on_response(Response &&r);
@@ -98,6 +138,12 @@ class Exporter {
   std::vector<uint32_t> pending_offsets_;
   std::deque<Batch> outbox_;
   size_t outbox_cap_ = 4;
+  size_t outbox_spans_ = 0;        // spans in outbox_
+  bool front_at_risk_ = false;     // an exception now concerns outbox_.front()
+  std::vector<SpscRing *> rings_;  // drain_rings' scratch list
+  size_t drain_start_ = 0;         // round-robin start of the next drain
+  std::atomic<bool> *wake_pending_;
+  std::atomic<bool> abandoned_{false};
   bool retry_waiting_ = false;
   bool timer_fired_ = false;
   uint64_t drained_seq_ = 0;    // records drained so far
@@ -110,7 +156,7 @@ class Exporter {
   std::mutex mu_;
   std::condition_variable cv_;
   uint64_t flush_requested_ = 0, flush_done_ = 0;
-  bool stopping_ = false, stop_now_ = false, stopped_ = false;
+  bool stop_now_ = false, stopped_ = false, exited_ = false;
   // Exporter-thread view of the flush in progress.
   uint64_t flush_gen_ = 0;                                // 0: none in progress
   std::vector<std::pair<void *, uint64_t>> flush_marks_;  // ring -> produced

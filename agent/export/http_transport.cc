@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cctype>
 #include <ctime>
+#include <new>
 
 namespace otelagent {
 
@@ -28,6 +29,18 @@ std::string lower(std::string_view s) {
   std::string out(s);
   for (auto &c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return out;
+}
+
+// Case-insensitive search of a lower-case `word`, without allocating.
+bool contains_ci(std::string_view s, std::string_view word) {
+  for (size_t i = 0; i + word.size() <= s.size(); ++i) {
+    size_t k = 0;
+    while (k < word.size() && std::tolower(static_cast<unsigned char>(s[i + k])) ==
+                                  static_cast<unsigned char>(word[k]))
+      ++k;
+    if (k == word.size()) return true;
+  }
+  return false;
 }
 
 }  // namespace
@@ -101,7 +114,9 @@ int HttpTransport::on_socket(void *, int fd, int what, void *self_p, void *socke
     return 0;
   }
   if (w == nullptr) {
-    w = new SocketWatch;
+    // Inside curl's C code: no exception may leave here.
+    w = new (std::nothrow) SocketWatch;
+    if (w == nullptr) return -1;
     w->fd = fd;
     w->owner = self;
     uv_poll_init_socket(self->loop_, &w->poll, fd);
@@ -147,26 +162,32 @@ size_t HttpTransport::on_header(char *data, size_t size, size_t n, void *self_p)
   auto *self = static_cast<HttpTransport *>(self_p);
   std::string_view line(data, size * n);
   size_t colon = line.find(':');
-  if (colon != std::string_view::npos) {
-    std::string name = lower(line.substr(0, colon));
-    std::string_view value = line.substr(colon + 1);
-    if (name == "retry-after")
-      self->resp_.outcome.retry_after_ms =
-          parse_retry_after(value, static_cast<int64_t>(time(nullptr)));
-    else if (name == "content-type") {
-      while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
-      while (!value.empty() && (value.back() == '\r' || value.back() == '\n'))
-        value.remove_suffix(1);
-      self->resp_.content_type = lower(value);
+  // Inside curl's C code: an allocation failure only loses this header.
+  if (colon != std::string_view::npos) try {
+      std::string name = lower(line.substr(0, colon));
+      std::string_view value = line.substr(colon + 1);
+      if (name == "retry-after")
+        self->resp_.outcome.retry_after_ms =
+            parse_retry_after(value, static_cast<int64_t>(time(nullptr)));
+      else if (name == "content-type") {
+        while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
+        while (!value.empty() && (value.back() == '\r' || value.back() == '\n'))
+          value.remove_suffix(1);
+        self->resp_.content_type = lower(value);
+      }
+    } catch (...) {
     }
-  }
   return size * n;
 }
 
 size_t HttpTransport::on_body(char *data, size_t size, size_t n, void *self_p) {
   auto *self = static_cast<HttpTransport *>(self_p);
   size_t room = kMaxResponseBody - std::min(kMaxResponseBody, self->resp_.body.size());
-  self->resp_.body.append(data, std::min(room, size * n));
+  // Inside curl's C code: an allocation failure only loses body bytes.
+  try {
+    self->resp_.body.append(data, std::min(room, size * n));
+  } catch (...) {
+  }
   // Accept (and discard) the rest: a large body is no reason to fail.
   return size * n;
 }
@@ -175,15 +196,21 @@ void HttpTransport::post(std::string_view body, const char *encoding, Done done)
   resp_ = Response{};
   CURL *e = static_cast<CURL *>(easy_);
   curl_slist_free_all(static_cast<curl_slist *>(headers_));
+  headers_ = nullptr;
   curl_slist *h = curl_slist_append(nullptr, "Content-Type: application/x-protobuf");
-  if (encoding != nullptr)
-    h = curl_slist_append(h, (std::string("Content-Encoding: ") + encoding).c_str());
-  // Without this curl would wait for a "100 Continue" on large bodies.
-  h = curl_slist_append(h, "Expect:");
-  std::string line;
-  for (const auto &[k, v] : cfg_.headers) {
-    line.assign(k).append(": ").append(v);
-    h = curl_slist_append(h, line.c_str());
+  try {
+    if (encoding != nullptr)
+      h = curl_slist_append(h, (std::string("Content-Encoding: ") + encoding).c_str());
+    // Without this curl would wait for a "100 Continue" on large bodies.
+    h = curl_slist_append(h, "Expect:");
+    std::string line;
+    for (const auto &[k, v] : cfg_.headers) {
+      line.assign(k).append(": ").append(v);
+      h = curl_slist_append(h, line.c_str());
+    }
+  } catch (...) {
+    curl_slist_free_all(h);
+    throw;
   }
   headers_ = h;
   curl_easy_reset(e);
@@ -196,6 +223,12 @@ void HttpTransport::post(std::string_view body, const char *encoding, Done done)
   curl_easy_setopt(e, CURLOPT_TIMEOUT_MS,
                    static_cast<long>(std::min(cfg_.timeout_ms, cfg_.export_timeout_ms)));
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+#if LIBCURL_VERSION_NUM >= 0x075700
+  // Cancelling or cleaning up must not wait for the threaded resolver: with
+  // a DNS server that never answers that wait would exceed any shutdown
+  // bound. The resolver thread is left to finish on its own.
+  curl_easy_setopt(e, CURLOPT_QUICK_EXIT, 1L);
+#endif
   curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
   curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, &HttpTransport::on_header);
   curl_easy_setopt(e, CURLOPT_HEADERDATA, this);
@@ -235,12 +268,15 @@ void HttpTransport::check_done() {
       long status = 0;
       curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
       resp_.outcome.http_status = status;
-      if ((status == 400 || status == 415) &&
-          lower(resp_.body).find("encoding") != std::string::npos)
+      if ((status == 400 || status == 415) && contains_ci(resp_.body, "encoding"))
         resp_.outcome.encoding_rejected = true;
     } else {
       resp_.outcome.transport_error = true;
-      resp_.error = curl_easy_strerror(rc);
+      try {
+        resp_.error = curl_easy_strerror(rc);
+      } catch (...) {
+        // The description is only for the log.
+      }
     }
     curl_multi_remove_handle(multi_of(multi_), e);
     if (done_) {

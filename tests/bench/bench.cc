@@ -6,13 +6,19 @@
 //  3. heap allocations per span on the host thread;
 //  4. exporter work on one core (drain + encode + compress), none/gzip/zstd;
 //  5. end to end over HTTP to a loopback receiver that discards;
-//  6. resident memory.
-// Usage: otelagent_bench [--quick]
+//  6. resident memory, also per emitting thread (1, 8, 40 threads);
+//  7. the host's cost per span with the collector healthy, down and
+//     answering 503, side by side.
+// Usage: otelagent_bench [--quick] [--overload]   (--overload: sections 6-7 only)
 #include <otelagent/otelagent.h>
 #include <x86intrin.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
+#include <barrier>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -277,6 +283,108 @@ void exporter_work() {
   }
 }
 
+// In a fresh child process per row (no thread state left over from another
+// row): the resident memory N emitting threads add, default settings.
+void rss_per_thread(int port) {
+  std::printf(
+      "\n## Resident memory per emitting thread (KiB, default settings)\n\n"
+      "Each row in its own process: the agent is started and its exporter running (one span from "
+      "the main thread); then N threads are started, VmRSS is read, each thread emits 2000 spans, "
+      "everything is flushed and VmRSS is read again while the threads are still alive.\n\n"
+      "| emitting threads | VmRSS before their spans | after | added | added per thread |\n"
+      "|---|---|---|---|---|\n");
+  std::fflush(stdout);
+  for (int n : {1, 8, 40}) {
+    const pid_t pid = fork();
+    if (pid == 0) {
+      start_agent(port, "none", nullptr, nullptr, false);
+      otelagent_test::emit_reference_span(0);
+      otelagent_flush(5000);
+      long before = 0, after = 0;
+      std::barrier sync(n + 1);
+      std::vector<std::thread> ts;
+      for (int t = 0; t < n; ++t)
+        ts.emplace_back([&] {
+          sync.arrive_and_wait();  // all alive; the main thread reads VmRSS
+          sync.arrive_and_wait();
+          for (uint64_t i = 0; i < 2000; ++i) otelagent_test::emit_reference_span(i);
+          sync.arrive_and_wait();  // all done; the main thread flushes and reads VmRSS
+          sync.arrive_and_wait();
+        });
+      sync.arrive_and_wait();
+      before = rss_kib();
+      sync.arrive_and_wait();
+      sync.arrive_and_wait();
+      otelagent_flush(10000);
+      after = rss_kib();
+      sync.arrive_and_wait();
+      for (auto &t : ts) t.join();
+      std::printf("| %d | %ld | %ld | %ld | %.0f |\n", n, before, after, after - before,
+                  static_cast<double>(after - before) / n);
+      std::fflush(stdout);
+      otelagent_shutdown(5000);
+      _exit(0);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+  }
+}
+
+// The host's cost per span while the collector is healthy, down (connection
+// refused) or answering 503: one thread paced at ~250k spans/s, default
+// settings, after a warm-up that brings the exporter to its steady state
+// (for down and 503: retrying with its queue full).
+void overload(int healthy_port) {
+  const uint64_t n = g_quick ? 100000 : 500000;
+  otelagent_bench::DiscardServer unavailable(503);
+  std::printf(
+      "\n## The host's cost when the collector is down or overloaded (ns per span; start + 4 "
+      "attributes + end; 1 thread paced at ~250k spans/s; default settings; %llu spans per "
+      "row)\n\n"
+      "| collector | p50 | p99 | p99.9 | p50 vs healthy | p99 vs healthy | dropped: ring full | "
+      "dropped: queue full |\n|---|---|---|---|---|---|---|---|\n",
+      static_cast<unsigned long long>(n));
+  const uint64_t interval = static_cast<uint64_t>(4000.0 / g_ns_per_tick);  // 4 us
+  double healthy_p50 = 0, healthy_p99 = 0;
+  struct Mode {
+    const char *name;
+    int port;
+  };
+  for (Mode m : {Mode{"healthy (loopback discard server)", healthy_port},
+                 Mode{"down (connection refused)", 1}, Mode{"answering 503", unavailable.port()}}) {
+    start_agent(m.port, "none", nullptr, nullptr, false);
+    std::vector<uint64_t> lat;
+    lat.reserve(n);
+    otelagent_stats s0{};
+    for (int phase = 0; phase < 2; ++phase) {
+      const uint64_t count = phase == 0 ? n / 4 : n;  // warm-up, then measured
+      if (phase == 1) s0 = stats();
+      uint64_t next = ticks();
+      for (uint64_t i = 0; i < count; ++i) {
+        while (ticks() < next) {
+        }
+        next += interval;
+        uint64_t a = ticks();
+        otelagent_test::emit_reference_span(i);
+        uint64_t b = ticks();
+        if (phase == 1) lat.push_back(b - a);
+      }
+    }
+    otelagent_stats s1 = stats();
+    Percentiles p = percentiles(lat);
+    if (healthy_p50 == 0) {
+      healthy_p50 = p.p50;
+      healthy_p99 = p.p99;
+    }
+    std::printf(
+        "| %s | %.0f | %.0f | %.0f | %.2fx | %.2fx | %llu | %llu |\n", m.name, p.p50, p.p99, p.p999,
+        p.p50 / healthy_p50, p.p99 / healthy_p99,
+        static_cast<unsigned long long>(s1.spans_dropped_ring_full - s0.spans_dropped_ring_full),
+        static_cast<unsigned long long>(s1.spans_dropped_queue_full - s0.spans_dropped_queue_full));
+    otelagent_shutdown(500);
+  }
+}
+
 void end_to_end(int port) {
   const double seconds = g_quick ? 1.0 : 3.0;
   std::printf("\n## End to end over HTTP to a loopback receiver that discards (%.0f s per row)\n\n",
@@ -326,6 +434,12 @@ int main(int argc, char **argv) {
   calibrate();
   long rss_before = rss_kib();
   otelagent_bench::DiscardServer server;
+  if (argc > 1 && std::strcmp(argv[argc - 1], "--overload") == 0) {
+    // Only the rows of the overload section and the per-thread memory.
+    rss_per_thread(server.port());
+    overload(server.port());
+    return 0;
+  }
   {
     // Default settings throughout this section.
     start_agent(server.port(), "none", nullptr, nullptr, false);
@@ -361,7 +475,9 @@ int main(int argc, char **argv) {
         static_cast<unsigned long long>(s1.spans_dropped_ring_full - s0.spans_dropped_ring_full),
         peak, peak - rss_before);
   }
+  rss_per_thread(server.port());
   hot_path(server.port());
+  overload(server.port());
   exporter_work();
   end_to_end(server.port());
   return 0;

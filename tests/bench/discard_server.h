@@ -1,6 +1,8 @@
-// A loopback HTTP/1.1 server for benchmarks that reads each request whole
-// and answers 200 with an empty body, as fast as it can, so that it is not
-// the bottleneck of an exporter throughput figure.
+// A loopback HTTP/1.1 server for benchmarks and tests that reads each request
+// whole and answers 200 with an empty body, as fast as it can, so that it is
+// not the bottleneck of an exporter throughput figure. Optionally it answers
+// another status (a 503 for an overloaded collector), waits before each
+// answer (a slow collector), or hands each body to a callback.
 #pragma once
 
 #include <arpa/inet.h>
@@ -11,8 +13,12 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
+#include <chrono>
 #include <cstdlib>
+#include <functional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -20,7 +26,13 @@ namespace otelagent_bench {
 
 class DiscardServer {
  public:
-  DiscardServer() {
+  explicit DiscardServer(int status = 200, int delay_ms = 0,
+                         std::function<void(std::string_view)> on_body = {})
+      : delay_ms_(delay_ms), on_body_(std::move(on_body)) {
+    resp_ = status == 200 ? "HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\n"
+                            "Content-Length: 0\r\n\r\n"
+                          : "HTTP/1.1 " + std::to_string(status) +
+                                " Unavailable\r\nContent-Length: 0\r\n\r\n";
     listen_fd_ = socket(AF_INET, SOCK_STREAM, 0);
     int one = 1;
     setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -48,6 +60,12 @@ class DiscardServer {
   void accept_loop() {
     while (!stop_) {
       int fd = accept(listen_fd_, nullptr, nullptr);
+      if (fd < 0 && (errno == EMFILE || errno == ENFILE || errno == EINTR) && !stop_) {
+        // Linux reserves the descriptor before it waits for a connection: a
+        // test that exhausts descriptors for a while must not kill the server.
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        continue;
+      }
       if (fd < 0) return;
       int one = 1;
       setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -57,8 +75,6 @@ class DiscardServer {
   void serve(int fd) {
     std::string buf;
     std::vector<char> chunk(1 << 16);
-    static const char kResp[] =
-        "HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n";
     for (;;) {
       size_t hdr_end;
       while ((hdr_end = buf.find("\r\n\r\n")) == std::string::npos) {
@@ -85,15 +101,20 @@ class DiscardServer {
         }
         buf.append(chunk.data(), static_cast<size_t>(n));
       }
+      if (on_body_) on_body_(std::string_view(buf).substr(hdr_end + 4, body));
       buf.erase(0, need);
       requests_.fetch_add(1);
-      if (write(fd, kResp, sizeof kResp - 1) < 0) {
+      if (delay_ms_ != 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms_));
+      if (write(fd, resp_.data(), resp_.size()) < 0) {
         close(fd);
         return;
       }
     }
   }
 
+  int delay_ms_;
+  std::function<void(std::string_view)> on_body_;
+  std::string resp_;
   int listen_fd_ = -1;
   int port_ = 0;
   std::atomic<bool> stop_{false};

@@ -31,7 +31,7 @@ void print_stats(const char *who) {
       "{\"who\":\"%s\",\"pid\":%d,\"started\":%llu,\"ended\":%llu,\"recorded\":%llu,"
       "\"exported\":%llu,\"rejected\":%llu,\"failed\":%llu,\"ring_full\":%llu,"
       "\"shutdown_dropped\":%llu,\"requests\":%llu,\"retries\":%llu,\"bytes_sent\":%llu,"
-      "\"queue_depth\":%llu,\"open\":%llu}\n",
+      "\"queue_depth\":%llu,\"open\":%llu,\"queue_full\":%llu}\n",
       who, static_cast<int>(getpid()), (unsigned long long)s.spans_started,
       (unsigned long long)s.spans_ended, (unsigned long long)s.spans_recorded,
       (unsigned long long)s.spans_exported, (unsigned long long)s.spans_dropped_rejected,
@@ -39,7 +39,7 @@ void print_stats(const char *who) {
       (unsigned long long)s.spans_dropped_ring_full, (unsigned long long)s.spans_dropped_shutdown,
       (unsigned long long)s.export_requests, (unsigned long long)s.export_retries,
       (unsigned long long)s.bytes_sent, (unsigned long long)s.queue_depth,
-      (unsigned long long)s.spans_open);
+      (unsigned long long)s.spans_open, (unsigned long long)s.spans_dropped_queue_full);
   std::fflush(stdout);
 }
 

@@ -12,16 +12,12 @@
 #include <thread>
 #include <vector>
 
+#include "support/agent_stats.h"
 #include "support/record_builder.h"
 
 namespace {
 
-otelagent_stats stats() {
-  otelagent_stats s{};
-  s.struct_size = sizeof s;
-  EXPECT_EQ(otelagent_stats_get(&s), OTELAGENT_OK);
-  return s;
-}
+using otelagent_test::stats;
 
 // An agent whose collector is a closed loopback port: spans queue and
 // nothing is printed or sent anywhere.

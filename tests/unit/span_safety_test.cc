@@ -14,18 +14,14 @@
 
 #include "core/record.h"
 #include "core/thread_state.h"
+#include "support/agent_stats.h"
 
 namespace {
 
 using otelagent::Entry;
 using otelagent::RecordView;
 
-otelagent_stats stats() {
-  otelagent_stats s{};
-  s.struct_size = sizeof s;
-  EXPECT_EQ(otelagent_stats_get(&s), OTELAGENT_OK);
-  return s;
-}
+using otelagent_test::stats;
 
 class Spans : public ::testing::Test {
  protected:

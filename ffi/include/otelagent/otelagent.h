@@ -107,10 +107,11 @@ OTELAGENT_API uint32_t otelagent_abi_version(void);
   X(-11, ENDED, "the span has already ended")                                \
   X(-12, INTERNAL, "internal error (logged)")                                \
   X(-13, UNKNOWN_KEY, "unknown configuration key")                           \
-  X(-14, TOO_LONG, "an input is longer than the documented maximum")
+  X(-14, TOO_LONG, "an input is longer than the documented maximum")         \
+  X(-15, EXPORTER_DOWN, "the exporter could not be started (logged); spans stay queued")
 
 #define OTELAGENT_STATUS_DEFINE_(num, name, desc) OTELAGENT_E_##name = (num),
-enum { OTELAGENT_STATUS_MAP(OTELAGENT_STATUS_DEFINE_) OTELAGENT_E_LAST_ = -15 };
+enum { OTELAGENT_STATUS_MAP(OTELAGENT_STATUS_DEFINE_) OTELAGENT_E_LAST_ = -16 };
 #undef OTELAGENT_STATUS_DEFINE_
 #define OTELAGENT_OK OTELAGENT_E_OK
 
@@ -177,18 +178,29 @@ OTELAGENT_API int otelagent_start(const otelagent_config *cfg);
 
 /*! otelagent_flush() :
  *  Blocks until every span that ended before the call has been exported (or
- *  dropped and counted), or until `timeout_ms` has passed.
- *  @return OTELAGENT_OK, OTELAGENT_E_TIMEOUT, OTELAGENT_E_NOT_STARTED. */
+ *  dropped and counted), or until `timeout_ms` has passed. Safe from any
+ *  thread, also while another thread shuts the agent down.
+ *  @return OTELAGENT_OK; OTELAGENT_E_TIMEOUT; OTELAGENT_E_NOT_STARTED (also
+ *  when a shutdown ended the agent during the wait); OTELAGENT_E_EXPORTER_DOWN
+ *  when the exporter thread could not be started (e.g. no file descriptor or
+ *  thread left; logged once): spans then stay queued in the per-thread rings
+ *  (dropped and counted when full), and the start is tried again by this
+ *  call, by shutdown, and at most once a second as spans are queued. */
 OTELAGENT_API int otelagent_flush(uint32_t timeout_ms);
 
 /*! otelagent_shutdown() :
  *  Flushes for at most `timeout_ms`, then stops the exporter thread; spans
- *  still queued then are dropped and counted. Span calls after it return
- *  OTELAGENT_E_NOT_STARTED; a span still open then and ended before the next
- *  start is dropped and counted (spans_dropped_shutdown), its handle
- *  released. The agent may be started again. Also run
- *  automatically at process exit with OTELAGENT_SHUTDOWN_TIMEOUT_MS.
- *  @return OTELAGENT_OK, OTELAGENT_E_TIMEOUT, OTELAGENT_E_NOT_STARTED. */
+ *  still queued then are dropped and counted. Returns within `timeout_ms` +
+ *  250 ms in every case: an exporter thread that does not end in time (e.g.
+ *  blocked in the network stack) is left behind, never waited for. Span
+ *  calls after it return OTELAGENT_E_NOT_STARTED; a span still open then and
+ *  ended before the next start is dropped and counted
+ *  (spans_dropped_shutdown), its handle released. The agent may be started
+ *  again. Also run automatically at process exit with
+ *  OTELAGENT_SHUTDOWN_TIMEOUT_MS.
+ *  @return OTELAGENT_OK, OTELAGENT_E_TIMEOUT (not all flushed in time),
+ *  OTELAGENT_E_NOT_STARTED, OTELAGENT_E_EXPORTER_DOWN (the exporter could
+ *  not be started to flush; spans stay queued for a later start). */
 OTELAGENT_API int otelagent_shutdown(uint32_t timeout_ms);
 
 /* ------------------------------------------------------------------ */
@@ -662,6 +674,9 @@ typedef struct otelagent_stats {
   uint64_t spans_dropped_thread_exit; /**< emitted by a thread after its
                                            thread-exit clean-up had run (e.g.
                                            from a pthread key destructor) */
+  /** Dropped by the exporter because its queue (OTEL_BSP_MAX_QUEUE_SIZE) was
+   *  full: the collector is down, or slower than the spans come. */
+  uint64_t spans_dropped_queue_full;
 } otelagent_stats;
 
 /*! otelagent_stats_get() :
