@@ -198,6 +198,7 @@ def test_stats_and_flush(agent, exported):
     assert after["spans_recorded"] == before["spans_recorded"] + 1
     assert after["spans_exported"] >= before["spans_exported"] + 1
     assert after["queue_depth"] == 0
+    assert after["spans_dropped_queue_full"] == 0  # a field added after ABI 2.0
 
 
 def test_ids_made_in_python_are_unique_and_valid(agent):
@@ -273,6 +274,14 @@ def test_statuses_map_to_exceptions(agent):
     err = _errors.error_for(-5, "otelagent_record_span")
     assert type(err) is _errors.RingFull and "ring is full" in str(err)
     assert type(_errors.error_for(-99)) is _errors.OtelAgentError
+    # Every status the library names has its exception.
+    for status in range(-1, -16, -1):
+        assert _ffi_name(status) == _errors.error_for(status).name, status
+
+
+def _ffi_name(status):
+    from otelagent import _ffi
+    return _ffi.status_name(status)
 
 
 def test_spans_after_shutdown_and_restart():

@@ -75,12 +75,13 @@ def setting(name, default=None):
 
 def flush(timeout_ms=5000):
     """Waits until every span ended so far is exported (or dropped and
-    counted), at most `timeout_ms`. Returns False on timeout. The GIL is
-    released meanwhile."""
+    counted), at most `timeout_ms`. Returns False on timeout, or when the
+    exporter could not be started (logged by the library; the spans stay
+    queued and the start is tried again). The GIL is released meanwhile."""
     rc = _ffi.flush(int(timeout_ms))
     if rc in (0, -2):  # OK; NOT_STARTED: nothing is pending
         return True
-    if rc == -8:
+    if rc in (-8, -15):  # TIMEOUT, EXPORTER_DOWN
         return False
     raise error_for(rc, "otelagent_flush")
 
@@ -88,13 +89,14 @@ def flush(timeout_ms=5000):
 def shutdown(timeout_ms=5000):
     """Flushes for at most `timeout_ms`, then stops the exporter thread.
     Returns False when the flush timed out (what was left is counted as
-    dropped). The agent may be started again."""
+    dropped) or the exporter could not be started to flush. The agent may be
+    started again."""
     from . import _tracing
     _tracing.set_fast_path(False)
     rc = _ffi.shutdown(int(timeout_ms))
     if rc in (0, -2):
         return True
-    if rc == -8:
+    if rc in (-8, -15):
         return False
     raise error_for(rc, "otelagent_shutdown")
 

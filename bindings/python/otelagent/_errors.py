@@ -83,9 +83,13 @@ class TooLong(OtelAgentError, ValueError):
     status, name = -14, "TOO_LONG"
 
 
+class ExporterDown(OtelAgentError):
+    status, name = -15, "EXPORTER_DOWN"
+
+
 _BY_STATUS = {cls.status: cls for cls in (
     InvalidArgument, NotStarted, Disabled, AlreadyStarted, RingFull, SpanLimit, NoSpace,
-    Timeout, BadRecord, NotFound, Ended, Internal, UnknownKey, TooLong)}
+    Timeout, BadRecord, NotFound, Ended, Internal, UnknownKey, TooLong, ExporterDown)}
 
 
 def error_for(status, what=""):

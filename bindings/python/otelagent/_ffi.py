@@ -65,7 +65,7 @@ class Stats(Structure):
             "spans_dropped_ring_full", "spans_dropped_span_limit", "spans_dropped_rejected",
             "spans_dropped_export_failed", "spans_dropped_shutdown", "spans_exported",
             "export_requests", "export_retries", "bytes_sent", "queue_depth", "spans_open",
-            "values_truncated", "spans_dropped_thread_exit")]
+            "values_truncated", "spans_dropped_thread_exit", "spans_dropped_queue_full")]
 
 
 class _Buffers(threading.local):
