@@ -128,3 +128,42 @@ def test_contrib_requests_and_sqlalchemy_under_our_spans(provider, agent, export
               for s in ss.spans if s.trace_id == tid}
     assert "opentelemetry.instrumentation.requests" in scopes
     assert "opentelemetry.instrumentation.sqlalchemy" in scopes
+
+
+def test_our_fastapi_integration_with_contrib_spans_inside(provider, agent, exported):
+    """Our server span (ASGI integration) and a contrib instrumentation's span
+    inside the handler share one current span once the provider is installed;
+    FastAPI's own telemetry, which reacts to the provider, adds no second
+    server span."""
+    import sqlalchemy
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+
+    import otelagent.integrations.fastapi as of
+    engine = sqlalchemy.create_engine("sqlite://")
+    SQLAlchemyInstrumentor().instrument(engine=engine)
+    app = FastAPI()
+
+    @app.get("/rows")
+    async def rows():
+        assert isinstance(trace.get_current_span(), trace.Span)
+        with engine.connect() as conn:
+            return {"n": conn.execute(sqlalchemy.text("select 1")).scalar()}
+
+    of.instrument_app(app)
+    tid = uuid.uuid4().hex
+    try:
+        r = TestClient(app).get("/rows", headers={
+            "traceparent": f"00-{tid}-00f067aa0ba902b7-01"})
+    finally:
+        SQLAlchemyInstrumentor().uninstrument()
+    assert r.json() == {"n": 1}
+    got = exported.wait(["GET /rows"], bytes.fromhex(tid))
+    server = got["GET /rows"][0]
+    spans = exported.spans(bytes.fromhex(tid))
+    assert [s.name for s in spans if s.kind == 2] == ["GET /rows"]
+    sql = [s for s in spans if s.kind == 3]
+    assert sql and all(s.parent_span_id == server.span_id for s in sql), \
+        [(s.name, s.span_id.hex(), s.parent_span_id.hex()) for s in spans]
+    assert server.parent_span_id.hex() == "00f067aa0ba902b7"

@@ -7,7 +7,9 @@ The middleware goes outermost (outside Starlette's error middleware, so a 500
 made from an unhandled exception is seen with its exception). Enabling twice,
 or after the OpenTelemetry contrib FastAPI instrumentation, adds nothing; and
 the contrib instrumentation will not add itself after this one (both use the
-app's `_is_instrumented_by_opentelemetry` flag)."""
+app's `_is_instrumented_by_opentelemetry` flag). FastAPI's own request spans
+(its built-in telemetry, active once an OpenTelemetry provider is set) are
+turned off for the app, so a request never gets two server spans."""
 
 import logging
 
@@ -28,6 +30,13 @@ def instrument_app(app, excluded_urls=None, start_agent=True):
         return False
     if start_agent:
         _agent.start()
+    native = getattr(app, "_telemetry", None)
+    if isinstance(native, dict) and native.get("tracing"):
+        # FastAPI's own telemetry (FastAPI(telemetry=...), recent versions)
+        # makes a server span of its own as soon as an OpenTelemetry tracer
+        # provider is set (otelagent.otel.install() sets one): one server
+        # span per request is ours. Its metrics and logs are left as they are.
+        native["tracing"] = False
     original = app.build_middleware_stack
 
     def build_middleware_stack():
