@@ -1,9 +1,10 @@
 """Spans, tracers and the current span.
 
 A span lives in Python while it is open (a few slots, a dict of attributes);
-it gets its ids and the sampling decision from otelagent_span_context_new() when
-it starts, and crosses into the library once, packed whole, when it ends
-(otelagent_record_span()). A span sampled out never crosses again: it is a
+it gets its ids and the sampling decision when it starts (from Python for the
+default samplers, from otelagent_span_context_new() otherwise: see
+_make_span), and crosses into the library once, packed whole, when it ends
+(otelagent_record_span()). A span sampled out never crosses: it is a
 NonRecordingSpan that only carries its context for its children and for
 propagation.
 
