@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds libotelagent and runs every test: the unit tests through ctest, then
 # the end-to-end tests (real collector, scripted sink, hygiene, install)
-# through pytest. With OTELAGENT_SANITIZERS=1 it also builds and runs the unit
+# through pytest, then the Python binding's tests. With OTELAGENT_SANITIZERS=1 it also builds and runs the unit
 # tests under ThreadSanitizer and under AddressSanitizer+UBSan, and runs the
 # end-to-end suite once more against the ASan+UBSan build of the library.
 set -euo pipefail
@@ -15,6 +15,10 @@ tests/e2e/collector/build.sh "$build/collector"
 
 ctest --test-dir "$build" --output-on-failure -j "$jobs"
 OTELAGENT_BUILD_DIR="$(cd "$build" && pwd)" python3 -m pytest tests/e2e -ra
+# The Python binding (bindings/python) in a virtual environment inside the
+# tree (.venv/, made once): its unit tests and real uvicorn/gunicorn services
+# exporting to the same collector.
+tests/python/run.sh "$(cd "$build" && pwd)" -ra
 
 if [ "${OTELAGENT_SANITIZERS:-0}" = 1 ]; then
   for san in thread address,undefined; do

@@ -1,0 +1,377 @@
+"""otelagent for Python beside the OpenTelemetry Python SDK, measured side by
+side in one run (each configuration in its own process, configurations
+interleaved round by round, medians of the rounds).
+
+    .venv/bin/python bindings/python/bench/bench.py [--rounds N] [--only span,request,load]
+
+1. per span: `with start_as_current_span(...)` + 4 attributes (2 str, 1 int,
+   1 bool), CPU time of the emitting thread (and of the whole process, which
+   adds the export threads), for the SDK (BatchSpanProcessor, discarding
+   exporter), the API without an SDK, otelagent's API, the OpenTelemetry API
+   through otelagent's provider, and the floor: one ctypes call carrying a
+   packed span.
+2. per request in process (no network): FastAPI and Flask apps driven through
+   ASGI/WSGI calls, bare, with otelagent's integrations (sampled, not sampled,
+   excluded) and with the SDK's contrib instrumentations.
+3. under load: uvicorn and gunicorn (1 worker) on loopback driven by wrk:
+   req/s, p50, p99 and server CPU per request.
+
+otelagent exports OTLP/HTTP to a discarding receiver in another process
+(discard_sink.py); the SDK's exporter discards in process without encoding,
+which favours the SDK."""
+
+import argparse
+import json
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
+PY = sys.executable
+BIN = os.path.dirname(PY)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode}")
+        with socket.socket() as s:
+            s.settimeout(0.2)
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def cpu_of(pid):
+    """user+system CPU seconds of a process and its reaped children."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return sum(int(x) for x in fields[11:15]) / ticks
+
+
+def tree_cpu(pid):
+    """CPU seconds of a process and its live children (gunicorn's worker)."""
+    total = cpu_of(pid)
+    try:
+        out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    except OSError:
+        out = ""
+    for child in out.split():
+        try:
+            total += cpu_of(int(child))
+        except OSError:
+            pass
+    return total
+
+
+# ---------------------------------------------------------------- children
+
+def _measure(fn, n):
+    fn_warm = max(n // 10, 200)
+    for _ in range(fn_warm):
+        fn()
+    t0, p0, w0 = time.thread_time_ns(), time.process_time_ns(), time.perf_counter_ns()
+    for _ in range(n):
+        fn()
+    return {"thread_us": (time.thread_time_ns() - t0) / n / 1000,
+            "process_us": (time.process_time_ns() - p0) / n / 1000,
+            "wall_us": (time.perf_counter_ns() - w0) / n / 1000}
+
+
+def _start_agent(sink):
+    import otelagent
+    otelagent.start({"OTEL_EXPORTER_OTLP_ENDPOINT": sink, "OTEL_SERVICE_NAME": "bench"})
+    return otelagent
+
+
+def child_span(mode, n, sink):
+    if mode == "sdk":
+        from apps import _sdk
+        _sdk()
+        from opentelemetry import trace
+        tracer = trace.get_tracer("bench")
+    elif mode == "api":
+        from opentelemetry import trace
+        tracer = trace.get_tracer("bench")
+    elif mode == "otelagent":
+        tracer = _start_agent(sink).get_tracer("bench")
+    elif mode == "otelagent-otel-api":
+        _start_agent(sink)
+        import otelagent.otel
+        otelagent.otel.install()
+        from opentelemetry import trace
+        tracer = trace.get_tracer("bench")
+    elif mode == "ctypes-floor":
+        agent = _start_agent(sink)
+        from otelagent import _ffi
+        with agent.start_as_current_span("op") as span:
+            for k, v in (("http.method", "GET"), ("peer", "db1"), ("count", 42), ("ok", True)):
+                span.set_attribute(k, v)
+        captured = []
+        real = _ffi.record_span
+        _ffi.record_span = lambda rec, n: captured.append(rec)
+        import otelagent._tracing as T
+        T._record_span = _ffi.record_span
+        with agent.start_as_current_span("op") as span:
+            for k, v in (("http.method", "GET"), ("peer", "db1"), ("count", 42), ("ok", True)):
+                span.set_attribute(k, v)
+        rec = captured[0]
+        size = len(rec)
+        return _measure(lambda: real(rec, size), n)
+    else:
+        raise SystemExit(f"unknown mode {mode}")
+    start = tracer.start_as_current_span
+
+    def one():
+        with start("op") as span:
+            span.set_attribute("http.method", "GET")
+            span.set_attribute("peer", "db1")
+            span.set_attribute("count", 42)
+            span.set_attribute("ok", True)
+    return _measure(one, n)
+
+
+def child_request(framework, mode, n, sink):
+    base_mode, _, variant = mode.partition("/")
+    os.environ["OTELAGENT_BENCH_MODE"] = base_mode
+    os.environ["OTEL_PYTHON_EXCLUDED_URLS"] = "healthz"
+    if base_mode == "otelagent":
+        _start_agent(sink)
+    import apps
+    path = "/healthz" if variant == "excluded" else "/api/users/42"
+    headers = [("host", "127.0.0.1:8000"), ("user-agent", "bench/1.0")]
+    if variant == "unsampled":
+        headers.append(("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"))
+    if framework == "fastapi":
+        import asyncio
+        app = apps.make_fastapi()
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+                 "method": "GET", "scheme": "http", "path": path, "raw_path": path.encode(),
+                 "root_path": "", "query_string": b"",
+                 "headers": [(k.encode(), v.encode()) for k, v in headers],
+                 "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000)}
+        statuses = []
+
+        async def receive():
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message):
+            if message["type"] == "http.response.start":
+                statuses.append(message["status"])
+
+        loop = asyncio.new_event_loop()
+
+        async def run(k):
+            for _ in range(k):
+                await app(dict(scope), receive, send)
+        # One loop iteration per request would measure the loop; run the
+        # requests back to back inside one coroutine instead.
+        batches = iter([None] * (n + max(n // 10, 200)))
+
+        def one():
+            next(batches)
+            loop.run_until_complete(run(1))
+        res = _measure(one, n)
+        assert set(statuses) == {200}, set(statuses)
+        return res
+    from werkzeug.test import EnvironBuilder
+    app = apps.make_flask()
+    environ = EnvironBuilder(path=path, headers=headers).get_environ()
+    statuses = []
+
+    def start_response(status, hdrs, exc_info=None):
+        statuses.append(status)
+
+    def one():
+        result = app(dict(environ), start_response)
+        for _ in result:
+            pass
+        close = getattr(result, "close", None)
+        if close:
+            close()
+    res = _measure(one, n)
+    assert all(s.startswith("200") for s in statuses), set(statuses)
+    return res
+
+
+# ---------------------------------------------------------------- parent
+
+def run_child(args, env=None):
+    full = dict(os.environ)
+    full["PYTHONPATH"] = os.pathsep.join(p for p in (HERE, ROOT, full.get("PYTHONPATH")) if p)
+    full.update(env or {})
+    r = subprocess.run([PY, os.path.join(HERE, "bench.py"), "--child"] + args, env=full,
+                       capture_output=True, text=True, timeout=600)
+    if r.returncode != 0:
+        raise RuntimeError(f"child {args} failed:\n{r.stderr[-3000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def median_of(rows, key):
+    return statistics.median(r[key] for r in rows)
+
+
+def section_span(sink, rounds, n):
+    modes = ["sdk", "api", "otelagent", "otelagent-otel-api", "ctypes-floor"]
+    res = {m: [] for m in modes}
+    for _ in range(rounds):
+        for m in modes:
+            res[m].append(run_child(["span", m, str(n), sink]))
+    sdk = median_of(res["sdk"], "thread_us")
+    print("\n### Per span: `with start_as_current_span()` + 4 attributes "
+          f"(medians of {rounds} rounds of {n} spans)\n")
+    print("| configuration | thread CPU µs/span | process CPU µs/span | wall µs/span | vs SDK |")
+    print("|---|---:|---:|---:|---:|")
+    names = {"sdk": "OpenTelemetry SDK (BatchSpanProcessor, discarding exporter)",
+             "api": "OpenTelemetry API, no SDK (no-op)",
+             "otelagent": "otelagent API",
+             "otelagent-otel-api": "OpenTelemetry API through otelagent's TracerProvider",
+             "ctypes-floor": "floor: one ctypes call with a packed span"}
+    for m in modes:
+        t = median_of(res[m], "thread_us")
+        print(f"| {names[m]} | {t:.2f} | {median_of(res[m], 'process_us'):.2f} | "
+              f"{median_of(res[m], 'wall_us'):.2f} | {sdk / t:.1f}x |")
+    return res
+
+
+def section_request(sink, rounds, n):
+    modes = ["bare", "otelagent", "otelagent/unsampled", "sdk", "sdk/unsampled",
+             "bare/excluded", "otelagent/excluded", "sdk/excluded"]
+    out = {}
+    for fw in ("fastapi", "flask"):
+        res = {m: [] for m in modes}
+        for _ in range(rounds):
+            for m in modes:
+                res[m].append(run_child(["request", fw, m, str(n), sink]))
+        print(f"\n### Per request in process, {fw} (medians of {rounds} rounds of {n} requests; "
+              "overhead against bare on the same route: /healthz for the excluded rows)\n")
+        print("| configuration | thread CPU µs/req | overhead | process CPU µs/req | overhead |")
+        print("|---|---:|---:|---:|---:|")
+        for m in modes:
+            ref = "bare/excluded" if m.endswith("excluded") else "bare"
+            bare = median_of(res[ref], "thread_us")
+            bare_p = median_of(res[ref], "process_us")
+            t = median_of(res[m], "thread_us")
+            p = median_of(res[m], "process_us")
+            print(f"| {m} | {t:.1f} | {t - bare:+.1f} | {p:.1f} | {p - bare_p:+.1f} |")
+        out[fw] = res
+    return out
+
+
+def run_load(framework, mode, sink, seconds, connections):
+    port = free_port()
+    env = dict(os.environ)
+    env.update({"OTELAGENT_BENCH_MODE": mode, "OTELAGENT_BENCH_APP": framework,
+                "OTEL_EXPORTER_OTLP_ENDPOINT": sink, "OTEL_SERVICE_NAME": "bench",
+                "PYTHONPATH": os.pathsep.join(p for p in (HERE, ROOT, env.get("PYTHONPATH"))
+                                              if p)})
+    if framework == "fastapi":
+        argv = [os.path.join(BIN, "uvicorn"), "--host", "127.0.0.1", "--port", str(port),
+                "--no-access-log", "--log-level", "warning", "apps:fastapi_app"]
+    else:
+        argv = [os.path.join(BIN, "gunicorn"), "-w", "1", "-b", f"127.0.0.1:{port}",
+                "--log-level", "warning", "apps:flask_app"]
+    proc = subprocess.Popen(argv, cwd=HERE, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port, proc)
+        url = f"http://127.0.0.1:{port}/api/users/42"
+        subprocess.run(["wrk", "-t1", f"-c{connections}", "-d1s", url], capture_output=True)
+        cpu0 = tree_cpu(proc.pid)
+        r = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url],
+                           capture_output=True, text=True)
+        cpu1 = tree_cpu(proc.pid)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    text = r.stdout
+    reqs = int(re.search(r"(\d+) requests in", text).group(1))
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+
+    def pct(p):
+        m = re.search(rf"{p}%\s+([\d.]+)(us|ms|s)", text)
+        v = float(m.group(1))
+        return v / 1000 if m.group(2) == "us" else v * 1000 if m.group(2) == "s" else v
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    assert errors is None, text
+    return {"rps": rps, "p50_ms": pct(50), "p99_ms": pct(99),
+            "cpu_us_per_req": (cpu1 - cpu0) / max(reqs, 1) * 1e6}
+
+
+def section_load(sink, rounds, seconds, connections):
+    modes = ["bare", "otelagent", "sdk"]
+    for fw in ("fastapi", "flask"):
+        res = {m: [] for m in modes}
+        for _ in range(rounds):
+            for m in modes:
+                res[m].append(run_load(fw, m, sink, seconds, connections))
+        bare = median_of(res["bare"], "rps")
+        server = "uvicorn" if fw == "fastapi" else "gunicorn"
+        print(f"\n### Under load, {fw} on {server} (1 worker; wrk -t1 -c{connections} "
+              f"-d{seconds}s; medians of {rounds} rounds)\n")
+        print("| configuration | req/s | of bare | p50 ms | p99 ms | server CPU µs/req |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for m in modes:
+            rps = median_of(res[m], "rps")
+            print(f"| {m} | {rps:.0f} | {rps / bare:.0%} | {median_of(res[m], 'p50_ms'):.2f} | "
+                  f"{median_of(res[m], 'p99_ms'):.2f} | "
+                  f"{median_of(res[m], 'cpu_us_per_req'):.0f} |")
+
+
+def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        kind = sys.argv[2]
+        if kind == "span":
+            res = child_span(sys.argv[3], int(sys.argv[4]), sys.argv[5])
+        else:
+            res = child_request(sys.argv[3], sys.argv[4], int(sys.argv[5]), sys.argv[6])
+        print(json.dumps(res))
+        return
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--spans", type=int, default=50000)
+    ap.add_argument("--requests", type=int, default=5000)
+    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--connections", type=int, default=16)
+    ap.add_argument("--only", default="span,request,load")
+    a = ap.parse_args()
+    port = free_port()
+    sink = subprocess.Popen([PY, os.path.join(HERE, "discard_sink.py"), str(port)])
+    try:
+        wait_port(port, sink)
+        endpoint = f"http://127.0.0.1:{port}"
+        import platform
+        print(f"Python {platform.python_version()}, {os.cpu_count()} CPUs, "
+              f"load average {os.getloadavg()[0]:.1f} at start")
+        only = a.only.split(",")
+        if "span" in only:
+            section_span(endpoint, a.rounds, a.spans)
+        if "request" in only:
+            section_request(endpoint, a.rounds, a.requests)
+        if "load" in only:
+            section_load(endpoint, a.rounds, a.seconds, a.connections)
+    finally:
+        sink.terminate()
+        sink.wait()
+
+
+if __name__ == "__main__":
+    main()

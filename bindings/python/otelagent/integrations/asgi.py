@@ -1,0 +1,153 @@
+"""ASGI server spans (Starlette, FastAPI, any ASGI app).
+
+    from otelagent.integrations.asgi import OtelAgentMiddleware
+    app = OtelAgentMiddleware(app)
+
+One server span per HTTP request or websocket, named `METHOD route-template`
+when the framework reports the route (Starlette and FastAPI put it in
+scope["route"]), with the stable HTTP semantic-convention attributes."""
+
+from .. import _tracing as T
+from ..propagation import _baggage, extract_values
+from . import _http
+from ._http import (P_ADDRESS, P_CLIENT, P_METHOD, P_PORT, P_PROTO, P_ROUTE, P_SCHEME, P_STATUS,
+                    P_UA)
+
+_SCOPE = _http.scope_entries("otelagent.integrations.asgi", "0.2.0")
+_SPAN_KEY = "otelagent.server_span"
+_SERVER = 2
+
+
+class OtelAgentMiddleware:
+    def __init__(self, app, excluded_urls=None, excluded_urls_var="OTEL_PYTHON_ASGI_EXCLUDED_URLS"):
+        self.app = app
+        excluded = _http.ExcludedUrls(excluded_urls_var, excluded_urls)
+        self.excluded = excluded if excluded else None  # None: no pattern to try
+
+    async def __call__(self, scope, receive, send):
+        typ = scope["type"]
+        if (typ != "http" and typ != "websocket") or _SPAN_KEY in scope:
+            # Lifespan, or another instance of this middleware is outside.
+            return await self.app(scope, receive, send)
+        path = scope["path"]
+        if self.excluded is not None and self.excluded.excluded(path, _full_url, scope):
+            return await self.app(scope, receive, send)
+
+        tp = ts = bag = xray = ua = host = None
+        for k, v in scope["headers"]:
+            # Header names are lower-case bytes in ASGI.
+            if k == b"traceparent":
+                tp = v
+            elif k == b"user-agent":
+                ua = v
+            elif k == b"host":
+                host = v
+            elif k == b"tracestate":
+                ts = v if ts is None else ts + b"," + v
+            elif k == b"baggage":
+                bag = v if bag is None else bag + b"," + v
+            elif k == b"x-amzn-trace-id":
+                xray = v
+        parent = None
+        bag_token = None
+        if tp is not None or xray is not None or bag is not None:
+            parent, baggage = extract_values(tp, ts, bag, xray)
+            if baggage:
+                bag_token = _baggage.set(baggage)
+
+        method = scope.get("method", "GET") if typ == "http" else "GET"
+        span = T._make_span(_SCOPE, method if method in _http.KNOWN_METHODS else "HTTP", parent,
+                            _SERVER, None, None, None)
+        scope[_SPAN_KEY] = span
+        token = T._cur_set(span)
+        recording = span._records
+        if recording:
+            scheme = scope.get("scheme", "http")
+            a = span._attrs
+            if method in _http.KNOWN_METHODS:
+                a["http.request.method"] = P_METHOD(method)
+            else:
+                a["http.request.method"] = "_OTHER"
+                a["http.request.method_original"] = method
+            a["url.path"] = path
+            a["url.scheme"] = P_SCHEME(scheme)
+            q = scope.get("query_string")
+            if q:
+                a["url.query"] = _http.redact_query(q.decode("latin-1"))
+            server = scope.get("server")
+            if host is not None:
+                hp = _http.server_host(
+                    host, server[1] if server else (443 if scheme in ("https", "wss") else 80))
+                a["server.address"], a["server.port"] = hp
+            elif server:
+                a["server.address"] = P_ADDRESS(server[0])
+                a["server.port"] = P_PORT(server[1])
+            client = scope.get("client")
+            if client:
+                a["client.address"] = P_CLIENT(client[0])
+            if ua is not None:
+                a["user_agent.original"] = P_UA(ua.decode("latin-1"))
+            a["network.protocol.version"] = P_PROTO(scope.get("http_version", "1.1"))
+            send_wrapper = _StatusSend(send)
+        else:
+            send_wrapper = send
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except Exception as exc:
+            if recording:
+                span.record_exception(exc)
+                span.set_status(2, f"{type(exc).__name__}: {exc}")
+                span._attrs["error.type"] = type(exc).__qualname__
+                if send_wrapper.status is None:
+                    send_wrapper.status = 500
+            raise
+        finally:
+            try:
+                T._cur_reset(token)
+            except ValueError:
+                pass
+            if bag_token is not None:
+                try:
+                    _baggage.reset(bag_token)
+                except ValueError:
+                    pass
+            if recording:
+                route = scope.get("route")
+                template = getattr(route, "path_format", None) or getattr(route, "path", None)
+                if template:
+                    span._attrs["http.route"] = P_ROUTE(template)
+                    span._name = f"{method} {template}" if typ == "http" else f"WEBSOCKET {template}"
+                elif typ == "websocket":
+                    span._name = "WEBSOCKET"
+                code = send_wrapper.status
+                if code is not None:
+                    span._attrs["http.response.status_code"] = P_STATUS(code)
+                    if code >= 500:
+                        if span._status != 2:
+                            span.set_status(2)
+                        span._attrs.setdefault("error.type", str(code))
+                span.end()
+
+
+class _StatusSend:
+    """The ASGI `send` of a traced request: notes the response status on the
+    way. A plain callable returning the real send's awaitable, cheaper than a
+    coroutine wrapping it."""
+
+    __slots__ = ("send", "status")
+
+    def __init__(self, send):
+        self.send = send
+        self.status = None
+
+    def __call__(self, message):
+        if self.status is None and message["type"] == "http.response.start":
+            self.status = message["status"]
+        return self.send(message)
+
+
+def _full_url(scope):
+    host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "")
+    q = scope.get("query_string") or b""
+    url = f"{scope.get('scheme', 'http')}://{host}{scope.get('root_path', '')}{scope['path']}"
+    return url + ("?" + q.decode("latin-1") if q else "")

@@ -1,0 +1,166 @@
+"""WSGI server spans (Flask, any WSGI app).
+
+    from otelagent.integrations.wsgi import OtelAgentWSGIMiddleware
+    app.wsgi_app = OtelAgentWSGIMiddleware(app.wsgi_app)
+
+One server span per request with the stable HTTP semantic-convention
+attributes. The route template comes from the framework (the Flask
+integration sets it); without one the span is named after the method."""
+
+from .. import _tracing as T
+from ..propagation import _baggage, extract_values
+from . import _http
+from ._http import P_ADDRESS, P_CLIENT, P_METHOD, P_PORT, P_PROTO, P_SCHEME, P_STATUS, P_UA
+
+SCOPE = _http.scope_entries("otelagent.integrations.wsgi", "0.2.0")
+SPAN_KEY = "otelagent.server_span"
+_SERVER = 2
+
+
+class OtelAgentWSGIMiddleware:
+    def __init__(self, wsgi_app, excluded_urls=None,
+                 excluded_urls_var="OTEL_PYTHON_WSGI_EXCLUDED_URLS", scope=SCOPE):
+        self.wsgi_app = wsgi_app
+        excluded = _http.ExcludedUrls(excluded_urls_var, excluded_urls)
+        self.excluded = excluded if excluded else None  # None: no pattern to try
+        self.scope = scope
+
+    def __call__(self, environ, start_response):
+        if SPAN_KEY in environ:  # another instance of this middleware is outside
+            return self.wsgi_app(environ, start_response)
+        path = environ.get("PATH_INFO", "") or "/"
+        if self.excluded is not None and self.excluded.excluded(path, _full_url, environ):
+            return self.wsgi_app(environ, start_response)
+        get = environ.get
+        tp = get("HTTP_TRACEPARENT")
+        xray = get("HTTP_X_AMZN_TRACE_ID")
+        bag = get("HTTP_BAGGAGE")
+        parent = None
+        bag_token = None
+        if tp is not None or xray is not None or bag is not None:
+            parent, baggage = extract_values(tp, get("HTTP_TRACESTATE"), bag, xray)
+            if baggage:
+                bag_token = _baggage.set(baggage)
+        method = get("REQUEST_METHOD", "GET")
+        known = method in _http.KNOWN_METHODS
+        span = T._make_span(self.scope, method if known else "HTTP", parent, _SERVER, None, None,
+                            None)
+        environ[SPAN_KEY] = span
+        token = T._cur_set(span)
+        if not span._records:
+            try:
+                return self.wsgi_app(environ, start_response)
+            finally:
+                _reset(token, bag_token)
+
+        a = span._attrs
+        if known:
+            a["http.request.method"] = P_METHOD(method)
+        else:
+            a["http.request.method"] = "_OTHER"
+            a["http.request.method_original"] = method
+        a["url.path"] = path
+        scheme = get("wsgi.url_scheme", "http")
+        a["url.scheme"] = P_SCHEME(scheme)
+        q = get("QUERY_STRING")
+        if q:
+            a["url.query"] = _http.redact_query(q)
+        host = get("HTTP_HOST")
+        if host:
+            a["server.address"], a["server.port"] = _http.server_host(
+                host, 443 if scheme == "https" else 80)
+        else:
+            a["server.address"] = P_ADDRESS(get("SERVER_NAME", ""))
+            try:
+                a["server.port"] = P_PORT(int(get("SERVER_PORT", 0)))
+            except ValueError:
+                pass
+        remote = get("REMOTE_ADDR")
+        if remote:
+            a["client.address"] = P_CLIENT(remote)
+        ua = get("HTTP_USER_AGENT")
+        if ua:
+            a["user_agent.original"] = P_UA(ua)
+        proto = get("SERVER_PROTOCOL", "")
+        if proto.startswith("HTTP/"):
+            a["network.protocol.version"] = P_PROTO(proto[5:])
+
+        def _start_response(status, headers, exc_info=None):
+            try:
+                code = int(status[:3])
+            except ValueError:
+                code = 0
+            a["http.response.status_code"] = P_STATUS(code)
+            if code >= 500 and span._status != 2:
+                span.set_status(2)
+                a.setdefault("error.type", str(code))
+            return start_response(status, headers, exc_info)
+
+        try:
+            result = self.wsgi_app(environ, _start_response)
+        except Exception as exc:
+            span.record_exception(exc)
+            span.set_status(2, f"{type(exc).__name__}: {exc}")
+            a["error.type"] = type(exc).__qualname__
+            span.end()
+            _reset(token, bag_token)
+            raise
+        _reset(token, bag_token)
+        if type(result) is list or type(result) is tuple:
+            span.end()
+            return result
+        # A streamed body: the span ends when the server closes the iterable,
+        # after the last chunk.
+        return _ClosingIterable(result, span)
+
+
+def _reset(token, bag_token):
+    try:
+        T._cur_reset(token)
+        if bag_token is not None:
+            _baggage.reset(bag_token)
+    except ValueError:
+        pass
+
+
+class _ClosingIterable:
+    __slots__ = ("_it", "_span")
+
+    def __init__(self, it, span):
+        self._it = it
+        self._span = span
+
+    def __iter__(self):
+        # The span is current while the application makes each chunk (so
+        # spans started in a streaming generator are its children), and only
+        # then: nothing of it stays current between chunks, in the server.
+        span = self._span
+        it = iter(self._it)
+        while True:
+            token = T._cur_set(span)
+            try:
+                chunk = next(it)
+            except StopIteration:
+                return
+            except Exception as exc:
+                span.record_exception(exc)
+                span.set_status(2, f"{type(exc).__name__}: {exc}")
+                raise
+            finally:
+                T._cur_reset(token)
+            yield chunk
+
+    def close(self):
+        try:
+            close = getattr(self._it, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._span.end()
+
+
+def _full_url(environ):
+    q = environ.get("QUERY_STRING")
+    url = (f"{environ.get('wsgi.url_scheme', 'http')}://{environ.get('HTTP_HOST', '')}"
+           f"{environ.get('SCRIPT_NAME', '')}{environ.get('PATH_INFO', '')}")
+    return url + ("?" + q if q else "")

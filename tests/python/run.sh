@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs the Python binding's tests: makes .venv/ (idempotent), bundles the
+# library from BUILD_DIR into the package, and runs pytest on tests/python.
+# The end-to-end tests need the collector (tests/e2e/collector/build.sh
+# BUILD_DIR/collector). Usage: tests/python/run.sh [BUILD_DIR] [pytest args...]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+build=${1:-$root/build}
+shift || true
+"$root/tests/python/setup-venv.sh" "$build"
+export OTELAGENT_BUILD_DIR=$build
+exec "$root/.venv/bin/python" -m pytest "$root/tests/python" -q "$@"

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Makes .venv/ at the repository root (idempotent) with the Python binding
+# installed in development mode, the library bundled into it from BUILD_DIR,
+# and the pinned test and benchmark dependencies.
+# Usage: tests/python/setup-venv.sh [BUILD_DIR]   (default: build/)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+build=${1:-$root/build}
+venv=$root/.venv
+req=$root/bindings/python/requirements-test.txt
+python=${PYTHON:-python3}
+if [ ! -x "$venv/bin/python" ]; then
+  echo "setup-venv: creating $venv"
+  "$python" -m venv "$venv"
+fi
+stamp=$venv/.requirements.sha256
+want=$(sha256sum "$req" | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "setup-venv: installing $req"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r "$req"
+  echo "$want" > "$stamp"
+fi
+"$root/bindings/python/bundle.sh" "$build"
+if ! "$venv/bin/python" -c "import otelagent" 2>/dev/null; then
+  echo "setup-venv: installing bindings/python (editable)"
+  "$venv/bin/pip" install -q --disable-pip-version-check --no-deps -e "$root/bindings/python"
+fi
+echo "setup-venv: ready ($("$venv/bin/python" -c 'import otelagent; print(otelagent.LOADED_FROM)'))"
