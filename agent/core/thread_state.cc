@@ -11,14 +11,11 @@
 
 namespace otelagent {
 
+std::atomic<ThreadState *> g_state_table[kMaxThreadStates];
+
 namespace {
 
-// States by id, so that a span handle (which carries the id) finds its slot
-// without trusting any pointer. Ids start at 1; 0 is never a valid handle.
-// The table is zero-initialised static storage: only the pages of ids in use
-// are ever touched.
-constexpr uint32_t kMaxStates = 1u << 16;
-std::atomic<ThreadState *> g_table[kMaxStates];
+constexpr uint32_t kMaxStates = kMaxThreadStates;
 std::atomic<uint32_t> g_state_count{0};
 
 std::atomic<ThreadState *> g_states{nullptr};
@@ -79,7 +76,7 @@ ThreadState *create_state() {
   st->slots = static_cast<SpanSlot *>(mem);
   st->id = id;
   // Registration is serialised by the caller's lock, so ids are dense.
-  g_table[id].store(st, std::memory_order_release);
+  g_state_table[id].store(st, std::memory_order_release);
   g_state_count.store(id, std::memory_order_release);
   return st;
 }
@@ -138,19 +135,6 @@ uint32_t ThreadState::open_count() const {
   uint32_t n = 0;
   for (uint32_t i = 0; i < OTELAGENT_MAX_OPEN_SPANS_PER_THREAD; ++i) n += slots[i].open();
   return n;
-}
-
-SpanSlot *span_slot_of(const otelagent_span *handle, uint32_t *seq) {
-  const auto token = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(handle));
-  const uint64_t id = token >> 40;
-  const uint64_t index = (token >> 32) & 0xFFu;
-  *seq = static_cast<uint32_t>(token);
-  if (id == 0 || id >= kMaxStates || (*seq & 1u) == 0) return nullptr;
-  // Pairs with the release store in create_state (the handle's id was
-  // published before any handle carrying it existed).
-  ThreadState *st = g_table[id].load(std::memory_order_acquire);
-  if (st == nullptr) return nullptr;
-  return &st->slots[index];
 }
 
 __attribute__((noinline, cold)) ThreadState *register_thread() {

@@ -84,10 +84,26 @@ inline otelagent_span *span_handle(const ThreadState *st, const SpanSlot *s, uin
   return reinterpret_cast<otelagent_span *>(static_cast<uintptr_t>(token));
 }
 
+// States by id (ids start at 1; 0 is never a valid handle), so that a span
+// handle finds its slot without trusting any pointer. Zero-initialised static
+// storage: only the pages of ids in use are ever touched.
+constexpr uint32_t kMaxThreadStates = 1u << 16;
+extern std::atomic<ThreadState *> g_state_table[kMaxThreadStates];
+
 // The slot a handle names, or nullptr when it names none (not a handle). The
 // caller compares `*seq` with the slot's seq to know whether it still is the
-// same span.
-SpanSlot *span_slot_of(const otelagent_span *handle, uint32_t *seq);
+// same span. Inline: every span call starts here.
+inline SpanSlot *span_slot_of(const otelagent_span *handle, uint32_t *seq) {
+  const auto token = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(handle));
+  const uint64_t id = token >> 40;
+  *seq = static_cast<uint32_t>(token);
+  if (__builtin_expect(id == 0 || id >= kMaxThreadStates || (*seq & 1u) == 0, 0)) return nullptr;
+  // Pairs with the release store in create_state (the handle's id was
+  // published before any handle carrying it existed).
+  ThreadState *st = g_state_table[id].load(std::memory_order_acquire);
+  if (__builtin_expect(st == nullptr, 0)) return nullptr;
+  return &st->slots[(token >> 32) & 0xFFu];
+}
 
 // The calling thread's state, registering it on first use (cold path: one
 // allocation of the ring and slab, done once per new thread). nullptr when

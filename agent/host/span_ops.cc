@@ -39,7 +39,7 @@ bool context_valid(const otelagent_span_context *c) {
 
 // The slot of a live span, or nullptr with *rc = INVALID (not a handle) or
 // ENDED (the span has ended; its slot may serve another span by now).
-SpanSlot *live_slot(const otelagent_span *span, int *rc) {
+__attribute__((always_inline)) inline SpanSlot *live_slot(const otelagent_span *span, int *rc) {
   uint32_t seq;
   SpanSlot *s = span_slot_of(span, &seq);
   if (__builtin_expect(s == nullptr, 0)) {
@@ -328,10 +328,16 @@ void put_link(SpanSlot *s, const Limits &lim, const otelagent_link *l) {
 }
 
 int add_attr(SpanSlot *s, const Limits &lim, const otelagent_attr *a) {
-  if (!attr_valid(a)) return OTELAGENT_E_INVALID;
-  if (s->attrs >= lim.attr_count) {
-    bump(s->buf + rec::kDroppedAttrs);
-    return OTELAGENT_OK;
+  if (a == nullptr) return OTELAGENT_E_INVALID;
+  // put_attr checks what it writes; an attribute it does not write whole (one
+  // over the count, a string array cut at the cap) is checked here, so the
+  // status never depends on where the caps fall.
+  if (__builtin_expect(s->attrs >= lim.attr_count || a->type == OTELAGENT_TYPE_STRING_ARRAY, 0)) {
+    if (!attr_valid(a)) return OTELAGENT_E_INVALID;
+    if (s->attrs >= lim.attr_count) {
+      bump(s->buf + rec::kDroppedAttrs);
+      return OTELAGENT_OK;
+    }
   }
   int r = put_attr(s, OTELAGENT_REC_ATTR, a);
   if (r < 0) return OTELAGENT_E_INVALID;
@@ -343,16 +349,12 @@ int add_attr(SpanSlot *s, const Limits &lim, const otelagent_attr *a) {
   return OTELAGENT_OK;
 }
 
-// Shared checks of the span setters: a live, recording span of a started
-// agent. Returns nullptr with *rc set when there is nothing to do.
+// Shared checks of the span setters: a live, recording span. Returns
+// nullptr with *rc set when there is nothing to do. (After shutdown a setter
+// still writes into its own span, which span_end then drops and counts.)
 SpanSlot *writable(otelagent_span *span, int *rc) {
   SpanSlot *s = live_slot(span, rc);
-  if (s == nullptr) return nullptr;
-  if (__builtin_expect(runtime() == nullptr, 0)) {
-    *rc = OTELAGENT_E_NOT_STARTED;
-    return nullptr;
-  }
-  return s->recording ? s : nullptr;
+  return s != nullptr && s->recording ? s : nullptr;
 }
 
 // Ends the use of a slot: the handle that named it becomes stale.

@@ -192,10 +192,10 @@ OTELAGENT_API int otelagent_flush(uint32_t timeout_ms);
  *  Flushes for at most `timeout_ms`, then stops the exporter thread; spans
  *  still queued then are dropped and counted. Returns within `timeout_ms` +
  *  250 ms in every case: an exporter thread that does not end in time (e.g.
- *  blocked in the network stack) is left behind, never waited for. Span
- *  calls after it return OTELAGENT_E_NOT_STARTED; a span still open then and
- *  ended before the next start is dropped and counted
- *  (spans_dropped_shutdown), its handle released. The agent may be started
+ *  blocked in the network stack) is left behind, never waited for. New spans
+ *  after it get OTELAGENT_E_NOT_STARTED; a span still open then may still be
+ *  set, and ending it before the next start drops and counts it
+ *  (spans_dropped_shutdown, OTELAGENT_E_NOT_STARTED), its handle released. The agent may be started
  *  again. Also run automatically at process exit with
  *  OTELAGENT_SHUTDOWN_TIMEOUT_MS.
  *  @return OTELAGENT_OK, OTELAGENT_E_TIMEOUT (not all flushed in time),
