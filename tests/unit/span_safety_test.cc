@@ -117,6 +117,11 @@ TEST_F(Spans, StringArrayElementOfSizeMaxIsNulTerminated) {
       EXPECT_EQ(e.value.substr(4, 5), "first");
     }
   EXPECT_TRUE(seen);
+  // The exact case of the issue: one element of length SIZE_MAX (the old
+  // size arithmetic wrapped and memcpy ran for gigabytes).
+  otelagent_str only[1] = {{"only", SIZE_MAX}};
+  a.value.array = {only, 1};
+  EXPECT_EQ(otelagent_span_set_attr(s, &a), OTELAGENT_OK);
   // An element whose length is huge but not SIZE_MAX is cut to the cap:
   // the caller's buffer is read no further than 4096 bytes.
   std::string big(OTELAGENT_MAX_VALUE_BYTES, 'x');
