@@ -44,16 +44,7 @@ void emit(int n) {
   }
 }
 
-// Waits (polling, with a deadline) until `cond` holds.
-template <typename Cond>
-bool wait_until(Cond cond, int seconds = 30) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-  while (!cond()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  return true;
-}
+using otelagent_test::wait_until;
 
 // Issue 5, item 5: at the fd limit the exporter could not start; every later
 // span was lost without a word and flush said OK.

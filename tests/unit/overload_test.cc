@@ -47,15 +47,7 @@ void emit(const char *name, int n) {
   }
 }
 
-template <typename Cond>
-bool wait_until(Cond cond, int seconds = 30) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-  while (!cond()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  return true;
-}
+using otelagent_test::wait_until;
 
 // Issue 5, "Overload and faults": the exporter stopped draining while its
 // queue was full, so with the collector down the rings filled and every
