@@ -82,6 +82,26 @@ inline void record_header_init(uint8_t *b) {
   store_u16(b + rec::kHeaderLen, rec::kHeader);
 }
 
+// Calls fn(std::string_view item) for each item of a STRING_ARRAY value (a
+// sequence of u32 length + bytes); fn returns false to stop. The walk is
+// bounded by the value itself: a length past its end stops it (false
+// returned), so a value that was never validated can neither be read past
+// nor loop (a u32 length near 2^32 must not wrap the offset).
+template <typename Fn>
+bool for_each_array_string(std::string_view v, Fn &&fn) {
+  const auto *p = reinterpret_cast<const uint8_t *>(v.data());
+  size_t off = 0;
+  while (off < v.size()) {
+    if (v.size() - off < 4) return false;
+    const size_t n = load_u32(p + off);
+    off += 4;
+    if (n > v.size() - off) return false;
+    if (!fn(v.substr(off, n))) return false;
+    off += n;
+  }
+  return true;
+}
+
 // One decoded entry; the views point into the record.
 struct Entry {
   uint8_t tag;

@@ -53,12 +53,13 @@ void append_value(std::string *out, uint8_t type, std::string_view v) {
     }
     case OTELAGENT_TYPE_STRING_ARRAY: {
       *out += '[';
-      for (size_t off = 0; off + 4 <= v.size();) {
-        uint32_t n = load_u32(raw + off);
-        if (off) *out += ", ";
-        append_value(out, OTELAGENT_TYPE_STRING, v.substr(off + 4, n));
-        off += 4 + n;
-      }
+      bool first = true;
+      for_each_array_string(v, [&](std::string_view item) {
+        if (!first) *out += ", ";
+        first = false;
+        append_value(out, OTELAGENT_TYPE_STRING, item);
+        return true;
+      });
       *out += ']';
       return;
     }

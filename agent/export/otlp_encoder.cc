@@ -70,13 +70,10 @@ struct Out {
 
 template <typename Fn>
 void for_each_string(std::string_view v, Fn &&fn) {
-  const auto *p = reinterpret_cast<const uint8_t *>(v.data());
-  size_t off = 0;
-  while (off + 4 <= v.size()) {
-    uint32_t n = load_u32(p + off);
-    fn(v.substr(off + 4, n));
-    off += 4 + n;
-  }
+  for_each_array_string(v, [&](std::string_view item) {
+    fn(item);
+    return true;
+  });
 }
 
 size_t scalar_any_size(uint8_t type, std::string_view v) {

@@ -50,13 +50,7 @@ std::string_view link_tracestate(const Entry &link) {
 
 template <typename Fn>
 bool all_strings(std::string_view v, Fn &&fn) {
-  const auto *p = reinterpret_cast<const uint8_t *>(v.data());
-  for (size_t off = 0; off + 4 <= v.size();) {
-    uint32_t n = load_u32(p + off);
-    if (!fn(v.substr(off + 4, n))) return false;
-    off += 4 + n;
-  }
-  return true;
+  return for_each_array_string(v, fn);
 }
 
 bool value_clean(const Entry &e, uint32_t max_chars) {

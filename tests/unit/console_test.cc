@@ -1,6 +1,8 @@
 // The console exporter's formatter on batches a binding could produce:
 // parent links that loop, repeated names, status messages.
 #include "export/console.h"
+#include "export/otlp_encoder.h"
+#include "export/sanitize.h"
 
 #include <gtest/gtest.h>
 
@@ -107,6 +109,38 @@ TEST(Console, ShowsTheLastNameAndTheStatusMessageOnlyWithError) {
   EXPECT_EQ(count(text, "not shown"), 0u) << text;
   EXPECT_EQ(count(text, "status=ERROR \"boom\""), 1u) << text;
   EXPECT_EQ(count(text, "old"), 0u) << text;
+}
+
+}  // namespace
+}  // namespace otelagent
+
+namespace otelagent {
+namespace {
+
+// Found by the record fuzzer in CI: a string-array item whose u32 length is
+// near 2^32 wrapped the reader's offset (4 + n in 32 bits) and the encoder,
+// the console and the sanitizer looped for ever on a record that was never
+// validated. Every reader now shares one bounded walk.
+TEST(ArrayReaders, ItemLengthsNear4GiBStopTheWalk) {
+  std::string value(
+      "\xFC\xFF\xFF\xFF"
+      "abcd",
+      8);
+  int items = 0;
+  EXPECT_FALSE(for_each_array_string(value, [&](std::string_view) { return ++items, true; }));
+  EXPECT_EQ(items, 0);
+  std::vector<std::vector<uint8_t>> recs;
+  recs.push_back(RecordBuilder()
+                     .name("wrap")
+                     .span_id(kA)
+                     .entry(OTELAGENT_REC_ATTR, OTELAGENT_TYPE_STRING_ARRAY, "k", value)
+                     .build());
+  EXPECT_EQ(count(format(recs), "wrap"), 1u);  // returns: no endless loop
+  std::vector<RecordView> views{{recs[0].data(), static_cast<uint32_t>(recs[0].size())}};
+  std::string encoded;
+  encode_request("", views, &encoded);  // returns
+  std::string cleaned;
+  record_clean(views[0], Limits{}, &cleaned);  // returns
 }
 
 }  // namespace
