@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (clang, ASan+UBSan, coverage) in their own
 # build directory and runs each for a bounded time, printing executions and
-# coverage. Fails if any target crashes; the crashing input is kept in the
+# coverage. Fails if any target crashes or takes over 20 s on one input (a
+# hang: libFuzzer checks its total time only between inputs); the crashing input is kept in the
 # target's corpus (corpus/<target>/crash-*), where the replay test of every
 # build runs it from then on.
 #   OTELAGENT_FUZZ_SECONDS  time per target (default 60)
@@ -32,7 +33,7 @@ for t in "${targets[@]}"; do
   echo "== fuzz_$t for ${seconds}s"
   set +e
   ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-    "$build/tests/fuzz/fuzz_$t" -max_total_time="$seconds" -print_final_stats=1 \
+    "$build/tests/fuzz/fuzz_$t" -max_total_time="$seconds" -timeout=20 -print_final_stats=1 \
     -artifact_prefix="$corpus/crash-" "${dict[@]}" "$scratch" "$corpus" >"$log" 2>&1
   rc=$?
   set -e
