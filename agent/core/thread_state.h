@@ -109,7 +109,7 @@ inline SpanSlot *span_slot_of(const otelagent_span *handle, uint32_t *seq) {
 // allocation of the ring and slab, done once per new thread). nullptr when
 // memory is exhausted, when the process already has 65535 states, or when
 // the thread is past its exit clean-up (then the caller's span is dropped and
-// counted in thread_exit_drops()).
+// counted in orphan_counts().thread_exit).
 ThreadState *this_thread_state();
 
 // The calling thread's state if it has one; never registers.
