@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -55,24 +56,9 @@ class ExporterStart : public ::testing::Test {
     otelagent_shutdown(0);
   }
   // No new file descriptor can be opened until restore_fds().
-  void exhaust_fds() {
-    ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved_), 0);
-    const int lowest_free = dup(0);
-    ASSERT_GE(lowest_free, 0);
-    close(lowest_free);
-    rlimit low = saved_;
-    low.rlim_cur = static_cast<rlim_t>(lowest_free);
-    ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
-    limited_ = true;
-  }
-  void restore_fds() {
-    if (limited_) {
-      ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &saved_), 0);
-    }
-    limited_ = false;
-  }
-  rlimit saved_{};
-  bool limited_ = false;
+  void exhaust_fds() { no_fds_.emplace(); }
+  void restore_fds() { no_fds_.reset(); }
+  std::optional<otelagent_test::NoNewFds> no_fds_;
   // Outlives TearDown's shutdown, which closes the kept-alive connection.
   DiscardServer server;
 };

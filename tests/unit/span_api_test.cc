@@ -285,14 +285,7 @@ TEST_F(SmallRing, FullRingDropsAreCountedExactly) {
   // The exporter drains rings even while it drops at its queue, so only one
   // that cannot run lets a ring fill: no file descriptor is left for it to
   // start (it is retried later; spans stay in the ring meanwhile).
-  rlimit saved{};
-  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
-  const int lowest_free = dup(0);
-  ASSERT_GE(lowest_free, 0);
-  close(lowest_free);
-  rlimit low = saved;
-  low.rlim_cur = static_cast<rlim_t>(lowest_free);
-  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+  otelagent_test::NoNewFds no_fds;
   std::thread t([] {  // a fresh thread gets a ring of the configured size
     int ok = 0, full = 0;
     for (int i = 0; i < 5000; ++i) {
@@ -308,7 +301,6 @@ TEST_F(SmallRing, FullRingDropsAreCountedExactly) {
     EXPECT_EQ(st.spans_ended, 5000u);
   });
   t.join();
-  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
 }
 
 }  // namespace

@@ -126,3 +126,15 @@ def split_host(host, default_port):
         return addr, int(port) if port else default_port
     except ValueError:
         return addr, default_port
+
+
+def claim_app(app, log):
+    """False (with one warning when the contrib instrumentation did it) when
+    ``app`` is already instrumented, so that no request gets two server
+    spans; True when the caller may instrument it."""
+    if getattr(app, "_is_instrumented_by_opentelemetry", False):
+        if not getattr(app, "_otelagent_instrumented", False):
+            log.warning("otelagent: %r is already instrumented by OpenTelemetry; "
+                        "not adding a second server span", app)
+        return False
+    return True

@@ -14,6 +14,7 @@ turned off for the app, so a request never gets two server spans."""
 import logging
 
 from .. import _agent
+from . import _http
 from .asgi import OtelAgentMiddleware
 
 _log = logging.getLogger("otelagent")
@@ -23,10 +24,7 @@ def instrument_app(app, excluded_urls=None, start_agent=True):
     """Traces `app` (a FastAPI or Starlette application). Returns True when it
     instrumented it, False when it already was (by this or by the
     OpenTelemetry contrib instrumentation)."""
-    if getattr(app, "_is_instrumented_by_opentelemetry", False):
-        if not getattr(app, "_otelagent_instrumented", False):
-            _log.warning("otelagent: %r is already instrumented by OpenTelemetry; "
-                         "not adding a second server span", app)
+    if not _http.claim_app(app, _log):
         return False
     if start_agent:
         _agent.start()

@@ -30,10 +30,7 @@ def _has_handler(app, exc):
 
 
 def instrument_app(app, excluded_urls=None, start_agent=True):
-    if getattr(app, "_is_instrumented_by_opentelemetry", False):
-        if not getattr(app, "_otelagent_instrumented", False):
-            _log.warning("otelagent: %r is already instrumented by OpenTelemetry; "
-                         "not adding a second server span", app)
+    if not _http.claim_app(app, _log):
         return False
     if start_agent:
         _agent.start()
