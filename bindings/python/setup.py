@@ -1,26 +1,38 @@
-"""Packaging details pyproject.toml cannot say: when bundle.sh has copied the
-shared library in, the wheel carries it (otelagent/_lib) and is tagged for
-this platform (py3-none-linux_x86_64, say) instead of pure Python."""
+"""Packaging details pyproject.toml cannot say.
+
+- The optional native packer (otelagent/_native.c): built when a C compiler
+  and Python's headers are at hand; without them the package installs as
+  pure Python + ctypes and packs spans in Python (slower, same records).
+- When bundle.sh has copied the shared library in, the wheel carries it
+  (otelagent/_lib) and is tagged for this platform: py3-none-linux_x86_64
+  without the native packer, cpXY-cpXY-linux_x86_64 with it."""
 
 import os
 
-from setuptools import setup
+from setuptools import Extension, setup
 from setuptools.command.bdist_wheel import bdist_wheel
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BUNDLED = os.path.isdir(os.path.join(HERE, "otelagent", "_lib"))
+NATIVE = os.environ.get("OTELAGENT_PYTHON_NATIVE", "1").strip().lower() not in (
+    "0", "false", "no", "off")
 
 
 class PlatformWheel(bdist_wheel):
     def finalize_options(self):
         super().finalize_options()
-        self.root_is_pure = not BUNDLED
+        if BUNDLED:
+            self.root_is_pure = False
 
     def get_tag(self):
         python, abi, plat = super().get_tag()
-        return ("py3", "none", plat) if BUNDLED else (python, abi, plat)
+        if BUNDLED and not self.distribution.has_ext_modules():
+            return "py3", "none", plat
+        return python, abi, plat
 
 
 packages = ["otelagent", "otelagent.integrations"] + (["otelagent._lib"] if BUNDLED else [])
-setup(packages=packages, cmdclass={"bdist_wheel": PlatformWheel},
+ext_modules = [Extension("otelagent._native", ["otelagent/_native.c"], optional=True,
+                         extra_compile_args=["-O2", "-Wall", "-Wextra"])] if NATIVE else []
+setup(packages=packages, cmdclass={"bdist_wheel": PlatformWheel}, ext_modules=ext_modules,
       package_data={"otelagent._lib": ["libotelagent.so*"]} if BUNDLED else {})

@@ -9,4 +9,8 @@ build=${1:-$root/build}
 shift || true
 "$root/tests/python/setup-venv.sh" "$build"
 export OTELAGENT_BUILD_DIR=$build
-exec "$root/.venv/bin/python" -m pytest "$root/tests/python" -q "$@"
+"$root/.venv/bin/python" -m pytest "$root/tests/python" -q "$@"
+# Once more with the native packer turned off: the pure-Python fallback
+# (a package installed without a C compiler) must pass every test too.
+echo "tests/python: again with the pure-Python packer (OTELAGENT_PYTHON_NATIVE=0)"
+OTELAGENT_PYTHON_NATIVE=0 "$root/.venv/bin/python" -m pytest "$root/tests/python" -q "$@"

@@ -21,8 +21,14 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 "$root/bindings/python/bundle.sh" "$build"
-if ! "$venv/bin/python" -c "import otelagent" 2>/dev/null; then
-  echo "setup-venv: installing bindings/python (editable)"
+# Installed again when the native packer's source changed (an editable
+# install builds the extension once, in place).
+native_stamp=$venv/.native.sha256
+native_want=$(sha256sum "$root/bindings/python/otelagent/_native.c" | cut -d' ' -f1)
+if ! "$venv/bin/python" -c "import otelagent" 2>/dev/null ||
+   [ "$(cat "$native_stamp" 2>/dev/null)" != "$native_want" ]; then
+  echo "setup-venv: installing bindings/python (editable, with the native packer)"
   "$venv/bin/pip" install -q --disable-pip-version-check --no-deps -e "$root/bindings/python"
+  echo "$native_want" > "$native_stamp"
 fi
-echo "setup-venv: ready ($("$venv/bin/python" -c 'import otelagent; print(otelagent.LOADED_FROM)'))"
+echo "setup-venv: ready ($("$venv/bin/python" -c 'import otelagent, otelagent._tracing as t; print(otelagent.LOADED_FROM, "native packer:", t.NATIVE)'))"

@@ -12,9 +12,11 @@ The current span is kept in a contextvars.ContextVar, so threads and asyncio
 tasks each see their own."""
 
 import contextvars
+import ctypes
 import enum
 import functools
 import inspect
+import os
 import time
 import traceback
 from random import getrandbits as _rand
@@ -243,6 +245,21 @@ class Span:
             return
         self._ended = True
         end = end_time or _time_ns()
+        # The native packer takes the common span whole (no events or links,
+        # basic attribute values) or returns None and leaves it to _pack.
+        # RING_FULL and NOT_STARTED are counted by the library (or moot): the
+        # host is never disturbed by a span it could not keep.
+        if (self._x is None and _native_record is not None
+                and _native_record(self._scope, self._name, self._ctx, self._parent,
+                                   self._tracestate, self._kind, self._status, self._start,
+                                   end, self._attrs) is not None):
+            return
+        rec = self._pack(end)
+        _record_span(rec, len(rec))
+
+    def _pack(self, end):
+        """The span as one record of otelagent_record_span(), packed in
+        Python (every case the native packer leaves over)."""
         ctx = self._ctx
         parent = self._parent
         name = self._name
@@ -322,12 +339,9 @@ class Span:
         if total > R.RECORD_MAX:
             body, dropped, dropped_events, dropped_links = _shrink(self)
             total = R.HEADER_LEN + len(body)
-        rec = R.pack_header(total, self._kind, self._status, flags, ctx[0:16], ctx[16:24],
-                            parent_id, self._start, end, dropped, dropped_events,
-                            dropped_links) + body
-        # RING_FULL and NOT_STARTED are counted by the library (or moot): the
-        # host is never disturbed by a span it could not keep.
-        _record_span(rec, total)
+        return R.pack_header(total, self._kind, self._status, flags, ctx[0:16], ctx[16:24],
+                             parent_id, self._start, end, dropped, dropped_events,
+                             dropped_links) + body
 
     def __enter__(self):
         if self._token is _ACTIVATE:
@@ -368,6 +382,26 @@ class Span:
     def __repr__(self):
         return f"Span({self._name!r}, {SpanContext(self._ctx, self._tracestate)!r})"
 
+
+def _load_native():
+    """The native packer's record and context functions (otelagent/_native.c,
+    built when the package is installed with a C compiler at hand), bound to
+    the copy of the library this package loaded; (None, None) when it is
+    absent or turned off by OTELAGENT_PYTHON_NATIVE=0."""
+    if os.environ.get("OTELAGENT_PYTHON_NATIVE", "1").strip().lower() in ("0", "false", "no",
+                                                                          "off"):
+        return None, None
+    try:
+        from . import _native
+    except ImportError:
+        return None, None
+    address = ctypes.cast(_record_span, ctypes.c_void_p).value
+    _native.bind(address, ctypes.cast(_ctx_new, ctypes.c_void_p).value, R.Packed)
+    return _native.record, _native.context
+
+
+_native_record, _native_context = _load_native()
+NATIVE = _native_record is not None  # which packer serves spans (for stats and tests)
 
 _ACTIVATE = object()
 _names = {}  # span name -> its packed NAME entry
@@ -456,7 +490,15 @@ def _make_span(scope, name, parent, kind, attributes, links, start_time):
         if pctx is not None and pctx[16:24] == _ZERO8:
             pctx = None  # an invalid parent: a new root
     ctx = None
-    if _fast[0]:
+    if _native_context is not None:
+        # One C call to otelagent_span_context_new(): ids and the library's
+        # sampler, cheaper than the Python fast path below.
+        ctx = _native_context(pctx)
+        if ctx is None:
+            return _classes[1](pctx or _INVALID_CTX, ts)
+        if not ctx[24] & 1:
+            return _classes[1](ctx, ts)
+    elif _fast[0]:
         if pctx is None:
             ctx = _rand(192).to_bytes(24, "big") + _ROOT_TAIL
             if ctx[0:16] == _ZERO16 or ctx[16:24] == _ZERO8:  # 2^-64: draw again
