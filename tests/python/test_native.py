@@ -22,8 +22,8 @@ def bound(agent):
     import ctypes
 
     from otelagent import _ffi, _record
-    _native.bind(ctypes.cast(_ffi.record_span, ctypes.c_void_p).value,
-                 ctypes.cast(_ffi.span_context_new, ctypes.c_void_p).value, _record.Packed)
+    _native.bind(_record.Packed, *(ctypes.cast(fn, ctypes.c_void_p).value for fn in (
+        _ffi.record_span, _ffi.span_context_new, _ffi.traceparent_parse, _ffi.xray_parse)))
 
 
 def _args(span, end):

@@ -14,7 +14,13 @@ import os
 MODE = os.environ.get("OTELAGENT_BENCH_MODE", "bare")
 
 
+_sdk_installed = []
+
+
 def _sdk():
+    if _sdk_installed:
+        return
+    _sdk_installed.append(True)
     from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import (BatchSpanProcessor, SpanExporter,
@@ -29,8 +35,17 @@ def _sdk():
     trace.set_tracer_provider(provider)
 
 
-def make_fastapi():
+def _bare_telemetry(app):
+    """FastAPI's own telemetry makes spans once any OpenTelemetry provider is
+    set (the sdk mode sets one): a bare app must not."""
+    native = getattr(app, "_telemetry", None)
+    if isinstance(native, dict):
+        native["tracing"] = False
+
+
+def make_fastapi(mode=None):
     from fastapi import FastAPI
+    mode = mode or MODE
     app = FastAPI()
 
     @app.get("/api/users/{user_id}")
@@ -41,18 +56,21 @@ def make_fastapi():
     async def healthz():
         return {"ok": True}
 
-    if MODE == "otelagent":
+    if mode == "otelagent":
         import otelagent.integrations.fastapi as of
         of.instrument_app(app)
-    elif MODE == "sdk":
+    elif mode == "sdk":
         _sdk()
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
         FastAPIInstrumentor.instrument_app(app)
+    else:
+        _bare_telemetry(app)
     return app
 
 
-def make_flask():
+def make_flask(mode=None):
     from flask import Flask, jsonify
+    mode = mode or MODE
     app = Flask(__name__)
 
     @app.get("/api/users/<int:user_id>")
@@ -63,10 +81,10 @@ def make_flask():
     def healthz():
         return jsonify({"ok": True})
 
-    if MODE == "otelagent":
+    if mode == "otelagent":
         import otelagent.integrations.flask as ofl
         ofl.instrument_app(app)
-    elif MODE == "sdk":
+    elif mode == "sdk":
         _sdk()
         from opentelemetry.instrumentation.flask import FlaskInstrumentor
         FlaskInstrumentor().instrument_app(app)

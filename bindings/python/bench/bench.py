@@ -108,7 +108,8 @@ def child_span(mode, n, sink):
     elif mode == "api":
         from opentelemetry import trace
         tracer = trace.get_tracer("bench")
-    elif mode == "otelagent":
+    elif mode in ("otelagent", "otelagent-pure"):
+        # otelagent-pure: started with OTELAGENT_PYTHON_NATIVE=0 (run_child)
         tracer = _start_agent(sink).get_tracer("bench")
     elif mode == "otelagent-otel-api":
         _start_agent(sink)
@@ -127,6 +128,7 @@ def child_span(mode, n, sink):
         _ffi.record_span = lambda rec, n: captured.append(rec)
         import otelagent._tracing as T
         T._record_span = _ffi.record_span
+        T._native_record = None  # the Python packer, whose record is captured
         with agent.start_as_current_span("op") as span:
             for k, v in (("http.method", "GET"), ("peer", "db1"), ("count", 42), ("ok", True)):
                 span.set_attribute(k, v)
@@ -147,8 +149,11 @@ def child_span(mode, n, sink):
 
 
 def child_request(framework, mode, n, sink):
+    """Per request in process: the configured app and a bare copy of it, in
+    the same process, driven in alternating batches (the difference between
+    separate processes, a few µs from memory layout alone, would swamp the
+    overhead being measured)."""
     base_mode, _, variant = mode.partition("/")
-    os.environ["OTELAGENT_BENCH_MODE"] = base_mode
     os.environ["OTEL_PYTHON_EXCLUDED_URLS"] = "healthz"
     if base_mode == "otelagent":
         _start_agent(sink)
@@ -159,7 +164,6 @@ def child_request(framework, mode, n, sink):
         headers.append(("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"))
     if framework == "fastapi":
         import asyncio
-        app = apps.make_fastapi()
         scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
                  "method": "GET", "scheme": "http", "path": path, "raw_path": path.encode(),
                  "root_path": "", "query_string": b"",
@@ -176,37 +180,55 @@ def child_request(framework, mode, n, sink):
 
         loop = asyncio.new_event_loop()
 
-        async def run(k):
-            for _ in range(k):
-                await app(dict(scope), receive, send)
-        # One loop iteration per request would measure the loop; run the
-        # requests back to back inside one coroutine instead.
-        batches = iter([None] * (n + max(n // 10, 200)))
-
-        def one():
-            next(batches)
-            loop.run_until_complete(run(1))
-        res = _measure(one, n)
+        def driver(app):
+            async def run(k):
+                for _ in range(k):
+                    await app(dict(scope), receive, send)
+            # Back to back inside one coroutine: one loop iteration per
+            # request would measure the loop.
+            return lambda k: loop.run_until_complete(run(k))
+        res = _interleaved(driver(apps.make_fastapi("bare")),
+                           driver(apps.make_fastapi(base_mode)), n)
         assert set(statuses) == {200}, set(statuses)
         return res
     from werkzeug.test import EnvironBuilder
-    app = apps.make_flask()
     environ = EnvironBuilder(path=path, headers=headers).get_environ()
     statuses = []
 
     def start_response(status, hdrs, exc_info=None):
         statuses.append(status)
 
-    def one():
-        result = app(dict(environ), start_response)
-        for _ in result:
-            pass
-        close = getattr(result, "close", None)
-        if close:
-            close()
-    res = _measure(one, n)
+    def driver(app):
+        def run(k):
+            for _ in range(k):
+                result = app(dict(environ), start_response)
+                for _ in result:
+                    pass
+                close = getattr(result, "close", None)
+                if close:
+                    close()
+        return run
+    res = _interleaved(driver(apps.make_flask("bare")), driver(apps.make_flask(base_mode)), n)
     assert all(s.startswith("200") for s in statuses), set(statuses)
     return res
+
+
+def _interleaved(bare, configured, n, batch=250):
+    """Drives `bare` and `configured` (each run(k): k requests) in alternating
+    batches; per-request CPU of each (medians over the batches)."""
+    for run in (bare, configured):
+        run(max(n // 10, 200))  # warm-up
+    out = {"bare": [[], []], "configured": [[], []]}
+    for _ in range(max(n // batch, 1)):
+        for name, run in (("bare", bare), ("configured", configured)):
+            t0, p0 = time.thread_time_ns(), time.process_time_ns()
+            run(batch)
+            out[name][0].append((time.thread_time_ns() - t0) / batch / 1000)
+            out[name][1].append((time.process_time_ns() - p0) / batch / 1000)
+    return {"thread_us": statistics.median(out["configured"][0]),
+            "process_us": statistics.median(out["configured"][1]),
+            "bare_thread_us": statistics.median(out["bare"][0]),
+            "bare_process_us": statistics.median(out["bare"][1])}
 
 
 # ---------------------------------------------------------------- parent
@@ -227,11 +249,12 @@ def median_of(rows, key):
 
 
 def section_span(sink, rounds, n):
-    modes = ["sdk", "api", "otelagent", "otelagent-otel-api", "ctypes-floor"]
+    modes = ["sdk", "api", "otelagent", "otelagent-pure", "otelagent-otel-api", "ctypes-floor"]
     res = {m: [] for m in modes}
     for _ in range(rounds):
         for m in modes:
-            res[m].append(run_child(["span", m, str(n), sink]))
+            env = {"OTELAGENT_PYTHON_NATIVE": "0"} if m == "otelagent-pure" else None
+            res[m].append(run_child(["span", m, str(n), sink], env))
     sdk = median_of(res["sdk"], "thread_us")
     print("\n### Per span: `with start_as_current_span()` + 4 attributes "
           f"(medians of {rounds} rounds of {n} spans)\n")
@@ -239,7 +262,8 @@ def section_span(sink, rounds, n):
     print("|---|---:|---:|---:|---:|")
     names = {"sdk": "OpenTelemetry SDK (BatchSpanProcessor, discarding exporter)",
              "api": "OpenTelemetry API, no SDK (no-op)",
-             "otelagent": "otelagent API",
+             "otelagent": "otelagent API (native packer)",
+             "otelagent-pure": "otelagent API, pure-Python packer (no C compiler at install)",
              "otelagent-otel-api": "OpenTelemetry API through otelagent's TracerProvider",
              "ctypes-floor": "floor: one ctypes call with a packed span"}
     for m in modes:
@@ -258,17 +282,20 @@ def section_request(sink, rounds, n):
         for _ in range(rounds):
             for m in modes:
                 res[m].append(run_child(["request", fw, m, str(n), sink]))
-        print(f"\n### Per request in process, {fw} (medians of {rounds} rounds of {n} requests; "
-              "overhead against bare on the same route: /healthz for the excluded rows)\n")
-        print("| configuration | thread CPU µs/req | overhead | process CPU µs/req | overhead |")
-        print("|---|---:|---:|---:|---:|")
+        print(f"\n### Per request in process, {fw} (medians of {rounds} rounds of {n} requests, "
+              "each against a bare copy of the app in the same process, in alternating batches; "
+              "/healthz for the excluded rows)\n")
+        print("| configuration | thread CPU µs/req | bare | overhead | process CPU µs/req | bare "
+              "| overhead |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
         for m in modes:
-            ref = "bare/excluded" if m.endswith("excluded") else "bare"
-            bare = median_of(res[ref], "thread_us")
-            bare_p = median_of(res[ref], "process_us")
             t = median_of(res[m], "thread_us")
+            tb = median_of(res[m], "bare_thread_us")
+            d = statistics.median(r["thread_us"] - r["bare_thread_us"] for r in res[m])
             p = median_of(res[m], "process_us")
-            print(f"| {m} | {t:.1f} | {t - bare:+.1f} | {p:.1f} | {p - bare_p:+.1f} |")
+            pb = median_of(res[m], "bare_process_us")
+            dp = statistics.median(r["process_us"] - r["bare_process_us"] for r in res[m])
+            print(f"| {m} | {t:.1f} | {tb:.1f} | {d:+.1f} | {p:.1f} | {pb:.1f} | {dp:+.1f} |")
         out[fw] = res
     return out
 

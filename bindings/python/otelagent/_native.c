@@ -53,9 +53,13 @@ enum {
 
 typedef int (*record_fn)(const void *record, size_t len);
 typedef int (*context_fn)(const void *parent, void *out);
+typedef int (*parse_fn)(const char *value, size_t len, void *out);
 
-static record_fn g_record;       /* otelagent_record_span, set by bind() */
-static context_fn g_context;     /* otelagent_span_context_new, set by bind() */
+/* The library's entry points, set by bind(). */
+static record_fn g_record;         /* otelagent_record_span */
+static context_fn g_context;       /* otelagent_span_context_new */
+static parse_fn g_traceparent;     /* otelagent_traceparent_parse */
+static parse_fn g_xray;            /* otelagent_xray_parse */
 static PyObject *g_packed_type;  /* _record.Packed, set by bind() */
 static unsigned char g_buf[RECORD_MAX];
 
@@ -285,14 +289,46 @@ static PyObject *native_context(PyObject *self, PyObject *parent) {
   return PyBytes_FromStringAndSize((const char *)out, 32);
 }
 
-/* bind(address of otelagent_record_span, address of
-   otelagent_span_context_new, the Packed class) */
+/* A header value (bytes) parsed into a 32-byte context by `fn`; None when
+   it is not valid. The library bounds and checks the value. */
+static PyObject *parse_with(parse_fn fn, PyObject *value) {
+  if (fn == NULL) {
+    PyErr_SetString(PyExc_RuntimeError, "_native: bind() was not called");
+    return NULL;
+  }
+  if (!PyBytes_Check(value)) {
+    PyErr_SetString(PyExc_TypeError, "_native: a header value as bytes");
+    return NULL;
+  }
+  unsigned char out[32];
+  if (fn(PyBytes_AS_STRING(value), (size_t)PyBytes_GET_SIZE(value), out) != 0) Py_RETURN_NONE;
+  return PyBytes_FromStringAndSize((const char *)out, 32);
+}
+
+/* traceparent(value) -> the remote parent's context, or None. */
+static PyObject *native_traceparent(PyObject *self, PyObject *value) {
+  (void)self;
+  return parse_with(g_traceparent, value);
+}
+
+/* xray(value) -> the remote parent's context from an X-Amzn-Trace-Id, or None. */
+static PyObject *native_xray(PyObject *self, PyObject *value) {
+  (void)self;
+  return parse_with(g_xray, value);
+}
+
+/* bind(Packed class, addresses of otelagent_record_span,
+   otelagent_span_context_new, otelagent_traceparent_parse and
+   otelagent_xray_parse): the functions of the copy of the library the
+   package's loader chose. */
 static PyObject *native_bind(PyObject *self, PyObject *args) {
   (void)self;
-  unsigned long long record, context;
+  unsigned long long record, context, traceparent, xray;
   PyObject *packed;
-  if (!PyArg_ParseTuple(args, "KKO!", &record, &context, &PyType_Type, &packed)) return NULL;
-  if (record == 0 || context == 0) {
+  if (!PyArg_ParseTuple(args, "O!KKKK", &PyType_Type, &packed, &record, &context, &traceparent,
+                        &xray))
+    return NULL;
+  if (record == 0 || context == 0 || traceparent == 0 || xray == 0) {
     PyErr_SetString(PyExc_ValueError, "_native.bind: a null function address");
     return NULL;
   }
@@ -300,12 +336,16 @@ static PyObject *native_bind(PyObject *self, PyObject *args) {
   Py_XSETREF(g_packed_type, packed);
   g_record = (record_fn)(uintptr_t)record;
   g_context = (context_fn)(uintptr_t)context;
+  g_traceparent = (parse_fn)(uintptr_t)traceparent;
+  g_xray = (parse_fn)(uintptr_t)xray;
   Py_RETURN_NONE;
 }
 
 static PyMethodDef k_methods[] = {
     {"bind", native_bind, METH_VARARGS,
-     "bind(record_span_address, span_context_new_address, packed_class)"},
+     "bind(packed_class, record_span, span_context_new, traceparent_parse, xray_parse)"},
+    {"traceparent", native_traceparent, METH_O, "traceparent(value) -> context or None"},
+    {"xray", native_xray, METH_O, "xray(value) -> context or None"},
     {"context", native_context, METH_O, "context(parent) -> 32-byte context or None"},
     {"record", (PyCFunction)(void (*)(void))native_record, METH_FASTCALL,
      "record(scope, name, ctx, parent, tracestate, kind, status, start, end, attrs)"},

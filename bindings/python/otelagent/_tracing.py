@@ -384,24 +384,26 @@ class Span:
 
 
 def _load_native():
-    """The native packer's record and context functions (otelagent/_native.c,
-    built when the package is installed with a C compiler at hand), bound to
-    the copy of the library this package loaded; (None, None) when it is
+    """The native packer (otelagent/_native.c, built when the package is
+    installed with a C compiler at hand), bound to the functions of the copy
+    of the library this package loaded; None when it is
     absent or turned off by OTELAGENT_PYTHON_NATIVE=0."""
     if os.environ.get("OTELAGENT_PYTHON_NATIVE", "1").strip().lower() in ("0", "false", "no",
                                                                           "off"):
-        return None, None
+        return None
     try:
         from . import _native
     except ImportError:
-        return None, None
-    address = ctypes.cast(_record_span, ctypes.c_void_p).value
-    _native.bind(address, ctypes.cast(_ctx_new, ctypes.c_void_p).value, R.Packed)
-    return _native.record, _native.context
+        return None
+    _native.bind(R.Packed, *(ctypes.cast(fn, ctypes.c_void_p).value for fn in (
+        _record_span, _ctx_new, _ffi.traceparent_parse, _ffi.xray_parse)))
+    return _native
 
 
-_native_record, _native_context = _load_native()
-NATIVE = _native_record is not None  # which packer serves spans (for stats and tests)
+native = _load_native()  # the module, or None
+_native_record = native.record if native else None
+_native_context = native.context if native else None
+NATIVE = native is not None  # which packer serves spans (for stats and tests)
 
 _ACTIVATE = object()
 _names = {}  # span name -> its packed NAME entry
