@@ -154,3 +154,34 @@ def test_native_records_arrive(agent, exported):
     assert attrs(o) == {"s": "text é", "i": -7, "f": 0.25, "b": True}
     assert c.parent_span_id == o.span_id and c.trace_id == o.trace_id
     assert o.kind == 2  # SPAN_KIND_SERVER
+
+
+@pytest.mark.parametrize("value", [
+    b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+    b"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-09-extra",
+    b"00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+    b"ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    b"00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+    b"", b"\x00" * 600, b"garbage",
+])
+def test_native_traceparent_parse_is_the_library_one(agent, value):
+    from otelagent import _ffi
+    out = _ffi.buffers.ctx
+    expected = out.raw if _ffi.traceparent_parse(value, len(value), out) == 0 else None
+    assert _native.traceparent(value) == expected
+
+
+@pytest.mark.parametrize("value", [
+    b"Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+    b"Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=?",
+    b"Root=1-5759e988-bd862e3fe1be46a994272793",
+    b"Root=;Parent=;", b"", b"\xff" * 9000,
+])
+def test_native_xray_parse_is_the_library_one(agent, value):
+    from otelagent import _ffi
+    out = _ffi.buffers.ctx
+    expected = out.raw if _ffi.xray_parse(value, len(value), out) == 0 else None
+    assert _native.xray(value) == expected
+    with pytest.raises(TypeError):
+        _native.xray(value.decode("latin-1"))
