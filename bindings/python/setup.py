@@ -39,5 +39,5 @@ ext_modules = [Extension("otelagent._native", ["otelagent/_native.c"], optional=
 package_data = {"otelagent": ["_bootstrap/*.py"]}
 if BUNDLED:
     package_data["otelagent._lib"] = ["libotelagent.so*", "libotelagent_preload.so"]
-setup(packages=packages, cmdclass={"bdist_wheel": PlatformWheel}, ext_modules=ext_modules,
+setup(packages=packages, py_modules=["otelagent_instrument"], cmdclass={"bdist_wheel": PlatformWheel}, ext_modules=ext_modules,
       package_data=package_data)
