@@ -100,18 +100,34 @@ def program_names(argv, orig_argv):
     return [first]
 
 
+def _literal_prefix(pattern):
+    for i, c in enumerate(pattern):
+        if c in "*?[":
+            return pattern[:i]
+    return pattern
+
+
+def _match(name, pattern):
+    # fnmatch imports re, a few milliseconds every Python process would pay:
+    # only a name that starts with the pattern's literal part gets that far.
+    if not name.startswith(_literal_prefix(pattern)):
+        return False
+    if name == pattern:
+        return True
+    from fnmatch import fnmatchcase
+    return fnmatchcase(name, pattern)
+
+
 def denied(names, patterns):
     """The pattern that denies one of `names`, or None."""
-    from fnmatch import fnmatchcase
-
     for name in names:
         base = os.path.basename(name)
         top = name.split(".", 1)[0] if "/" not in name else None
         for pattern in patterns:
             if "/" in pattern:
-                if fnmatchcase(name, pattern):
+                if _match(name, pattern):
                     return pattern
-            elif fnmatchcase(base, pattern) or (top and fnmatchcase(top, pattern)):
+            elif _match(base, pattern) or (top and _match(top, pattern)):
                 return pattern
     return None
 
