@@ -34,5 +34,10 @@ class PlatformWheel(bdist_wheel):
 packages = ["otelagent", "otelagent.integrations"] + (["otelagent._lib"] if BUNDLED else [])
 ext_modules = [Extension("otelagent._native", ["otelagent/_native.c"], optional=True,
                          extra_compile_args=["-O2", "-Wall", "-Wextra"])] if NATIVE else []
-setup(packages=packages, cmdclass={"bdist_wheel": PlatformWheel}, ext_modules=ext_modules,
-      package_data={"otelagent._lib": ["libotelagent.so*"]} if BUNDLED else {})
+# The zero-code bootstrap (otelagent/_bootstrap/) is a directory put on
+# PYTHONPATH, not a package: shipped as data of the otelagent package.
+package_data = {"otelagent": ["_bootstrap/*.py"]}
+if BUNDLED:
+    package_data["otelagent._lib"] = ["libotelagent.so*", "libotelagent_preload.so"]
+setup(packages=packages, py_modules=["otelagent_instrument"],
+      cmdclass={"bdist_wheel": PlatformWheel}, ext_modules=ext_modules, package_data=package_data)

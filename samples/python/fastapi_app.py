@@ -4,7 +4,8 @@
 
 Routes: a nested span tree with an outbound call to the inventory service
 (DOWNSTREAM_URL, the Flask sample), a failing route, a streamed response and
-a health check that is not traced (OTEL_PYTHON_EXCLUDED_URLS=healthz)."""
+a health check that is not traced (OTEL_PYTHON_EXCLUDED_URLS=healthz).
+Zero-code: OTELAGENT_SAMPLE_ZERO_CODE=1 otelagent-instrument uvicorn ..."""
 
 import asyncio
 import logging
@@ -19,13 +20,18 @@ import otelagent.integrations.fastapi as otelagent_fastapi
 from otelagent.integrations import clients
 from otelagent.integrations import logging as otelagent_logging
 
-otelagent.start()
-otelagent_logging.instrument(set_format=True)
-clients.instrument()
+# OTELAGENT_SAMPLE_ZERO_CODE=1: no explicit set-up at all, for running under
+# otelagent-instrument or the preload (which must trace the app by themselves).
+EXPLICIT = os.environ.get("OTELAGENT_SAMPLE_ZERO_CODE") != "1"
+if EXPLICIT:
+    otelagent.start()
+    otelagent_logging.instrument(set_format=True)
+    clients.instrument()
 log = logging.getLogger("sample.fastapi")
 
 app = FastAPI()
-otelagent_fastapi.instrument_app(app)
+if EXPLICIT:
+    otelagent_fastapi.instrument_app(app)
 DOWNSTREAM = os.environ.get("DOWNSTREAM_URL", "http://127.0.0.1:8001")
 
 

@@ -13,12 +13,16 @@ import otelagent
 import otelagent.integrations.flask as otelagent_flask
 from otelagent.integrations import logging as otelagent_logging
 
-otelagent.start()
-otelagent_logging.instrument(set_format=True)
+# OTELAGENT_SAMPLE_ZERO_CODE=1: no explicit set-up (see fastapi_app.py).
+EXPLICIT = os.environ.get("OTELAGENT_SAMPLE_ZERO_CODE") != "1"
+if EXPLICIT:
+    otelagent.start()
+    otelagent_logging.instrument(set_format=True)
 log = logging.getLogger("sample.flask")
 
 app = Flask(__name__)
-otelagent_flask.instrument_app(app)
+if EXPLICIT:
+    otelagent_flask.instrument_app(app)
 
 
 @app.get("/inventory/<int:item_id>")

@@ -21,10 +21,12 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 "$root/bindings/python/bundle.sh" "$build"
-# Installed again when the native packer's source changed (an editable
-# install builds the extension once, in place).
+# Installed again when the native packer's source or the packaging changed
+# (an editable install builds the extension once, in place, and writes the
+# console scripts such as otelagent-instrument once).
 native_stamp=$venv/.native.sha256
-native_want=$(sha256sum "$root/bindings/python/otelagent/_native.c" | cut -d' ' -f1)
+native_want=$(cat "$root/bindings/python/otelagent/_native.c" "$root/bindings/python/setup.py" \
+  "$root/bindings/python/pyproject.toml" | sha256sum | cut -d' ' -f1)
 if ! "$venv/bin/python" -c "import otelagent" 2>/dev/null ||
    [ "$(cat "$native_stamp" 2>/dev/null)" != "$native_want" ]; then
   echo "setup-venv: installing bindings/python (editable, with the native packer)"

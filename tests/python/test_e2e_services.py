@@ -1,7 +1,11 @@
 """End to end: the sample FastAPI service under a real uvicorn and the sample
 Flask service under a real gunicorn, separate processes, driven by real HTTP
 requests on loopback, exporting through the real OpenTelemetry Collector to a
-sink that decodes with opentelemetry-proto. Asserts the complete span tree."""
+sink that decodes with opentelemetry-proto. Asserts the complete span tree.
+
+Three ways to turn tracing on, the same assertions for each: the samples'
+explicit set-up, and with that set-up off (OTELAGENT_SAMPLE_ZERO_CODE=1) the
+otelagent-instrument launcher and the preload object in LD_PRELOAD."""
 
 import os
 import signal
@@ -42,8 +46,19 @@ class Service:
         self.log.close()
 
 
-def _env(collector, service):
+PRELOAD = os.path.join(ROOT, "bindings", "python", "otelagent", "_lib",
+                       "libotelagent_preload.so")
+
+
+def _env(collector, service, mode="explicit"):
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL")}
+    if mode != "explicit":
+        # No code change: the launcher or the preload does it all, the log
+        # format included (the logging instrumentation's convention).
+        env["OTELAGENT_SAMPLE_ZERO_CODE"] = "1"
+        env["OTEL_PYTHON_LOG_CORRELATION"] = "true"
+    if mode == "preload":
+        env["LD_PRELOAD"] = PRELOAD
     env.update({
         "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint,
         "OTEL_SERVICE_NAME": service,
@@ -54,20 +69,24 @@ def _env(collector, service):
     return env
 
 
-@pytest.fixture(scope="module")
-def services(tmp_path_factory):
+@pytest.fixture(scope="module", params=["explicit", "launcher", "preload"])
+def services(request, tmp_path_factory):
+    mode = request.param
+    if mode == "preload" and not os.path.exists(PRELOAD):
+        pytest.fail(f"{PRELOAD} missing: tests/python/setup-venv.sh bundles it")
+    launch = [os.path.join(BIN, "otelagent-instrument")] if mode == "launcher" else []
     tmp = tmp_path_factory.mktemp("e2e")
     sink = Sink()
     collector = Collector(tmp, sink).start()
     flask_port, fastapi_port = free_port(), free_port()
-    flask = Service([os.path.join(BIN, "gunicorn"), "-w", "1", "-b", f"127.0.0.1:{flask_port}",
-                     "samples.python.flask_app:app"], flask_port, _env(collector, "inventory"),
-                    tmp / "flask.log")
-    env = _env(collector, "users")
+    flask = Service(launch + [os.path.join(BIN, "gunicorn"), "-w", "1", "-b",
+                              f"127.0.0.1:{flask_port}", "samples.python.flask_app:app"],
+                    flask_port, _env(collector, "inventory", mode), tmp / "flask.log")
+    env = _env(collector, "users", mode)
     env["DOWNSTREAM_URL"] = f"http://127.0.0.1:{flask_port}"
-    fastapi = Service([os.path.join(BIN, "uvicorn"), "--host", "127.0.0.1", "--port",
-                       str(fastapi_port), "samples.python.fastapi_app:app"], fastapi_port, env,
-                      tmp / "fastapi.log")
+    fastapi = Service(launch + [os.path.join(BIN, "uvicorn"), "--host", "127.0.0.1", "--port",
+                                str(fastapi_port), "samples.python.fastapi_app:app"],
+                      fastapi_port, env, tmp / "fastapi.log")
     yield sink, fastapi, flask
     fastapi.stop()
     flask.stop()

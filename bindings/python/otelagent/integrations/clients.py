@@ -20,12 +20,24 @@ _CLIENT = 3
 # True while one of our client spans is current: inner layers stay out.
 _in_client = contextvars.ContextVar("otelagent.in_client_span", default=False)
 _patched = {}
+# A predicate that, when true, leaves the call untraced: zero-code activation
+# sets it to yield to an OpenTelemetry SDK set up by the application.
+_gate = [None]
+
+
+def set_gate(predicate):
+    """Calls made while `predicate()` is true are not traced (None: always
+    traced)."""
+    _gate[0] = predicate
 
 
 def _start(method, url):
     """(span, token, flag token) for an outbound call, or None when a client
-    span of ours is already current."""
+    span of ours is already current (or the gate is closed)."""
     if _in_client.get():
+        return None
+    gate = _gate[0]
+    if gate is not None and gate():
         return None
     m = method.upper() if isinstance(method, str) else method.decode().upper()
     known = m in _http.KNOWN_METHODS
@@ -151,6 +163,8 @@ def _instrument_urllib3():
             return original(self, method, url, body, headers, *args, **kwargs)
         full = url if "://" in url else f"{self.scheme}://{self.host}:{self.port}{url}"
         state = _start(method, full)
+        if state is None:
+            return original(self, method, url, body, headers, *args, **kwargs)
         headers = dict(headers) if headers is not None else {}
         for k, v in headers_for(state[0]):
             headers[k] = v

@@ -1,0 +1,125 @@
+/* Zero-code activation of Python processes through the dynamic loader.
+
+   This file runs in every process that inherits LD_PRELOAD (or that
+   /etc/ld.so.preload reaches): shells, ls, curl, compilers, package
+   managers. It is therefore built into a tiny object of its own,
+   libotelagent_preload.so, that needs nothing but libc: no C++ runtime, no
+   libcurl, no OpenSSL to map. The full library carries the same constructor
+   so that preloading libotelagent.so also works (at the full library's
+   mapping cost).
+
+   In a process that is not a CPython interpreter about to start, the
+   constructor returns after one symbol lookup: no thread, no file, no
+   output, no change to the environment. In an interpreter it puts the
+   directory holding otelagent's sitecustomize.py in front of PYTHONPATH,
+   before the interpreter reads it; everything else (the deny list,
+   OTEL_PYTHON_DISABLED_INSTRUMENTATIONS, loading the agent) is decided in
+   Python by that sitecustomize. Nothing here can fail the process: every
+   failure is one line on stderr and the process runs untraced. */
+
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+/* Where the bootstrap directory is when not beside this object. */
+#define BOOTSTRAP_ENV "OTELAGENT_PYTHON_BOOTSTRAP"
+#define BOOTSTRAP_FILE "/sitecustomize.py"
+
+static void say(const char *what, const char *detail) {
+  dprintf(2, "otelagent: Python not activated: %s%s\n", what, detail);
+}
+
+/* The interpreter's executable (after symlinks, so a virtualenv's
+   bin/python counts) is python* or uWSGI, which embeds the interpreter to
+   serve applications. Other programs that link libpython to run scripts of
+   their own (gdb, vim, ...) are left alone. */
+static int is_python_program(void) {
+  char exe[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n <= 0) return 0;
+  exe[n] = '\0';
+  const char *base = strrchr(exe, '/');
+  base = base ? base + 1 : exe;
+  return strncmp(base, "python", 6) == 0 || strcmp(base, "uwsgi") == 0;
+}
+
+/* The bootstrap directory: $OTELAGENT_PYTHON_BOOTSTRAP, else ../_bootstrap
+   from the directory of the object this code is in (the Python package's
+   layout: otelagent/_lib/libotelagent_preload.so and
+   otelagent/_bootstrap/sitecustomize.py). Returns 0 and fills `out`. */
+static int bootstrap_dir(char *out, size_t size) {
+  const char *env = getenv(BOOTSTRAP_ENV);
+  if (env && *env) {
+    if (snprintf(out, size, "%s", env) >= (int)size) {
+      say(BOOTSTRAP_ENV, " is too long");
+      return -1;
+    }
+  } else {
+    Dl_info info;
+    char self[PATH_MAX];
+    if (!dladdr((void *)&bootstrap_dir, &info) || !info.dli_fname ||
+        !realpath(info.dli_fname, self)) {
+      say("cannot find the path of ", "the preloaded object");
+      return -1;
+    }
+    char *slash = strrchr(self, '/'); /* .../otelagent/_lib/x.so */
+    if (slash) *slash = '\0';
+    slash = strrchr(self, '/'); /* .../otelagent/_lib */
+    if (slash) *slash = '\0';
+    if (snprintf(out, size, "%s/_bootstrap", self) >= (int)size) return -1;
+  }
+  char file[PATH_MAX + sizeof BOOTSTRAP_FILE];
+  snprintf(file, sizeof file, "%s%s", out, BOOTSTRAP_FILE);
+  if (access(file, R_OK) != 0) {
+    say("no bootstrap at ", file);
+    return -1;
+  }
+  return 0;
+}
+
+static int in_path_list(const char *list, const char *dir) {
+  size_t len = strlen(dir);
+  for (const char *p = list; p && *p;) {
+    const char *end = strchr(p, ':');
+    size_t n = end ? (size_t)(end - p) : strlen(p);
+    if (n == len && memcmp(p, dir, n) == 0) return 1;
+    p = end ? end + 1 : NULL;
+  }
+  return 0;
+}
+
+__attribute__((constructor)) static void otelagent_preload_activate(void) {
+  /* The one check every process pays: is a CPython runtime mapped (in the
+     executable, as Debian's python3 has it, or as libpython)? It is, before
+     main, for an interpreter and for a program linking libpython. */
+  int (*is_initialized)(void) = (int (*)(void))dlsym(RTLD_DEFAULT, "Py_IsInitialized");
+  if (!is_initialized) return;
+  /* Already running: this object was loaded by ctypes or linked into an
+     extension, not preloaded; the process's environment is not ours. */
+  if (is_initialized()) return;
+  const char *disabled = getenv("OTEL_SDK_DISABLED");
+  if (disabled && strcasecmp(disabled, "true") == 0) return;
+  if (!is_python_program()) return;
+
+  char dir[PATH_MAX];
+  if (bootstrap_dir(dir, sizeof dir) != 0) return;
+  const char *old = getenv("PYTHONPATH");
+  if (in_path_list(old, dir)) return; /* a child of an activated process: already there */
+  size_t need = strlen(dir) + (old && *old ? strlen(old) + 1 : 0) + 1;
+  char *value = malloc(need);
+  if (!value) {
+    say("out of memory", "");
+    return;
+  }
+  if (old && *old)
+    snprintf(value, need, "%s:%s", dir, old);
+  else
+    snprintf(value, need, "%s", dir);
+  if (setenv("PYTHONPATH", value, 1) != 0) say("cannot set PYTHONPATH", "");
+  free(value);
+}

@@ -1,0 +1,328 @@
+"""Zero-code activation: the preload object is invisible to every process that
+is not a Python service (same bytes out, same exit status, no thread), the
+bootstrap honours the deny list, OTEL_SDK_DISABLED and
+OTEL_PYTHON_DISABLED_INSTRUMENTATIONS, keeps the application's own
+sitecustomize, reports a failed activation in one line, and leaves the work to
+OpenTelemetry when it is set up (one span per operation)."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from conftest import ROOT
+from harness import Sink, wait_for
+
+BIN = os.path.dirname(sys.executable)
+PKG = os.path.join(ROOT, "bindings", "python", "otelagent")
+PRELOAD = os.path.join(PKG, "_lib", "libotelagent_preload.so")
+FULL = os.path.join(PKG, "_lib", "libotelagent.so.2")
+BOOTSTRAP = os.path.join(PKG, "_bootstrap")
+
+
+def _clean_env(**extra):
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("OTEL", "PYTHONPATH", "LD_PRELOAD"))}
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="module")
+def native_programs(tmp_path_factory):
+    """A statically linked C program and a Go program, built here."""
+    tmp = tmp_path_factory.mktemp("native")
+    (tmp / "static.c").write_text(
+        '#include <stdio.h>\nint main(int c, char **v) { printf("static %d %s\\n", c, v[0]);'
+        ' fprintf(stderr, "to stderr\\n"); return 3; }\n')
+    subprocess.run(["cc", "-static", "-O1", "-o", str(tmp / "static"), str(tmp / "static.c")],
+                   check=True)
+    (tmp / "main.go").write_text(textwrap.dedent("""\
+        package main
+
+        import (
+        \t"fmt"
+        \t"os"
+        )
+
+        func main() {
+        \tfmt.Println("go", len(os.Args), os.Getenv("PYTHONPATH"))
+        \tfmt.Fprintln(os.Stderr, "go stderr")
+        \tos.Exit(4)
+        }
+        """))
+    env = dict(os.environ, GOPATH=str(tmp / "gopath"),
+               GO111MODULE="off", CGO_ENABLED="0")
+    subprocess.run(["go", "build", "-o", str(tmp / "gobin"), str(tmp / "main.go")], check=True,
+                   env=env, cwd=tmp)
+    return str(tmp / "static"), str(tmp / "gobin")
+
+
+def _commands(native_programs):
+    static, gobin = native_programs
+    return {
+        "sh": ["/bin/sh", "-c", 'ls; echo "PYTHONPATH=$PYTHONPATH"; true'],
+        "curl": ["curl", "--version"],
+        "pip": [os.path.join(BIN, "pip"), "--version"],
+        "static": [static, "x"],
+        "go": [gobin, "y"],
+    }
+
+
+@pytest.mark.parametrize("obj", [PRELOAD, FULL], ids=["preload", "full-library"])
+def test_preload_leaves_other_processes_alone(obj, native_programs, tmp_path):
+    assert os.path.exists(obj), f"{obj} missing: tests/python/setup-venv.sh bundles it"
+    for name in ("a", "b"):
+        (tmp_path / name).write_text(name)
+    for what, argv in _commands(native_programs).items():
+        plain = subprocess.run(argv, cwd=tmp_path, env=_clean_env(), capture_output=True)
+        pre = subprocess.run(argv, cwd=tmp_path, env=_clean_env(LD_PRELOAD=obj),
+                             capture_output=True)
+        assert (pre.returncode, pre.stdout, pre.stderr) == \
+            (plain.returncode, plain.stdout, plain.stderr), what
+        assert plain.stdout, what
+
+
+def _threads_and_maps(argv, env):
+    """(thread count, whether the preload object is mapped) of a running
+    process, read from /proc while it sleeps."""
+    proc = subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    try:
+        exe = os.path.realpath(argv[0])
+        wait_for(lambda: os.path.realpath(f"/proc/{proc.pid}/exe") == exe, 10, "exec")
+        # Past the constructors once blocked in read(2) on stdin.
+        wait_for(lambda: open(f"/proc/{proc.pid}/stat").read().split()[2] == "S", 10, "sleep")
+        threads = len(os.listdir(f"/proc/{proc.pid}/task"))
+        maps = open(f"/proc/{proc.pid}/maps").read()
+        return threads, "libotelagent" in maps
+    finally:
+        proc.stdin.close()
+        proc.wait(10)
+
+
+def test_preload_starts_no_thread(native_programs):
+    static, _ = native_programs
+    cat = shutil.which("cat")
+    assert _threads_and_maps([cat], _clean_env()) == (1, False)
+    # Loaded, constructor run, nothing started.
+    assert _threads_and_maps([cat], _clean_env(LD_PRELOAD=PRELOAD)) == (1, True)
+    assert _threads_and_maps([cat], _clean_env(LD_PRELOAD=FULL)) == (1, True)
+
+
+def _python(code, env, cwd=None, argv_tail=(), script_name=None, tmp=None):
+    if script_name:
+        path = os.path.join(tmp, script_name)
+        with open(path, "w") as f:
+            f.write(code)
+        argv = [sys.executable, path, *argv_tail]
+    else:
+        argv = [sys.executable, "-c", code, *argv_tail]
+    return subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=60)
+
+
+PROBE = ("import sys, os, json; print(json.dumps({'hooked': any(type(f).__name__ == '_Finder' "
+         "for f in sys.meta_path), 'pythonpath': os.environ.get('PYTHONPATH', '')}))")
+
+
+def test_preload_activates_python_and_deny_list(tmp_path):
+    env = _clean_env(LD_PRELOAD=PRELOAD)
+    r = _python(PROBE, env)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert json.loads(r.stdout) == {"hooked": True, "pythonpath": BOOTSTRAP}
+    # A tool on the deny list (by script name): nothing installed, and its
+    # Python children start without the bootstrap.
+    r = _python(PROBE, env, script_name="pip", tmp=tmp_path)
+    assert json.loads(r.stdout) == {"hooked": False, "pythonpath": ""} and r.stderr == ""
+    # ... by module (python -m ansible_probe: the pattern ansible*)
+    mod = tmp_path / "mods"
+    (mod / "ansible_probe").mkdir(parents=True)
+    (mod / "ansible_probe" / "__main__.py").write_text(PROBE)
+    r = subprocess.run([sys.executable, "-m", "ansible_probe"], cwd=mod, env=env,
+                       capture_output=True, text=True)
+    assert json.loads(r.stdout)["hooked"] is False
+    # The list can be replaced, or extended with '+'.
+    r = _python(PROBE, dict(env, OTELAGENT_PYTHON_DENY=""), script_name="pip", tmp=tmp_path)
+    assert json.loads(r.stdout)["hooked"] is True
+    r = _python(PROBE, dict(env, OTELAGENT_PYTHON_DENY="+myjob*"), script_name="myjob.py",
+                tmp=tmp_path)
+    assert json.loads(r.stdout)["hooked"] is False
+    r = _python(PROBE, dict(env, OTEL_SDK_DISABLED="true"))
+    assert json.loads(r.stdout) == {"hooked": False, "pythonpath": ""}
+
+
+def test_preload_failure_is_one_line():
+    env = _clean_env(LD_PRELOAD=PRELOAD, OTELAGENT_PYTHON_BOOTSTRAP="/nonexistent")
+    r = _python("print('ran')", env)
+    assert r.returncode == 0 and r.stdout == "ran\n"
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("otelagent: ")
+
+
+def test_launcher_keeps_the_applications_sitecustomize(tmp_path):
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "sitecustomize.py").write_text("import os\nos.environ['THEIRS'] = 'ran'\n")
+    code = ("import os, sys, sitecustomize; print(os.environ.get('THEIRS'), "
+            "sitecustomize.__file__, any(type(f).__name__ == '_Finder' for f in sys.meta_path))")
+    r = subprocess.run([os.path.join(BIN, "otelagent-instrument"), sys.executable, "-c", code],
+                       env=_clean_env(PYTHONPATH=str(theirs)), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["ran", str(theirs / "sitecustomize.py"), "True"]
+
+
+def test_launcher_runs_the_command_and_reports_a_missing_one():
+    r = subprocess.run([os.path.join(BIN, "otelagent-instrument"), "/bin/sh", "-c", "exit 7"],
+                       env=_clean_env())
+    assert r.returncode == 7
+    r = subprocess.run([os.path.join(BIN, "otelagent-instrument"), "no-such-command-xyz"],
+                       env=_clean_env(), capture_output=True, text=True)
+    assert r.returncode == 127 and "no-such-command-xyz" in r.stderr
+
+
+# A Flask app, a request through a real server thread, and an outbound call
+# with requests, in one process; the spans the agent exported are counted
+# by the sink afterwards.
+APP = """
+import os, sys, threading
+from wsgiref.simple_server import make_server, WSGIRequestHandler
+{setup}
+from flask import Flask
+import requests
+
+app = Flask(__name__)
+{after_app}
+
+@app.get("/hello")
+def hello():
+    return "hi"
+
+class Quiet(WSGIRequestHandler):
+    def log_message(self, *a):
+        pass
+
+server = make_server("127.0.0.1", 0, app, handler_class=Quiet)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+for _ in range(3):
+    assert requests.get(f"http://127.0.0.1:{{server.server_port}}/hello").text == "hi"
+server.shutdown()
+{report}
+"""
+
+FLUSH = """
+import otelagent
+print("flushed", otelagent.flush(10000))
+"""
+
+SDK = """
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+exporter = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(exporter))
+trace.set_tracer_provider(provider)
+from opentelemetry.instrumentation.requests import RequestsInstrumentor
+RequestsInstrumentor().instrument()
+"""
+
+SDK_AFTER_APP = """
+from opentelemetry.instrumentation.flask import FlaskInstrumentor
+FlaskInstrumentor().instrument_app(app)
+"""
+
+SDK_REPORT = """
+import json, otelagent, otelagent.integrations.clients
+print(json.dumps(sorted(s.kind.name for s in exporter.get_finished_spans())))
+print("flushed", otelagent.flush(10000))
+"""
+
+
+def _run_app(tmp_path, sink, setup="", after_app="", report=FLUSH, **env):
+    path = tmp_path / "app.py"
+    path.write_text(APP.format(setup=setup, after_app=after_app, report=report))
+    e = _clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=sink.endpoint, OTEL_SERVICE_NAME="zero-code",
+                   OTEL_BSP_SCHEDULE_DELAY="50", **env)
+    return subprocess.run([os.path.join(BIN, "otelagent-instrument"), sys.executable, str(path)],
+                          env=e, capture_output=True, text=True, timeout=60)
+
+
+def _kinds(sink):
+    """Span kinds the agent exported (2 server, 3 client). The app flushed
+    before it exited (flush returns once the sink has acknowledged), so
+    everything it sent is there, duplicates included."""
+    return sorted(s.kind for s in sink.spans())
+
+
+def test_zero_code_traces_flask_and_requests(tmp_path):
+    sink = Sink()
+    try:
+        r = _run_app(tmp_path, sink)
+        assert r.returncode == 0 and "flushed True" in r.stdout, r.stderr
+        assert _kinds(sink) == [2, 2, 2, 3, 3, 3]
+        server = [s for s in sink.spans() if s.kind == 2]
+        client = {s.span_id for s in sink.spans() if s.kind == 3}
+        assert all(s.name == "GET /hello" and s.parent_span_id in client for s in server)
+    finally:
+        sink.close()
+
+
+def test_disabled_instrumentations(tmp_path):
+    sink = Sink()
+    try:
+        r = _run_app(tmp_path, sink, OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="flask, urllib3")
+        assert r.returncode == 0 and "flushed True" in r.stdout, r.stderr
+        assert _kinds(sink) == [3, 3, 3]  # requests still traced, Flask not
+    finally:
+        sink.close()
+
+
+def test_activation_failure_is_one_line_and_the_app_runs(tmp_path):
+    sink = Sink()
+    try:
+        r = _run_app(tmp_path, sink, OTELAGENT_LIBRARY="/nonexistent/libotelagent.so.2",
+                     report="print('done')")
+        assert r.returncode == 0 and r.stdout == "done\n"
+        lines = r.stderr.splitlines()
+        # One line per instrumentation that could not load the agent, each
+        # naming what failed; the app ran untraced.
+        assert lines and all(l.startswith("otelagent: could not instrument") for l in lines)
+        assert all("runs untraced" in l for l in lines)
+    finally:
+        sink.close()
+
+
+def test_opentelemetry_sdk_wins(tmp_path):
+    """The application sets up the OpenTelemetry SDK and the contrib Flask and
+    requests instrumentations: one server and one client span per request,
+    all in the SDK, none from otelagent."""
+    sink = Sink()
+    try:
+        r = _run_app(tmp_path, sink, setup=SDK, after_app=SDK_AFTER_APP, report=SDK_REPORT)
+        assert r.returncode == 0, r.stderr
+        kinds = json.loads(r.stdout.splitlines()[0])
+        assert kinds == ["CLIENT"] * 3 + ["SERVER"] * 3
+        assert "flushed True" in r.stdout
+        assert sink.spans() == []  # flushed before exit: nothing was sent
+        assert "OpenTelemetry SDK TracerProvider is set" in r.stderr
+    finally:
+        sink.close()
+
+
+def test_opentelemetry_instrument_wins(tmp_path):
+    """opentelemetry-instrument's sitecustomize after ours on the path: ours
+    stands down and chains to it; the contrib instrumentations it loads make
+    the only spans."""
+    import opentelemetry.instrumentation.auto_instrumentation as auto
+    sink = Sink()
+    try:
+        r = _run_app(tmp_path, sink, setup=SDK.replace("RequestsInstrumentor().instrument()", ""),
+                     report=SDK_REPORT, PYTHONPATH=os.path.dirname(auto.__file__))
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout.splitlines()[0]) == ["CLIENT"] * 3 + ["SERVER"] * 3
+        assert sink.spans() == []
+        assert "opentelemetry-instrument is active" in r.stderr
+    finally:
+        sink.close()
