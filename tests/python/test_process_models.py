@@ -221,3 +221,51 @@ def test_server_process_model(server, launcher, tmp_path):
         srv.kill()
         sink.close()
 
+
+
+def _run_script(launcher, script, args, endpoint, timeout=60, **env_extra):
+    prefix, launcher_env = LAUNCHERS[launcher]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL")}
+    env.update({
+        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+        "OTEL_SERVICE_NAME": f"procmodel-{script}",
+        "OTEL_EXPORTER_OTLP_COMPRESSION": "none",
+        "OTEL_BSP_EXPORT_TIMEOUT": str(EXPORT_TIMEOUT_MS),
+        "OTELAGENT_SHUTDOWN_TIMEOUT_MS": "10000",
+        "PYTHONPATH": os.pathsep.join(p for p in (APPS, ROOT, env.get("PYTHONPATH")) if p),
+    })
+    env.update(launcher_env)
+    env.update({k: str(v) for k, v in env_extra.items()})
+    return subprocess.run(prefix + [sys.executable, os.path.join(APPS, script), *args], env=env,
+                          cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_multiprocessing_children_spans_arrive(method, launcher):
+    """Children started by multiprocessing (Process and Pool) end spans and
+    leave: forked ones through os._exit, where atexit never runs. With a 60 s
+    schedule delay nothing leaves a process before it exits, so each child's
+    spans arrive only if its exit flushes them. The parent's spans, in flight
+    when it forks, arrive once."""
+    spans = 4
+    sink = Sink(script=[(200, {}, None, 1.5)])
+    try:
+        r = _run_script(launcher, "mpjob.py", [method, "3", str(spans)], sink.endpoint,
+                        OTEL_BSP_SCHEDULE_DELAY=60000)
+        assert r.returncode == 0, r.stdout + r.stderr
+        out = json.loads(r.stdout.strip().splitlines()[-1])
+        assert out["inflight"], "the parent's export was answered before the fork"
+        _assert_unique(sink)
+        parent = _by_name(sink, "parent")
+        assert len(parent) == spans
+        got = collections.defaultdict(set)
+        for s in _by_name(sink, "child"):
+            a = attrs(s)
+            got[a["app.marker"]].add(a["app.i"])
+            assert a["app.pid"] in out["children"] and a["app.pid"] != out["parent"]
+        want = [f"proc-{k}" for k in range(3)] + [f"pool-{k}" for k in range(4)]
+        missing = {m: sorted(set(range(spans)) - got[m]) for m in want if got[m] != set(range(spans))}
+        assert not missing, f"child spans missing: {missing}"
+    finally:
+        sink.close()
+
