@@ -269,3 +269,28 @@ def test_multiprocessing_children_spans_arrive(method, launcher):
     finally:
         sink.close()
 
+
+def test_fork_with_spans_open(launcher):
+    """A fork while another thread holds a span open and while the forking
+    thread is inside a span: the child traces and flushes (no lock or
+    exporter of the parent is in its way), its span continues the parent's
+    trace, and each of the parent's open spans arrives once, ended by the
+    parent, even though the child also leaves the forking thread's block."""
+    sink = Sink()
+    try:
+        r = _run_script(launcher, "forkspan.py", [], sink.endpoint, timeout=60,
+                        OTEL_BSP_SCHEDULE_DELAY=100)
+        assert r.returncode == 0, r.stdout + r.stderr
+        lines = [json.loads(l) for l in r.stdout.splitlines() if l.startswith("{")]
+        who = {l["who"]: l for l in lines}
+        assert who["child"]["flushed"] and who["parent"]["flushed"], lines
+        assert who["parent"]["child_status"] == 0
+        _assert_unique(sink)
+        held, outer, child = (_by_name(sink, n) for n in ("held", "outer", "in-child"))
+        assert len(held) == 1 and len(outer) == 1 and len(child) == 1, (
+            len(held), len(outer), len(child))
+        assert child[0].parent_span_id == outer[0].span_id
+        assert child[0].trace_id == outer[0].trace_id
+        assert attrs(child[0])["app.pid"] == who["child"]["pid"]
+    finally:
+        sink.close()
