@@ -21,6 +21,7 @@ import collections
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -294,3 +295,93 @@ def test_fork_with_spans_open(launcher):
         assert attrs(child[0])["app.pid"] == who["child"]["pid"]
     finally:
         sink.close()
+
+
+def _pid_gone(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+class Blackhole:
+    """A receiver that accepts connections (the kernel completes them into
+    the backlog) and never reads or answers: the worst a collector can do."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.endpoint = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def close(self):
+        self.sock.close()
+
+
+GRACEFUL = ["gunicorn-sync-preload", "gunicorn-uvicorn-worker", "uvicorn-workers", "uwsgi"]
+
+
+@pytest.mark.parametrize("server", GRACEFUL)
+def test_sigterm_flushes_workers_and_master(server, launcher, tmp_path):
+    """Nothing is exported while the server runs (a 60 s schedule delay): the
+    spans arrive only through the exit flush. SIGTERM to one worker delivers
+    that worker's spans; SIGTERM to the master delivers the rest, the master's
+    own included."""
+    sink = Sink()
+    srv = Server(server, launcher, sink.endpoint, tmp_path / "server.log",
+                 OTEL_BSP_SCHEDULE_DELAY=60000, PROCAPP_IMPORT_SPANS=3)
+    try:
+        served = srv.drive(8, "stop")
+        assert not _by_name(sink, "work"), "exported before the stop: the test proves nothing"
+        victim = next(iter(served.values()))
+        os.kill(victim, signal.SIGTERM)
+        wait_for(lambda: _pid_gone(victim), 30, f"worker {victim} to exit on SIGTERM")
+        mine = {rid for rid, pid in served.items() if pid == victim}
+        wait_for(lambda: mine <= {attrs(s)["app.rid"] for s in _by_name(sink, "work")}, 10,
+                 f"the spans of worker {victim}, sent as it exited")
+        srv.stop()
+        _assert_unique(sink)
+        _assert_work_spans(sink, served)
+        imports = collections.Counter(attrs(s)["app.pid"] for s in _by_name(sink, "import"))
+        assert set(imports.values()) == {3}
+        if srv.preloads:
+            assert len(imports) == 1  # the master's, sent when it exited
+    finally:
+        srv.kill()
+        sink.close()
+
+
+# What a stop may take beyond the agents' flushes: the server's own stop and
+# the interpreters' teardown on a loaded 2-core machine. A master waits for
+# its workers' exit flush, then runs its own: two bounds in a row.
+STOP_MARGIN_S = 4.0
+
+
+@pytest.mark.parametrize("server", GRACEFUL)
+def test_sigterm_with_the_receiver_hanging_is_bounded(server, launcher, tmp_path):
+    """The receiver accepts and never answers; every worker and the master
+    hold spans. The stop takes at most two exit bounds (worker, then master)
+    plus STOP_MARGIN_S, far below the export timeout it would otherwise wait
+    for."""
+    hole = Blackhole()
+    srv = Server(server, launcher, hole.endpoint, tmp_path / "server.log",
+                 OTEL_BSP_SCHEDULE_DELAY=60000, PROCAPP_IMPORT_SPANS=3)
+    try:
+        served = srv.drive(8, "down")
+        victim = next(iter(served.values()))
+        t0 = time.monotonic()
+        os.kill(victim, signal.SIGTERM)
+        wait_for(lambda: _pid_gone(victim), 30, f"worker {victim} to exit on SIGTERM")
+        worker_s = time.monotonic() - t0
+        master_s = srv.stop()
+        bound = (SHUTDOWN_TIMEOUT_MS + 250) / 1000
+        print(f"{server}: worker stop {worker_s:.2f} s, master stop {master_s:.2f} s "
+              f"(bound {bound:.2f} s per agent)")
+        assert worker_s < bound + STOP_MARGIN_S, srv.output()[-3000:]
+        assert master_s < 2 * bound + STOP_MARGIN_S, srv.output()[-3000:]
+        assert master_s < EXPORT_TIMEOUT_MS / 1000
+    finally:
+        srv.kill()
+        hole.close()
+
