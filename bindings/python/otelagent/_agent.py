@@ -48,6 +48,7 @@ def start(settings=None, *, service_name=None, **more):
             _settings.update(merged)
             generation[0] += 1
             _choose_fast_path()
+            _flush_before_os_exit()
             return True
         if rc in (-3, -4):  # DISABLED, ALREADY_STARTED
             return False
@@ -71,6 +72,41 @@ def setting(name, default=None):
     if v is None:
         v = os.environ.get(name, default)
     return v
+
+
+def exit_timeout_ms():
+    """The bound on a flush at exit: OTELAGENT_SHUTDOWN_TIMEOUT_MS, as the
+    library's own exit handler uses it (default 3000)."""
+    try:
+        return max(0, int(setting("OTELAGENT_SHUTDOWN_TIMEOUT_MS", "3000")))
+    except ValueError:
+        return 3000  # the library warned and uses its default
+
+
+_real_os_exit = [None]
+
+
+def _flush_before_os_exit():
+    """Makes os._exit flush first, for at most exit_timeout_ms(). A process
+    leaving through os._exit skips atexit, the library's exit flush with it:
+    multiprocessing's forked children (Process and Pool workers) all leave
+    that way, and their spans would be lost. Installed once; calls that took
+    a reference to os._exit before start() are not covered."""
+    if _real_os_exit[0] is not None:
+        return
+    real = _real_os_exit[0] = os._exit
+
+    def _exit(status):
+        # NOT_STARTED or nothing queued returns at once; the GIL is released
+        # while the exporter sends.
+        try:
+            _ffi.flush(exit_timeout_ms())
+        finally:
+            real(status)
+
+    _exit.__doc__ = real.__doc__
+    _exit.__wrapped__ = real
+    os._exit = _exit
 
 
 def flush(timeout_ms=5000):

@@ -170,9 +170,10 @@ class Span:
     # status message, dropped events, dropped links]. _token is the
     # contextvars token while the span is current through `with`, or
     # _ACTIVATE before: spans from start_as_current_span become current when
-    # entered, spans from start_span do not.
+    # entered, spans from start_span do not. _forks is the process's fork
+    # count when the span started (see _after_fork_in_child).
     __slots__ = ("_name", "_ctx", "_parent", "_tracestate", "_kind", "_start", "_scope",
-                 "_attrs", "_status", "_ended", "_x", "_token", "__weakref__")
+                 "_attrs", "_status", "_ended", "_x", "_token", "_forks", "__weakref__")
     _records = True
 
     def get_span_context(self):
@@ -244,6 +245,8 @@ class Span:
         if self._ended:
             return
         self._ended = True
+        if self._forks != _forks:
+            return  # the parent's span, copied by a fork: the parent sends it
         end = end_time or _time_ns()
         # The native packer takes the common span whole (no events or links,
         # basic attribute values) or returns None and leaves it to _pack.
@@ -473,6 +476,24 @@ _ZERO7 = bytes(7)
 _ZERO16 = bytes(16)
 
 
+# How many times this process's ancestry forked since the import: a span
+# started before a fork is open in both processes, and a child that leaves the
+# forking thread's `with` block ends its copy, which must not be sent again
+# (same ids, a different end). Only os.fork() and what calls Python's fork
+# hooks count; a C fork that does not call PyOS_AfterFork_Child (uWSGI by
+# default) is not seen, and uWSGI forks from its master loop, never inside a
+# span of the forking thread.
+_forks = 0
+
+
+def _after_fork_in_child():
+    global _forks
+    _forks += 1
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def set_fast_path(enabled, parent_based=True):
     _fast[0] = enabled
     _fast[1] = parent_based
@@ -537,6 +558,7 @@ def _make_span(scope, name, parent, kind, attributes, links, start_time):
     span._ended = False
     span._x = None
     span._token = None
+    span._forks = _forks
     if links:
         span._x = [[], [(_link_ctx(c), a) for c, a in links], None, 0, 0]
     return span

@@ -7,6 +7,7 @@ One server span per HTTP request or websocket, named `METHOD route-template`
 when the framework reports the route (Starlette and FastAPI put it in
 scope["route"]), with the stable HTTP semantic-convention attributes."""
 
+from .. import _agent
 from .. import _tracing as T
 from ..propagation import _baggage, extract_values
 from . import _http
@@ -28,6 +29,8 @@ class OtelAgentMiddleware:
         typ = scope["type"]
         if (typ != "http" and typ != "websocket") or _SPAN_KEY in scope:
             # Lifespan, or another instance of this middleware is outside.
+            if typ == "lifespan":
+                send = _flushing_lifespan_send(send)
             return await self.app(scope, receive, send)
         path = scope["path"]
         if self.excluded is not None and self.excluded.excluded(path, _full_url, scope):
@@ -127,6 +130,23 @@ class OtelAgentMiddleware:
                             span.set_status(2)
                         span._attrs.setdefault("error.type", str(code))
                 span.end()
+
+
+def _flushing_lifespan_send(send):
+    """The lifespan's `send`, flushing (for at most the exit bound,
+    OTELAGENT_SHUTDOWN_TIMEOUT_MS) before the server learns that the app has
+    shut down. uvicorn (alone, with --workers, or as gunicorn's worker)
+    catches SIGTERM, shuts down, then raises the signal again with its default
+    action: the process dies without atexit, so without the library's exit
+    flush. This is the last moment its spans can be sent."""
+
+    async def lifespan_send(message):
+        if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+            # Blocks the loop (GIL released): it serves nothing any more.
+            _agent.flush(_agent.exit_timeout_ms())
+        await send(message)
+
+    return lifespan_send
 
 
 class _StatusSend:
