@@ -24,11 +24,18 @@ class PlatformWheel(bdist_wheel):
         if BUNDLED:
             self.root_is_pure = False
 
+    def _native_built(self):
+        """Whether build_ext produced the native packer (optional=True lets
+        it fail quietly without a compiler or Python's headers)."""
+        build_ext = self.get_finalized_command("build_ext")
+        return any(os.path.exists(build_ext.get_ext_fullpath(e.name))
+                   for e in self.distribution.ext_modules or [])
+
     def get_tag(self):
         python, abi, plat = super().get_tag()
-        if BUNDLED and not self.distribution.has_ext_modules():
-            return "py3", "none", plat
-        return python, abi, plat
+        if self._native_built():
+            return python, abi, plat  # cpXY-cpXY-<platform>: the extension is for this Python
+        return "py3", "none", plat if BUNDLED else "any"
 
 
 packages = ["otelagent", "otelagent.integrations"] + (["otelagent._lib"] if BUNDLED else [])

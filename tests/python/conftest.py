@@ -14,6 +14,17 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
 from harness import Sink, wait_for  # noqa: E402
 
 
+def pytest_sessionstart(session):
+    """OTELAGENT_REQUIRE_NATIVE=1 (tests/run.sh's first pass): the native
+    packer must be in use, so that a machine without a C compiler or Python's
+    headers cannot quietly test the pure-Python packer twice."""
+    if os.environ.get("OTELAGENT_REQUIRE_NATIVE") == "1":
+        from otelagent import _tracing
+        if not _tracing.NATIVE:
+            pytest.exit("OTELAGENT_REQUIRE_NATIVE=1 but the native packer is not built "
+                        "(a C compiler and Python's headers: python3-dev)", returncode=3)
+
+
 @pytest.fixture(scope="session")
 def sink():
     s = Sink()

@@ -9,7 +9,7 @@ build=${1:-$root/build}
 shift || true
 "$root/tests/python/setup-venv.sh" "$build"
 export OTELAGENT_BUILD_DIR=$build
-"$root/.venv/bin/python" -m pytest "$root/tests/python" -q "$@"
+OTELAGENT_REQUIRE_NATIVE=1 "$root/.venv/bin/python" -m pytest "$root/tests/python" -q "$@"
 # Once more with the native packer turned off: the pure-Python fallback
 # (a package installed without a C compiler) must pass every test too.
 echo "tests/python: again with the pure-Python packer (OTELAGENT_PYTHON_NATIVE=0)"

@@ -18,9 +18,18 @@
    mirrored by _record.py: little-endian, an 80-byte header, then entries of
    u8 tag, u8 type, u16 key length, u32 value length, key, value.
 
-   The buffer is static: every call holds the GIL from the first byte written
-   to the return of otelagent_record_span() (which never blocks and never calls
-   back into Python). A free-threaded CPython build does not get this module. */
+   The buffer is static and guarded by the GIL and a busy flag: the GIL is
+   held from the first byte written to the return of otelagent_record_span(),
+   and that call may log (a failing exporter start, say), which can run a
+   Python logging handler (otelagent.route_logs_to_python()) that ends a span
+   of its own or lets another thread run. While the buffer is in use, record()
+   returns None and the Python packer, with buffers of its own, takes the
+   span. A free-threaded CPython build does not get this module.
+
+   The module's state is per process, not per interpreter: with
+   sub-interpreters, the Packed class of the last one to import otelagent is
+   the one recognised; spans with other interpreters' packed values take the
+   Python packer (correct, slower). */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -56,12 +65,13 @@ typedef int (*context_fn)(const void *parent, void *out);
 typedef int (*parse_fn)(const char *value, size_t len, void *out);
 
 /* The library's entry points, set by bind(). */
-static record_fn g_record;         /* otelagent_record_span */
-static context_fn g_context;       /* otelagent_span_context_new */
-static parse_fn g_traceparent;     /* otelagent_traceparent_parse */
-static parse_fn g_xray;            /* otelagent_xray_parse */
-static PyObject *g_packed_type;  /* _record.Packed, set by bind() */
+static record_fn g_record;      /* otelagent_record_span */
+static context_fn g_context;    /* otelagent_span_context_new */
+static parse_fn g_traceparent;  /* otelagent_traceparent_parse */
+static parse_fn g_xray;         /* otelagent_xray_parse */
+static PyObject *g_packed_type; /* _record.Packed, set by bind() */
 static unsigned char g_buf[RECORD_MAX];
+static int g_busy; /* g_buf holds a record otelagent_record_span() is reading */
 
 static void put_u16(unsigned char *p, uint16_t v) {
   p[0] = (unsigned char)v;
@@ -100,8 +110,8 @@ static void put_entry(Cursor *c, int tag, int type, const char *key, size_t key_
   p[1] = (unsigned char)type;
   put_u16(p + 2, (uint16_t)key_len);
   put_u32(p + 4, (uint32_t)value_len);
-  memcpy(p + ENTRY_LEN, key, key_len);
-  memcpy(p + ENTRY_LEN + key_len, value, value_len);
+  if (key_len > 0) memcpy(p + ENTRY_LEN, key, key_len);
+  if (value_len > 0) memcpy(p + ENTRY_LEN + key_len, value, value_len);
 }
 
 /* The UTF-8 of a str of at most MAX_VALUE_CHARS characters; NULL (no error
@@ -159,20 +169,17 @@ static int put_attr(Cursor *c, PyObject *key, PyObject *value) {
   return 1;
 }
 
-/* Packs the span into g_buf; returns its length, 0 when the Python packer
-   must take over, -1 with an exception set for a wrong call. */
+/* Packs the span into g_buf; returns its length, or 0 when the Python
+   packer must take over (including span fields of types it does not expect:
+   the Python packer decides what they mean, as it did before this module). */
 static Py_ssize_t pack(PyObject *const *args) {
   PyObject *scope = args[0], *name = args[1], *ctx = args[2], *parent = args[3];
   PyObject *tracestate = args[4], *attrs = args[9];
   if (!PyBytes_CheckExact(scope) || !PyBytes_CheckExact(ctx) || PyBytes_GET_SIZE(ctx) != 32 ||
-      !PyDict_CheckExact(attrs) || !PyUnicode_CheckExact(tracestate)) {
-    PyErr_SetString(PyExc_TypeError, "_native.pack: unexpected span field types");
-    return -1;
-  }
-  if (parent != Py_None && (!PyBytes_CheckExact(parent) || PyBytes_GET_SIZE(parent) != 32)) {
-    PyErr_SetString(PyExc_TypeError, "_native.pack: the parent is a 32-byte context or None");
-    return -1;
-  }
+      !PyDict_CheckExact(attrs) || !PyUnicode_CheckExact(tracestate))
+    return 0;
+  if (parent != Py_None && (!PyBytes_CheckExact(parent) || PyBytes_GET_SIZE(parent) != 32))
+    return 0;
   unsigned long kind = PyLong_AsUnsignedLong(args[5]);
   unsigned long status = PyLong_AsUnsignedLong(args[6]);
   unsigned long long start = PyLong_AsUnsignedLongLong(args[7]);
@@ -242,10 +249,13 @@ static PyObject *native_record(PyObject *self, PyObject *const *args, Py_ssize_t
     PyErr_SetString(PyExc_RuntimeError, "_native.record: bind() was not called");
     return NULL;
   }
+  if (g_busy) Py_RETURN_NONE; /* re-entered through a log handler: see the top */
   Py_ssize_t len = pack(args);
-  if (len < 0) return NULL;
   if (len == 0) Py_RETURN_NONE;
-  return PyLong_FromLong(g_record(g_buf, (size_t)len));
+  g_busy = 1;
+  int status = g_record(g_buf, (size_t)len);
+  g_busy = 0;
+  return PyLong_FromLong(status);
 }
 
 /* pack(...same arguments...) -> the record as bytes, or None; for the tests
@@ -260,8 +270,11 @@ static PyObject *native_pack(PyObject *self, PyObject *const *args, Py_ssize_t n
     PyErr_SetString(PyExc_RuntimeError, "_native.pack: bind() was not called");
     return NULL;
   }
+  if (g_busy) {
+    PyErr_SetString(PyExc_RuntimeError, "_native.pack: the buffer is in use");
+    return NULL;
+  }
   Py_ssize_t len = pack(args);
-  if (len < 0) return NULL;
   if (len == 0) Py_RETURN_NONE;
   return PyBytes_FromStringAndSize((const char *)g_buf, len);
 }
@@ -355,10 +368,21 @@ static PyMethodDef k_methods[] = {
 };
 
 static struct PyModuleDef k_module = {
-    PyModuleDef_HEAD_INIT, "otelagent._native", "The optional native span packer.", -1,
-    k_methods,             NULL,
-    NULL,                  NULL,
+    PyModuleDef_HEAD_INIT,
+    "otelagent._native",
+    "The optional native span packer.",
+    -1,
+    k_methods,
+    NULL,
+    NULL,
+    NULL,
     NULL,
 };
 
-PyMODINIT_FUNC PyInit__native(void) { return PyModule_Create(&k_module); }
+PyMODINIT_FUNC PyInit__native(void) {
+  PyObject *m = PyModule_Create(&k_module);
+  /* The interface version _tracing._load_native() checks: a stale build of
+     an older _native.c is not used. */
+  if (m != NULL && PyModule_AddIntConstant(m, "INTERFACE", 2) != 0) Py_CLEAR(m);
+  return m;
+}

@@ -386,6 +386,9 @@ class Span:
         return f"Span({self._name!r}, {SpanContext(self._ctx, self._tracestate)!r})"
 
 
+_NATIVE_INTERFACE = 2  # the INTERFACE constant of the _native.c this module speaks to
+
+
 def _load_native():
     """The native packer (otelagent/_native.c, built when the package is
     installed with a C compiler at hand), bound to the functions of the copy
@@ -396,10 +399,17 @@ def _load_native():
         return None
     try:
         from . import _native
+        if getattr(_native, "INTERFACE", None) != _NATIVE_INTERFACE:
+            raise ImportError(f"{_native.__file__} is a build of another _native.c")
+        _native.bind(R.Packed, *(ctypes.cast(fn, ctypes.c_void_p).value for fn in (
+            _record_span, _ctx_new, _ffi.traceparent_parse, _ffi.xray_parse)))
     except ImportError:
         return None
-    _native.bind(R.Packed, *(ctypes.cast(fn, ctypes.c_void_p).value for fn in (
-        _record_span, _ctx_new, _ffi.traceparent_parse, _ffi.xray_parse)))
+    except Exception as e:  # never a reason for the host's import to fail
+        import logging
+        logging.getLogger("otelagent").warning(
+            "otelagent: the native packer cannot be used (%s); packing in Python", e)
+        return None
     return _native
 
 
@@ -510,6 +520,8 @@ def _make_span(scope, name, parent, kind, attributes, links, start_time):
             ts = parent._tracestate
         else:
             pctx, ts = _parent_of(parent)
+        if pctx is not None and (type(pctx) is not bytes or len(pctx) != 32):
+            pctx = _as_context(pctx)
         if pctx is not None and pctx[16:24] == _ZERO8:
             pctx = None  # an invalid parent: a new root
     ctx = None
@@ -562,6 +574,16 @@ def _make_span(scope, name, parent, kind, attributes, links, start_time):
     if links:
         span._x = [[], [(_link_ctx(c), a) for c, a in links], None, 0, 0]
     return span
+
+
+def _as_context(raw):
+    """A caller's raw parent context (a bytearray, a memoryview...) as the
+    32-byte bytes every packer expects; None (a new root) when it is not one."""
+    try:
+        b = bytes(raw)
+    except TypeError:
+        return None
+    return b if len(b) == 32 else None
 
 
 def _link_ctx(c):
