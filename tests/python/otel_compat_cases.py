@@ -167,3 +167,38 @@ def test_our_fastapi_integration_with_contrib_spans_inside(provider, agent, expo
     assert sql and all(s.parent_span_id == server.span_id for s in sql), \
         [(s.name, s.span_id.hex(), s.parent_span_id.hex()) for s in spans]
     assert server.parent_span_id.hex() == "00f067aa0ba902b7"
+
+
+def test_contrib_server_instrumentations_run_on_our_provider(provider, agent, exported):
+    """The contrib Flask and FastAPI instrumentations read members of the
+    SDK's span from the current span (`kind` among them): with our provider
+    they serve the request and export their server spans through the agent."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+    from flask import Flask
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+    from opentelemetry.instrumentation.flask import FlaskInstrumentor
+
+    flask_app = Flask("compat-flask")
+
+    @flask_app.get("/f/<int:n>")
+    def f(n):
+        span = trace.get_current_span()
+        assert span.kind == trace.SpanKind.SERVER and span.parent is None
+        assert span.attributes["http.route"] == "/f/<int:n>"
+        return str(n)
+
+    FlaskInstrumentor().instrument_app(flask_app)
+    fast = FastAPI()
+
+    @fast.get("/a/{n}")
+    async def a(n: int):
+        return {"n": n}
+
+    FastAPIInstrumentor.instrument_app(fast)
+    with flask_app.test_client() as c:
+        assert c.get("/f/7").status_code == 200
+    with TestClient(fast) as c:
+        assert c.get("/a/8").status_code == 200
+    got = exported.wait(["GET /f/<int:n>", "GET /a/{n}"])
+    assert got["GET /f/<int:n>"][0].kind == 2 and got["GET /a/{n}"][0].kind == 2

@@ -14,6 +14,7 @@ What differs from the SDK: span processors and exporters are the agent's
 ignored with one warning, as the agent's own pipeline does the work."""
 
 import logging
+import types
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
@@ -50,13 +51,45 @@ def _set_status(self, status, description=None):
                       description)
 
 
+_API_KINDS = {k.value + 1: k for k in otel_trace.SpanKind}  # OTLP numbering -> API kind
+
+
 class OtelSpan(T.Span, otel_trace.Span):
-    """A recording span, also an opentelemetry.trace.Span."""
+    """A recording span, also an opentelemetry.trace.Span. It also answers the
+    read-only members of the SDK's span that instrumentations read from the
+    current span (the contrib ASGI, WSGI and Flask instrumentations check
+    `span.kind`): kind, attributes, parent, start_time, status."""
 
     __slots__ = ()
     get_span_context = _span_context
     set_status = _set_status
     # end, __enter__, __exit__ and the rest: otelagent's (first in the MRO).
+
+    @property
+    def kind(self):
+        return _API_KINDS.get(self._kind, otel_trace.SpanKind.INTERNAL)
+
+    @property
+    def attributes(self):
+        return types.MappingProxyType(self._attrs)
+
+    @property
+    def parent(self):
+        p = self._parent
+        if p is None:
+            return None
+        return otel_trace.SpanContext(
+            trace_id=int.from_bytes(p[0:16], "big"), span_id=int.from_bytes(p[16:24], "big"),
+            is_remote=bool(p[25]), trace_flags=otel_trace.TraceFlags(p[24]))
+
+    @property
+    def start_time(self):
+        return self._start
+
+    @property
+    def status(self):
+        x = self._x
+        return Status(OtelStatusCode(self._status), x[2] if x is not None else None)
 
 
 class OtelNonRecordingSpan(T.NonRecordingSpan, otel_trace.Span):
