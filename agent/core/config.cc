@@ -232,6 +232,20 @@ std::string scheme_problem(std::string_view url) {
   return "";
 }
 
+// The port written in `url`'s authority ("" when none is).
+std::string_view explicit_port(std::string_view url) {
+  const size_t scheme = url.find("://");
+  const size_t host = scheme == std::string_view::npos ? 0 : scheme + 3;
+  std::string_view authority = url.substr(host, url.find_first_of("/?#", host) - host);
+  if (const size_t at = authority.rfind('@'); at != std::string_view::npos)
+    authority.remove_prefix(at + 1);
+  const size_t colon = authority.rfind(':');
+  // An IPv6 literal holds colons of its own; its port comes after the ']'.
+  if (colon == std::string_view::npos || authority.find(']', colon) != std::string_view::npos)
+    return "";
+  return authority.substr(colon + 1);
+}
+
 }  // namespace
 
 bool config_key_known(std::string_view key) {
@@ -330,7 +344,24 @@ Config config_parse(const Settings &settings, std::vector<std::string> *warnings
     }
   }
 
-  const std::string default_endpoint = c.endpoint;
+  // The protocol first: it decides the default endpoint and whether a path
+  // is appended.
+  if (auto *v =
+          p.get({"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"}, &key)) {
+    std::string l = lower(trim(*v));
+    if (l == "grpc")
+      c.protocol = Protocol::kGrpc;
+    else if (l != "http/protobuf")
+      p.warn(key, *v,
+             l == "http/json" ? "is not supported (http/protobuf and grpc are)"
+                              : "is not http/protobuf or grpc",
+             "http/protobuf");
+  }
+  const bool grpc = c.protocol == Protocol::kGrpc;
+  // The specification's defaults; for grpc the endpoint names only where to
+  // connect (the method path is fixed), so nothing is appended to it.
+  const std::string default_endpoint = grpc ? "http://localhost:4317" : c.endpoint;
+  c.endpoint = default_endpoint;
   std::string_view endpoint_var;
   const std::string *endpoint_value = nullptr;
   if (auto *v = p.get({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"}, &endpoint_var)) {
@@ -339,8 +370,11 @@ Config config_parse(const Settings &settings, std::vector<std::string> *warnings
   } else if (auto *b = p.get({"OTEL_EXPORTER_OTLP_ENDPOINT"}, &endpoint_var)) {
     endpoint_value = b;
     std::string base(trim(*b));
-    if (base.back() != '/') base += '/';
-    c.endpoint = base + "v1/traces";
+    if (!grpc) {
+      if (base.back() != '/') base += '/';
+      base += "v1/traces";
+    }
+    c.endpoint = base;
   }
   if (endpoint_value != nullptr) {
     // The value as given is checked: "http://" + "/v1/traces" would name a
@@ -352,6 +386,21 @@ Config config_parse(const Settings &settings, std::vector<std::string> *warnings
       p.warn(endpoint_var, url_for_messages(*endpoint_value), why, default_endpoint);
       c.endpoint = default_endpoint;
     }
+  }
+  {
+    // 4317 is the well-known OTLP/gRPC port and 4318 the OTLP/HTTP one: a
+    // protocol on the other's port is almost always a mistake, and its only
+    // symptom would be failed exports.
+    const std::string_view port = explicit_port(c.endpoint);
+    const char *wrong = !grpc && port == "4317"  ? "OTLP/gRPC"
+                        : grpc && port == "4318" ? "OTLP/HTTP"
+                                                 : nullptr;
+    if (wrong != nullptr)
+      warnings->push_back("the OTLP endpoint " + url_for_messages(c.endpoint) + " uses port " +
+                          std::string(port) + ", the " + wrong + " port, but the protocol is " +
+                          (grpc ? "grpc" : "http/protobuf") +
+                          ": set OTEL_EXPORTER_OTLP_PROTOCOL=" + (grpc ? "http/protobuf" : "grpc") +
+                          " or use port " + (grpc ? "4317" : "4318"));
   }
   if (auto *v = p.get({"OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"}, &key)) {
     // The value may hold credentials: name the variable, never the value.
@@ -368,28 +417,6 @@ Config config_parse(const Settings &settings, std::vector<std::string> *warnings
       {"OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION"},
       {{"none", Compression::kNone}, {"gzip", Compression::kGzip}, {"zstd", Compression::kZstd}},
       &c.compression, "none");
-  if (auto *v =
-          p.get({"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"}, &key)) {
-    std::string l = lower(trim(*v));
-    if (l != "http/protobuf")
-      p.warn(key, *v,
-             l == "grpc" ? "is not supported: libotelagent speaks only http/protobuf "
-                           "(point the endpoint at the collector's OTLP/HTTP port, "
-                           "usually 4318)"
-                         : "is not supported (only http/protobuf)",
-             "http/protobuf");
-  }
-  {
-    // An endpoint on the gRPC port almost always means a misconfiguration.
-    size_t scheme = c.endpoint.find("://");
-    size_t hostend = c.endpoint.find('/', scheme + 3);
-    std::string_view authority =
-        std::string_view(c.endpoint).substr(scheme + 3, hostend - scheme - 3);
-    if (authority.size() >= 5 && authority.substr(authority.size() - 5) == ":4317")
-      warnings->push_back("the OTLP endpoint " + c.endpoint +
-                          " uses port 4317 (gRPC); libotelagent speaks only "
-                          "http/protobuf (usually port 4318)");
-  }
   if (auto *v = p.get({"OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "OTEL_EXPORTER_OTLP_CERTIFICATE"}))
     c.certificate = *v;
   if (auto *v = p.get({"OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", "OTEL_EXPORTER_OTLP_CLIENT_KEY"}))

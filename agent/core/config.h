@@ -16,6 +16,8 @@ namespace otelagent {
 
 enum class Compression : uint8_t { kNone, kGzip, kZstd };
 enum class ExporterKind : uint8_t { kOtlp, kConsole, kNone };
+// OTEL_EXPORTER_OTLP_PROTOCOL: http/protobuf (the default) or grpc.
+enum class Protocol : uint8_t { kHttpProtobuf, kGrpc };
 enum class SamplerKind : uint8_t {
   kAlwaysOn,
   kAlwaysOff,
@@ -42,6 +44,9 @@ struct Config {
   bool disabled = false;
   std::string service_name;  // empty: unknown_service:<executable>
   KeyValues resource_attrs;
+  Protocol protocol = Protocol::kHttpProtobuf;
+  // The URL for http/protobuf; for grpc the base URL (scheme, authority), to
+  // which the transport puts the service's method path.
   std::string endpoint = "http://localhost:4318/v1/traces";
   KeyValues headers;
   uint32_t timeout_ms = 10000;

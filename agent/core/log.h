@@ -11,7 +11,7 @@
 namespace otelagent {
 
 enum class Once : uint32_t {
-  kGrpcUnsupported,
+  kGrpcNotHttp2,
   kZstdFallback,
   kExportConnect,
   kExportHttpStatus,

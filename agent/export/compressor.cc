@@ -66,6 +66,60 @@ bool Compressor::zstd_decompress(std::string_view in, std::string *out) {
   return true;
 }
 
+bool Compressor::decompress_bounded(Compression c, std::string_view in, size_t max_out,
+                                    std::string *out) {
+  out->clear();
+  switch (c) {
+    case Compression::kNone:
+      if (in.size() > max_out) return false;
+      out->assign(in);
+      return true;
+    case Compression::kZstd: {
+      // Streamed, so that a frame that claims (or lacks) a content size
+      // never sizes the buffer.
+      ZSTD_DCtx_reset(impl_->dctx, ZSTD_reset_session_only);
+      out->resize(max_out + 1);
+      ZSTD_inBuffer src{in.data(), in.size(), 0};
+      ZSTD_outBuffer dst{out->data(), out->size(), 0};
+      size_t rc;
+      do {
+        rc = ZSTD_decompressStream(impl_->dctx, &dst, &src);
+      } while (!ZSTD_isError(rc) && rc != 0 && src.pos < src.size && dst.pos < dst.size);
+      if (ZSTD_isError(rc) || rc != 0 || dst.pos > max_out) return false;
+      out->resize(dst.pos);
+      return true;
+    }
+    case Compression::kGzip: {
+      z_stream z{};
+      if (inflateInit2(&z, 15 + 16) != Z_OK) return false;
+      out->resize(max_out + 1);
+      z.next_in = reinterpret_cast<Bytef *>(const_cast<char *>(in.data()));
+      z.avail_in = static_cast<uInt>(in.size());
+      z.next_out = reinterpret_cast<Bytef *>(out->data());
+      z.avail_out = static_cast<uInt>(out->size());
+      const int rc = inflate(&z, Z_FINISH);
+      const size_t n = static_cast<size_t>(z.total_out);
+      inflateEnd(&z);
+      if (rc != Z_STREAM_END || n > max_out) return false;
+      out->resize(n);
+      return true;
+    }
+  }
+  return false;
+}
+
+bool compression_from_name(std::string_view name, Compression *out) {
+  if (name.empty() || name == "identity")
+    *out = Compression::kNone;
+  else if (name == "gzip")
+    *out = Compression::kGzip;
+  else if (name == "zstd")
+    *out = Compression::kZstd;
+  else
+    return false;
+  return true;
+}
+
 const char *content_encoding(Compression c) {
   switch (c) {
     case Compression::kGzip:

@@ -3,12 +3,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <new>
 
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/thread_state.h"
 #include "export/console.h"
+#include "export/grpc_wire.h"
 #include "export/otlp_encoder.h"
 #include "export/sanitize.h"
 
@@ -134,14 +136,13 @@ void Exporter::on_fault(const char *what) noexcept {
                 "internal error on the exporter thread (%s); the batch concerned is dropped "
                 "(counted in spans_dropped_export_failed)",
                 what);
-  if (front_at_risk_ && !outbox_.empty()) {
-    // The request for the front batch may or may not have been started.
-    if (transport_) transport_->cancel();
-    retry_waiting_ = false;
-    uv_timer_stop(&retry_timer_);
-    finish_front(0, 0, outbox_.front().spans);
+  if (at_risk_ != nullptr && !at_risk_->done) {
+    // Its request may or may not have been started.
+    if (transport_ && at_risk_->request != 0) transport_->cancel(at_risk_->request);
+    complete(*at_risk_, 0, 0, at_risk_->spans);
+    pop_completed();
   }
-  front_at_risk_ = false;
+  at_risk_ = nullptr;
 }
 
 void Exporter::run() {
@@ -352,63 +353,147 @@ void Exporter::pump() {
 }
 
 void Exporter::maybe_send() {
-  if (outbox_.empty() || retry_waiting_ || (transport_ && transport_->busy())) return;
-  Batch &b = outbox_.front();
-  if (!transport_ || !transport_->ok()) {
-    finish_front(0, 0, b.spans);
-    return;
+  // Every batch not yet sent (or waiting to be sent again), in order, while
+  // the transport has room.
+  for (Batch &b : outbox_) {
+    if (retry_waiting_) break;
+    if (b.done || b.request != 0) continue;
+    if (!transport_ || !transport_->ok()) {
+      complete(b, 0, 0, b.spans);
+      continue;
+    }
+    if (transport_->busy()) break;
+    send(b);
   }
+  pop_completed();
+}
+
+void Exporter::send(Batch &b) {
   if (b.attempts == 0) b.first_try_ms = now_mono_ms();
   ++b.attempts;
   add(g_counters.requests, 1);
-  add(g_counters.bytes_sent, b.payload.size());
-  front_at_risk_ = true;
-  transport_->post(b.payload, content_encoding(b.encoding), [this](Response &&r) {
-    guarded([&] { on_response(std::move(r)); });
+  // gRPC frames the message with a 5-byte prefix.
+  add(g_counters.bytes_sent, b.payload.size() + (cfg_.protocol == Protocol::kGrpc ? 5 : 0));
+  at_risk_ = &b;
+  // The transport keeps `b` in flight, and a batch in flight never leaves
+  // the outbox (deque elements do not move), until the answer or a cancel.
+  Batch *bp = &b;
+  b.request = transport_->post(b.payload, content_encoding(b.encoding), [this, bp](Response &&r) {
+    guarded([&] { on_response(*bp, std::move(r)); });
     guarded([this] { pump(); });
   });
-  front_at_risk_ = false;
+  if (b.request == 0) {
+    // curl refused the request (out of memory): like a failed connection.
+    log_warn_once(Once::kExportConnect, "cannot start a request to the OTLP endpoint %s; retrying",
+                  url_for_messages(cfg_.endpoint).c_str());
+    retry_later(b, -1);
+  }
+  at_risk_ = nullptr;
 }
 
-void Exporter::finish_front(uint64_t exported, uint64_t rejected, uint64_t failed) {
-  Batch &b = outbox_.front();
+void Exporter::complete(Batch &b, uint64_t exported, uint64_t rejected, uint64_t failed) {
   add(g_counters.exported, exported);
   add(g_counters.rejected, rejected);
   add(g_counters.failed, failed);
-  completed_seq_ = b.last_seq;
+  b.done = true;
+  b.request = 0;
   outbox_spans_ -= b.spans;
-  outbox_.pop_front();
+  std::string().swap(b.payload);
 }
 
-void Exporter::on_response(Response &&r) {
-  front_at_risk_ = true;
-  Batch &b = outbox_.front();
+void Exporter::pop_completed() {
+  // In order, so that a flush sees a span done only once every batch cut
+  // before it is.
+  while (!outbox_.empty() && outbox_.front().done) {
+    completed_seq_ = outbox_.front().last_seq;
+    outbox_.pop_front();
+  }
+}
+
+void Exporter::retry_later(Batch &b, int64_t retry_after_ms) {
+  const uint64_t delay =
+      backoff_ms(b.attempts, cfg_.retry_initial_ms, cfg_.retry_max_ms,
+                 static_cast<double>(rng_.next() >> 11) * 0x1.0p-53, retry_after_ms);
+  if (cfg_.retry_max_elapsed_ms != 0 &&
+      now_mono_ms() + delay - b.first_try_ms > cfg_.retry_max_elapsed_ms) {
+    complete(b, 0, 0, b.spans);
+    return;
+  }
+  add(g_counters.retries, 1);
+  // Retry-After is a lower bound: the loop's clock is refreshed (it is
+  // cached at the start of each iteration) and, being in whole
+  // milliseconds, rounded up by one. Several calls that fail together wait
+  // for the latest of their delays, then go again together.
+  uv_update_time(&loop_);
+  if (retry_waiting_ && uv_timer_get_due_in(&retry_timer_) >= delay + 1) return;
+  retry_waiting_ = true;
+  uv_timer_start(
+      &retry_timer_,
+      [](uv_timer_t *h) {
+        auto *self = static_cast<Exporter *>(h->data);
+        self->retry_waiting_ = false;
+        self->guarded([self] { self->pump(); });
+      },
+      delay + 1, 0);
+}
+
+uint64_t Exporter::partial_rejections(const Batch &b, const Response &r) {
+  std::string_view body = r.body;
+  std::string inflated;
+  if (cfg_.protocol == Protocol::kGrpc) {
+    Compression c = Compression::kNone;
+    if (r.compressed && (!compression_from_name(r.grpc_encoding, &c) ||
+                         !compressor_.decompress_bounded(c, body, 64 * 1024, &inflated)))
+      return 0;  // unreadable: the call succeeded, which is what counts
+    if (r.compressed) body = inflated;
+  } else if (r.content_type.find("protobuf") == std::string::npos) {
+    return 0;
+  }
+  PartialSuccess ps;
+  if (!decode_export_response(body, &ps)) return 0;
+  const uint64_t rejected =
+      ps.rejected_spans > 0 ? std::min<uint64_t>(static_cast<uint64_t>(ps.rejected_spans), b.spans)
+                            : 0;
+  if (rejected != 0 || !ps.error_message.empty())
+    log_warn_once(Once::kPartialSuccess, "the receiver rejected %llu of %u spans: %.200s",
+                  static_cast<unsigned long long>(rejected), b.spans, ps.error_message.c_str());
+  return rejected;
+}
+
+void Exporter::on_response(Batch &b, Response &&r) {
+  at_risk_ = &b;
+  b.request = 0;
+  const bool grpc = r.outcome.grpc;
   const Verdict v = classify(r.outcome, b.encoding == Compression::kZstd);
+  // What the endpoint answered, for the log: an HTTP status, or a gRPC
+  // status with its message.
+  char answer[600];
+  if (r.outcome.transport_error) {
+    std::snprintf(answer, sizeof answer, "%s", r.error.c_str());
+  } else if (grpc) {
+    const int code = grpc_effective_status(r.outcome);
+    std::snprintf(answer, sizeof answer, "%s (gRPC status %d%s%s%s)", grpc_code_name(code), code,
+                  r.outcome.grpc_status < 0 ? ", from HTTP " : "",
+                  r.outcome.grpc_status < 0 ? std::to_string(r.outcome.http_status).c_str() : "",
+                  r.grpc_message.empty() ? "" : (": " + r.grpc_message).c_str());
+  } else {
+    std::snprintf(answer, sizeof answer, "HTTP %ld", r.outcome.http_status);
+  }
   switch (v) {
     case Verdict::kSuccess: {
-      uint64_t rejected = 0;
-      PartialSuccess ps;
-      if (r.content_type.find("protobuf") != std::string::npos &&
-          decode_export_response(r.body, &ps)) {
-        rejected = ps.rejected_spans > 0
-                       ? std::min<uint64_t>(static_cast<uint64_t>(ps.rejected_spans), b.spans)
-                       : 0;
-        if (rejected != 0 || !ps.error_message.empty())
-          log_warn_once(Once::kPartialSuccess, "the receiver rejected %llu of %u spans: %.200s",
-                        static_cast<unsigned long long>(rejected), b.spans,
-                        ps.error_message.c_str());
-      }
-      finish_front(b.spans - rejected, rejected, 0);
+      const uint64_t rejected = partial_rejections(b, r);
+      complete(b, b.spans - rejected, rejected, 0);
       break;
     }
     case Verdict::kFallbackGzip: {
       log_warn_once(Once::kZstdFallback,
-                    "the receiver at %s does not accept zstd (HTTP %ld); sending gzip from now on",
-                    url_for_messages(cfg_.endpoint).c_str(), r.outcome.http_status);
+                    "the receiver at %s does not accept zstd (%s); sending gzip from now on",
+                    url_for_messages(cfg_.endpoint).c_str(), answer);
       encoding_ = Compression::kGzip;
-      // Every queued zstd batch is re-compressed, the one that failed first.
+      // Every zstd batch not in flight is re-compressed, the one that failed
+      // first; one in flight is when its own rejection comes back.
       for (Batch &q : outbox_) {
-        if (q.encoding != Compression::kZstd) continue;
+        if (q.encoding != Compression::kZstd || q.done || q.request != 0) continue;
         std::string raw, gz;
         if (compressor_.zstd_decompress(q.payload, &raw) &&
             compressor_.compress(Compression::kGzip, raw, &gz)) {
@@ -416,48 +501,37 @@ void Exporter::on_response(Response &&r) {
           q.encoding = Compression::kGzip;
         }
       }
-      if (b.encoding == Compression::kZstd) finish_front(0, 0, b.spans);  // could not re-compress
+      if (b.encoding == Compression::kZstd) complete(b, 0, 0, b.spans);  // could not re-compress
       break;
     }
     case Verdict::kRetry: {
-      const uint64_t delay =
-          backoff_ms(b.attempts, cfg_.retry_initial_ms, cfg_.retry_max_ms,
-                     static_cast<double>(rng_.next() >> 11) * 0x1.0p-53, r.outcome.retry_after_ms);
       if (r.outcome.transport_error)
         log_warn_once(Once::kExportConnect, "cannot reach the OTLP endpoint %s (%s); retrying",
                       url_for_messages(cfg_.endpoint).c_str(), r.error.c_str());
       else
-        log_warn_once(Once::kExportHttpStatus, "the OTLP endpoint %s answered HTTP %ld; retrying",
-                      url_for_messages(cfg_.endpoint).c_str(), r.outcome.http_status);
-      if (cfg_.retry_max_elapsed_ms != 0 &&
-          now_mono_ms() + delay - b.first_try_ms > cfg_.retry_max_elapsed_ms) {
-        finish_front(0, 0, b.spans);
-        break;
-      }
-      add(g_counters.retries, 1);
-      retry_waiting_ = true;
-      // Retry-After is a lower bound: the loop's clock is refreshed (it is
-      // cached at the start of each iteration) and, being in whole
-      // milliseconds, rounded up by one.
-      uv_update_time(&loop_);
-      uv_timer_start(
-          &retry_timer_,
-          [](uv_timer_t *h) {
-            auto *self = static_cast<Exporter *>(h->data);
-            self->retry_waiting_ = false;
-            self->guarded([self] { self->pump(); });
-          },
-          delay + 1, 0);
+        log_warn_once(Once::kExportHttpStatus, "the OTLP endpoint %s answered %s; retrying",
+                      url_for_messages(cfg_.endpoint).c_str(), answer);
+      retry_later(b, r.outcome.retry_after_ms);
       break;
     }
     case Verdict::kDrop:
+      if (r.outcome.not_http2) {
+        // Not a receiver's verdict on the spans: they never reached one.
+        log_warn_once(Once::kGrpcNotHttp2,
+                      "the OTLP/gRPC endpoint %s answered in HTTP/1.1, not HTTP/2: it does not "
+                      "speak gRPC (a TLS server must offer h2 by ALPN); batches sent to it are "
+                      "dropped (counted in spans_dropped_export_failed)",
+                      url_for_messages(cfg_.endpoint).c_str());
+        complete(b, 0, 0, b.spans);
+        break;
+      }
       log_warn_once(Once::kExportHttpStatus,
-                    "the OTLP endpoint %s answered HTTP %ld; the batch is dropped (not retryable)",
-                    url_for_messages(cfg_.endpoint).c_str(), r.outcome.http_status);
-      finish_front(0, b.spans, 0);
+                    "the OTLP endpoint %s answered %s; the batch is dropped (not retryable)",
+                    url_for_messages(cfg_.endpoint).c_str(), answer);
+      complete(b, 0, b.spans, 0);
       break;
   }
-  front_at_risk_ = false;
+  at_risk_ = nullptr;
 }
 
 void Exporter::check_flush() {

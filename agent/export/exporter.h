@@ -1,7 +1,9 @@
 // The exporter thread: a libuv loop that drains the host threads' rings,
-// cuts batches, cleans and encodes them, compresses them and sends them, one
-// request at a time, retrying with backoff. Encoded batches wait in an outbox
-// between "encoded" and "sent" (the place a disk spool will take).
+// cuts batches, cleans and encodes them, compresses them and sends them
+// (one request at a time over OTLP/HTTP, up to kGrpcStreams calls at once
+// over OTLP/gRPC), retrying with backoff. Encoded batches wait in an outbox
+// between "encoded" and "sent" (the place a disk spool will take); they
+// leave it in order, each once its request has finished.
 //
 // Thread use: the constructor, start(), flush(), stop() and wake() are for
 // any other thread; everything else runs on the exporter thread.
@@ -100,6 +102,8 @@ class Exporter {
     uint64_t last_seq;
     uint32_t attempts = 0;
     uint64_t first_try_ms = 0;
+    uint64_t request = 0;  // the transport's id while in flight, else 0
+    bool done = false;     // exported or dropped; leaves when it is the front
   };
 
   void run();
@@ -113,8 +117,12 @@ class Exporter {
   size_t held() const { return pending_offsets_.size() + outbox_spans_; }
   void cut(size_t n);
   void maybe_send();
-  void on_response(Response &&r);
-  void finish_front(uint64_t exported, uint64_t rejected, uint64_t failed);
+  void send(Batch &b);
+  void on_response(Batch &b, Response &&r);
+  void retry_later(Batch &b, int64_t retry_after_ms);
+  uint64_t partial_rejections(const Batch &b, const Response &r);
+  void complete(Batch &b, uint64_t exported, uint64_t rejected, uint64_t failed);
+  void pop_completed();
   void check_flush();
   void report_drops();
   void shut_down_loop();
@@ -138,8 +146,8 @@ class Exporter {
   std::vector<uint32_t> pending_offsets_;
   std::deque<Batch> outbox_;
   size_t outbox_cap_ = 4;
-  size_t outbox_spans_ = 0;        // spans in outbox_
-  bool front_at_risk_ = false;     // an exception now concerns outbox_.front()
+  size_t outbox_spans_ = 0;        // spans in outbox_'s unfinished batches
+  Batch *at_risk_ = nullptr;       // the batch an exception now concerns
   std::vector<SpscRing *> rings_;  // drain_rings' scratch list
   size_t drain_start_ = 0;         // round-robin start of the next drain
   std::atomic<bool> *wake_pending_;

@@ -1,25 +1,44 @@
-// OTLP/HTTP POSTs through libcurl's multi interface, driven by the exporter's
-// libuv loop (sockets watched with uv_poll, curl's timer with a uv_timer).
-// One request at a time; the connection is kept alive between requests. The
-// only module that knows HTTP. Exporter thread only.
+// OTLP/HTTP POSTs and OTLP/gRPC calls through libcurl's multi interface,
+// driven by the exporter's libuv loop (sockets watched with uv_poll, curl's
+// timer with a uv_timer). The only module that knows HTTP.
+//
+// http/protobuf: one request at a time on one kept-alive HTTP/1.1
+// connection. grpc: HTTP/2 (prior knowledge for http://, ALPN h2 for
+// https://), up to kGrpcStreams calls multiplexed on one connection that is
+// reused across exports; each call is one length-prefixed
+// ExportTraceServiceRequest, and its status is read from the trailers (or
+// from the headers of a trailers-only answer). Exporter thread only.
 #pragma once
 
 #include <uv.h>
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/config.h"
 #include "export/retry_policy.h"
 
 namespace otelagent {
 
+// Calls in flight at once on the HTTP/2 connection: enough to keep the
+// connection busy while the exporter compresses the next batch; each holds
+// a batch in memory, so few.
+inline constexpr size_t kGrpcStreams = 4;
+
 struct Response {
   Outcome outcome;
-  std::string body;          // at most 64 KiB
+  // HTTP: the body, at most 64 KiB. gRPC: the first response message
+  // (decompressed by the caller when `compressed`), at most 64 KiB.
+  std::string body;
   std::string content_type;  // of the response
   std::string error;         // curl's description of a transport error
+  // gRPC only.
+  bool compressed = false;    // the message carries the compressed flag
+  std::string grpc_encoding;  // grpc-encoding of the response
+  std::string grpc_message;   // percent-decoded, at most 512 bytes
 };
 
 // Why libcurl cannot POST to `url` as the OTLP endpoint ("" when it can):
@@ -43,14 +62,21 @@ class HttpTransport {
   HttpTransport(const HttpTransport &) = delete;
   HttpTransport &operator=(const HttpTransport &) = delete;
 
-  bool ok() const { return multi_ != nullptr && easy_ != nullptr; }
-  bool busy() const { return done_ != nullptr; }
+  bool ok() const { return multi_ != nullptr && !slots_.empty(); }
+  // No room for another request until one finishes.
+  bool busy() const;
+  // The URL requests go to.
+  const std::string &url() const { return url_; }
 
-  // Starts a POST of `body` (kept alive by the caller until `done` runs) with
-  // `encoding` as Content-Encoding (nullptr: none). `done` runs on the loop.
-  void post(std::string_view body, const char *encoding, Done done);
+  // Starts a request carrying `body` (kept alive by the caller until `done`
+  // runs or the request is cancelled) compressed with `encoding` (nullptr:
+  // none). `done` runs on the loop. Returns the request's id (never 0), for
+  // cancel(). Only when !busy().
+  uint64_t post(std::string_view body, const char *encoding, Done done);
 
-  // Abandons the request in flight, if any, without calling its `done`.
+  // Abandons a request in flight, without calling its `done`.
+  void cancel(uint64_t id);
+  // Abandons every request in flight.
   void cancel();
 
   // Releases curl and closes the uv handles; run the loop afterwards so the
@@ -58,20 +84,34 @@ class HttpTransport {
   void close();
 
  private:
+  struct Slot;
   static int on_socket(void *easy, int fd, int what, void *self, void *socket_ctx);
   static int on_timer(void *multi, long timeout_ms, void *self);
-  static size_t on_header(char *data, size_t size, size_t n, void *self);
-  static size_t on_body(char *data, size_t size, size_t n, void *self);
+  static size_t on_header(char *data, size_t size, size_t n, void *slot);
+  static void read_grpc_header(Slot &s, std::string_view name, std::string_view value);
+  static size_t on_body(char *data, size_t size, size_t n, void *slot);
+  static size_t on_read(char *data, size_t size, size_t n, void *slot);
+  static int on_seek(void *slot, long long offset, int origin);
+  void open_multi();
+  void setup_common(Slot &s, std::string_view body);
+  void setup_grpc(Slot &s, std::string_view body, const char *encoding);
+  void finish(Slot &s, int curl_code);
+  bool restart_without_upgrade(Slot &s, int curl_code);
   void check_done();
+  void release(Slot &s);
 
   uv_loop_t *loop_;
   const Config &cfg_;
-  void *multi_ = nullptr;    // CURLM*
-  void *easy_ = nullptr;     // CURL*
-  void *headers_ = nullptr;  // curl_slist*, rebuilt per request
+  const bool grpc_;
+  const bool tls_;
+  std::string url_;
+  bool h2c_workaround_ = false;   // curl < 8.0.0 over http:// (see setup_grpc)
+  bool h2c_live_ = false;         // a request has gone over an HTTP/2 connection
+  bool drop_connection_ = false;  // close the connection once no request uses it
+  void *multi_ = nullptr;         // CURLM*
+  std::vector<std::unique_ptr<Slot>> slots_;
+  uint64_t next_id_ = 1;
   uv_timer_t *timer_ = nullptr;
-  Done done_;
-  Response resp_;
   std::string user_agent_;
 };
 

@@ -1,5 +1,7 @@
 #include "export/retry_policy.h"
 
+#include "export/grpc_wire.h"
+
 #include <curl/curl.h>
 
 #include <algorithm>
@@ -8,8 +10,41 @@
 
 namespace otelagent {
 
+int grpc_effective_status(const Outcome &o) {
+  if (o.grpc_status >= 0) return o.grpc_status;
+  return o.http_status == 200 ? kGrpcInternal : grpc_code_from_http(o.http_status);
+}
+
+namespace {
+
+Verdict classify_grpc(const Outcome &o, bool sent_zstd) {
+  // A peer that is not speaking gRPC at all: no retry will change that.
+  if (o.not_http2) return Verdict::kDrop;
+  switch (grpc_effective_status(o)) {
+    case kGrpcOk:
+      return Verdict::kSuccess;
+    case kGrpcCancelled:
+    case kGrpcDeadlineExceeded:
+    case kGrpcAborted:
+    case kGrpcOutOfRange:
+    case kGrpcUnavailable:
+    case kGrpcDataLoss:
+      return Verdict::kRetry;
+    case kGrpcResourceExhausted:
+      return o.retry_info ? Verdict::kRetry : Verdict::kDrop;
+    case kGrpcUnimplemented:
+      return sent_zstd && o.encoding_rejected ? Verdict::kFallbackGzip : Verdict::kDrop;
+    default:
+      return Verdict::kDrop;
+  }
+}
+
+}  // namespace
+
 Verdict classify(const Outcome &o, bool sent_zstd) {
-  if (o.transport_error) return Verdict::kRetry;
+  if (o.transport_error)
+    return sent_zstd && o.encoding_rejected ? Verdict::kFallbackGzip : Verdict::kRetry;
+  if (o.grpc) return classify_grpc(o, sent_zstd);
   const long s = o.http_status;
   if (s >= 200 && s < 300) return Verdict::kSuccess;
   if (sent_zstd && o.encoding_rejected) return Verdict::kFallbackGzip;

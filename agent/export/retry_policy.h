@@ -7,18 +7,36 @@
 
 namespace otelagent {
 
-// The result of one HTTP request as the transport saw it.
+// The result of one HTTP request (or OTLP/gRPC call) as the transport saw it.
 struct Outcome {
-  long http_status = 0;            // 0 when no response was received
-  bool transport_error = false;    // connect failure, reset, timeout
-  int64_t retry_after_ms = -1;     // parsed Retry-After, -1 when absent
-  bool encoding_rejected = false;  // 400/415 naming the Content-Encoding
+  long http_status = 0;          // 0 when no response was received
+  bool transport_error = false;  // connect failure, reset (RST_STREAM, GOAWAY), timeout
+  // Retry-After, or a gRPC RetryInfo's delay; -1 when absent.
+  int64_t retry_after_ms = -1;
+  // HTTP: 400/415 naming the Content-Encoding. gRPC: UNIMPLEMENTED naming
+  // the encoding, or a grpc-accept-encoding that lacks the one sent, or a
+  // zstd call whose stream was reset before any answer.
+  bool encoding_rejected = false;
+  // gRPC only.
+  bool grpc = false;
+  int grpc_status = -1;     // grpc-status from trailers or headers; -1 when absent
+  bool retry_info = false;  // grpc-status-details-bin carried a RetryInfo
+  bool not_http2 = false;   // the peer answered in HTTP/1.x (a TLS peer without ALPN h2)
 };
 
 enum class Verdict { kSuccess, kRetry, kDrop, kFallbackGzip };
 
 // sent_zstd: the body was zstd-compressed (a rejection of it falls back).
+// HTTP: 2xx succeed; 429, 502, 503, 504 and transport errors are retried.
+// gRPC (the OTLP specification): OK succeeds; CANCELLED, DEADLINE_EXCEEDED,
+// ABORTED, OUT_OF_RANGE, UNAVAILABLE and DATA_LOSS are retried, and
+// RESOURCE_EXHAUSTED only with a RetryInfo; an answer without grpc-status
+// takes the code of its HTTP status (grpc_code_from_http), so a proxy's 429,
+// 502, 503 or 504 is UNAVAILABLE; 200 without grpc-status is INTERNAL.
 Verdict classify(const Outcome &o, bool sent_zstd);
+
+// The gRPC status an outcome stands for (see classify).
+int grpc_effective_status(const Outcome &o);
 
 // Exponential backoff with jitter for attempt `attempt` (1 for the first
 // retry): initial * 1.5^(attempt-1), capped at max, then scaled by a factor in

@@ -21,6 +21,7 @@
 #include <barrier>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <string>
@@ -84,13 +85,18 @@ otelagent_stats stats() {
   return s;
 }
 
-void start_agent(int port, const char *compression, const char *queue, const char *batch,
-                 bool big_ring = true) {
+std::string loopback(int port) {
+  return "http://127.0.0.1:" + std::to_string(port);
+}
+
+void start_agent(const std::string &endpoint, const char *compression, const char *queue,
+                 const char *batch, bool big_ring = true, const char *protocol = "http/protobuf") {
   otelagent_config *cfg = otelagent_config_new();
   auto set = [&](const char *k, std::string v) {
     otelagent_config_set(cfg, k, std::strlen(k), v.data(), v.size());
   };
-  set("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:" + std::to_string(port));
+  set("OTEL_EXPORTER_OTLP_PROTOCOL", protocol);
+  set("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint);
   set("OTEL_EXPORTER_OTLP_COMPRESSION", compression);
   set("OTEL_SERVICE_NAME", "bench");
   if (big_ring) set("OTELAGENT_RING_BYTES", std::to_string(8 << 20));
@@ -140,7 +146,7 @@ void row(const char *what, int threads, Percentiles p, double base_p50) {
 }
 
 void hot_path(int port) {
-  start_agent(port, "none", nullptr, nullptr);
+  start_agent(loopback(port), "none", nullptr, nullptr);
   const uint64_t n = g_quick ? 20000 : 200000;
   std::vector<uint64_t> empty = measure(1, n, [](uint64_t) {});
   std::printf("\n## Hot path (ns per span; start + 4 attributes + end; %llu spans per thread)\n\n",
@@ -297,7 +303,7 @@ void rss_per_thread(int port) {
   for (int n : {1, 8, 40}) {
     const pid_t pid = fork();
     if (pid == 0) {
-      start_agent(port, "none", nullptr, nullptr, false);
+      start_agent(loopback(port), "none", nullptr, nullptr, false);
       otelagent_test::emit_reference_span(0);
       otelagent_flush(5000);
       long before = 0, after = 0;
@@ -352,7 +358,7 @@ void overload(int healthy_port) {
   };
   for (Mode m : {Mode{"healthy (loopback discard server)", healthy_port},
                  Mode{"down (connection refused)", 1}, Mode{"answering 503", unavailable.port()}}) {
-    start_agent(m.port, "none", nullptr, nullptr, false);
+    start_agent(loopback(m.port), "none", nullptr, nullptr, false);
     std::vector<uint64_t> lat;
     lat.reserve(n);
     otelagent_stats s0{};
@@ -385,45 +391,61 @@ void overload(int healthy_port) {
   }
 }
 
+// One row of the end-to-end table: `protocol` to `endpoint` with `comp`.
+void end_to_end_row(const char *receiver, const char *protocol, const std::string &endpoint,
+                    const char *comp, double seconds) {
+  start_agent(endpoint, comp, "65536", "4096", true, protocol);
+  otelagent_stats s0 = stats();
+  long peak = 0;
+  auto t0 = std::chrono::steady_clock::now();
+  std::thread producer([&] {
+    uint64_t i = 0;
+    while (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() <
+           seconds) {
+      for (int k = 0; k < 256; ++k) otelagent_test::emit_reference_span(i++);
+      while (stats().queue_depth > 30000) std::this_thread::yield();
+      if (i % 65536 == 0) peak = std::max(peak, rss_kib());
+    }
+  });
+  producer.join();
+  otelagent_flush(60000);
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  otelagent_stats s1 = stats();
+  uint64_t exported = s1.spans_exported - s0.spans_exported;
+  uint64_t dropped = (s1.spans_dropped_ring_full - s0.spans_dropped_ring_full) +
+                     (s1.spans_dropped_rejected - s0.spans_dropped_rejected) +
+                     (s1.spans_dropped_export_failed - s0.spans_dropped_export_failed);
+  std::printf("| %s | %s | %s | %.0f | %.1f | %llu | %llu | %.1f |\n", receiver, protocol, comp,
+              static_cast<double>(exported) / secs,
+              static_cast<double>(s1.bytes_sent - s0.bytes_sent) / static_cast<double>(exported),
+              static_cast<unsigned long long>(s1.export_requests - s0.export_requests),
+              static_cast<unsigned long long>(dropped), static_cast<double>(peak) / 1024);
+  otelagent_shutdown(10000);
+}
+
+// HTTP rows against the loopback discard server; with
+// OTELAGENT_BENCH_GRPC_ENDPOINT (and OTELAGENT_BENCH_HTTP_ENDPOINT, the same
+// receiver's OTLP/HTTP side) also rows against that receiver, over gRPC and
+// HTTP side by side (tests/bench/grpc_rows.sh runs them with the collector).
 void end_to_end(int port) {
   const double seconds = g_quick ? 1.0 : 3.0;
-  std::printf("\n## End to end over HTTP to a loopback receiver that discards (%.0f s per row)\n\n",
-              seconds);
+  std::printf("\n## End to end to a loopback receiver (%.0f s per row)\n\n", seconds);
   std::printf(
       "Settings: OTEL_BSP_MAX_QUEUE_SIZE=65536, OTEL_BSP_MAX_EXPORT_BATCH_SIZE=4096, "
       "OTELAGENT_RING_BYTES=8 MiB; one producer thread backs off while more than 30000 spans "
-      "are queued, so nothing is dropped and the figure is the exporter's sustained rate.\n\n");
+      "are queued, so nothing is dropped and the figure is the exporter's sustained rate "
+      "(or the receiver's, when it is the slower).\n\n");
   std::printf(
-      "| compression | spans/s exported | bytes/span on the wire | requests | dropped | peak RSS "
-      "(MiB) |\n|---|---|---|---|---|---|\n");
-  for (const char *comp : {"none", "gzip", "zstd"}) {
-    start_agent(port, comp, "65536", "4096");
-    otelagent_stats s0 = stats();
-    long peak = 0;
-    auto t0 = std::chrono::steady_clock::now();
-    std::thread producer([&] {
-      uint64_t i = 0;
-      while (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() <
-             seconds) {
-        for (int k = 0; k < 256; ++k) otelagent_test::emit_reference_span(i++);
-        while (stats().queue_depth > 30000) std::this_thread::yield();
-        if (i % 65536 == 0) peak = std::max(peak, rss_kib());
-      }
-    });
-    producer.join();
-    otelagent_flush(60000);
-    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    otelagent_stats s1 = stats();
-    uint64_t exported = s1.spans_exported - s0.spans_exported;
-    uint64_t dropped = (s1.spans_dropped_ring_full - s0.spans_dropped_ring_full) +
-                       (s1.spans_dropped_rejected - s0.spans_dropped_rejected) +
-                       (s1.spans_dropped_export_failed - s0.spans_dropped_export_failed);
-    std::printf("| %s | %.0f | %.1f | %llu | %llu | %.1f |\n", comp,
-                static_cast<double>(exported) / secs,
-                static_cast<double>(s1.bytes_sent - s0.bytes_sent) / static_cast<double>(exported),
-                static_cast<unsigned long long>(s1.export_requests - s0.export_requests),
-                static_cast<unsigned long long>(dropped), static_cast<double>(peak) / 1024);
-    otelagent_shutdown(10000);
+      "| receiver | protocol | compression | spans/s exported | bytes/span on the wire | requests "
+      "| dropped | peak RSS (MiB) |\n|---|---|---|---|---|---|---|---|\n");
+  const char *comps[] = {"none", "gzip", "zstd"};
+  for (const char *comp : comps)
+    end_to_end_row("discard server (HTTP/1.1)", "http/protobuf", loopback(port), comp, seconds);
+  const char *grpc = std::getenv("OTELAGENT_BENCH_GRPC_ENDPOINT");
+  const char *http = std::getenv("OTELAGENT_BENCH_HTTP_ENDPOINT");
+  for (const char *comp : comps) {
+    if (http != nullptr) end_to_end_row("collector", "http/protobuf", http, comp, seconds);
+    if (grpc != nullptr) end_to_end_row("collector", "grpc", grpc, comp, seconds);
   }
 }
 
@@ -442,7 +464,7 @@ int main(int argc, char **argv) {
   }
   {
     // Default settings throughout this section.
-    start_agent(server.port(), "none", nullptr, nullptr, false);
+    start_agent(loopback(server.port()), "none", nullptr, nullptr, false);
     long rss_started = rss_kib();
     otelagent_test::emit_reference_span(0);
     otelagent_flush(5000);

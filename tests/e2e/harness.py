@@ -180,13 +180,15 @@ class Sink:
 
 
 class Collector:
-    """The real OpenTelemetry Collector: OTLP/HTTP in on `port`, forwarded by
-    its otlphttp exporter to `downstream` (a Sink)."""
+    """The real OpenTelemetry Collector: OTLP/HTTP in on `port` and OTLP/gRPC
+    on `grpc_port`, forwarded by its otlphttp exporter to `downstream` (a
+    Sink)."""
 
-    def __init__(self, tmp_path, downstream, port=None):
+    def __init__(self, tmp_path, downstream, port=None, grpc_port=None):
         if not os.path.exists(COLLECTOR):
             raise AssertionError(f"no collector at {COLLECTOR}; run tests/e2e/collector/build.sh")
         self.port = port or free_port()
+        self.grpc_port = grpc_port or free_port()
         self.config = tmp_path / f"collector-{self.port}.yaml"
         self.config.write_text(f"""
 receivers:
@@ -194,6 +196,8 @@ receivers:
     protocols:
       http:
         endpoint: 127.0.0.1:{self.port}
+      grpc:
+        endpoint: 127.0.0.1:{self.grpc_port}
 exporters:
   otlphttp:
     endpoint: {downstream.endpoint}
@@ -217,14 +221,18 @@ service:
     def start(self):
         self.proc = subprocess.Popen([COLLECTOR, f"--config={self.config}"],
                                      stdout=self.log, stderr=subprocess.STDOUT)
-        wait_for(lambda: port_open(self.port) or self.proc.poll() is not None, 30,
-                 "the collector to listen")
+        wait_for(lambda: (port_open(self.port) and port_open(self.grpc_port))
+                 or self.proc.poll() is not None, 30, "the collector to listen")
         assert self.proc.poll() is None, "the collector exited; see " + self.log.name
         return self
 
     @property
     def endpoint(self):
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def grpc_endpoint(self):
+        return f"http://127.0.0.1:{self.grpc_port}"
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
@@ -288,3 +296,110 @@ class Emitter:
                 if d["who"] == who:
                     return d
         raise AssertionError(f"no statistics from the {who}: {self.lines} {self.stderr}")
+
+
+class GrpcSink:
+    """A scripted OTLP/gRPC receiver on loopback (grpcio's server, so the
+    HTTP/2 and gRPC framing are a real gRPC implementation's). `script` is a
+    list of steps consumed one per call; a step is a dict with any of
+    code (a grpc.StatusCode; absent: OK), message, details (the bytes of a
+    google.rpc.Status for grpc-status-details-bin), headers_first (send the
+    initial metadata before failing, so the status comes in trailers rather
+    than as a trailers-only answer), delay (seconds before answering) and
+    response (an ExportTraceServiceResponse). When the script is empty a
+    call succeeds with an empty response."""
+
+    SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
+
+    def __init__(self, script=None, port=0, compression=None, tls=None):
+        """tls: (certificate file, key file) to serve TLS (ALPN h2)."""
+        import grpc
+        from concurrent import futures
+        self.requests = []  # (monotonic time, peer, metadata dict, request)
+        self.script = list(script or [])
+        self.lock = threading.Lock()
+        self.active = 0
+        self.max_active = 0
+        sink = self
+
+        def export(request, context):
+            with sink.lock:
+                sink.requests.append((time.monotonic(), context.peer(),
+                                      dict(context.invocation_metadata()), request))
+                step = sink.script.pop(0) if sink.script else {}
+                sink.active += 1
+                sink.max_active = max(sink.max_active, sink.active)
+            try:
+                if step.get("delay"):
+                    time.sleep(step["delay"])
+                code = step.get("code")
+                if code is not None:
+                    if step.get("headers_first"):
+                        context.send_initial_metadata(())
+                    if step.get("details") is not None:
+                        context.set_trailing_metadata(
+                            (("grpc-status-details-bin", step["details"]),))
+                    context.abort(code, step.get("message", ""))
+                return step.get("response") or trace_service_pb2.ExportTraceServiceResponse()
+            finally:
+                with sink.lock:
+                    sink.active -= 1
+
+        handler = grpc.method_handlers_generic_handler(self.SERVICE, {
+            "Export": grpc.unary_unary_rpc_method_handler(
+                export,
+                request_deserializer=trace_service_pb2.ExportTraceServiceRequest.FromString,
+                response_serializer=trace_service_pb2.ExportTraceServiceResponse.SerializeToString),
+        })
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=8),
+                                  handlers=(handler,), compression=compression)
+        self.scheme = "https" if tls else "http"
+        if tls:
+            with open(tls[0], "rb") as c, open(tls[1], "rb") as k:
+                creds = grpc.ssl_server_credentials(((k.read(), c.read()),))
+            self.port = self.server.add_secure_port(f"127.0.0.1:{port}", creds)
+        else:
+            self.port = self.server.add_insecure_port(f"127.0.0.1:{port}")
+        self.server.start()
+
+    @property
+    def endpoint(self):
+        return f"{self.scheme}://127.0.0.1:{self.port}"
+
+    def spans(self):
+        with self.lock:
+            return [s for _, _, _, r in self.requests for rs in r.resource_spans
+                    for ss in rs.scope_spans for s in ss.spans]
+
+    def close(self, grace=None):
+        self.server.stop(grace).wait()
+
+
+def rpc_status_details(code, message, retry_delay_s=None):
+    """The bytes of a google.rpc.Status {code, message, details}, with a
+    google.rpc.RetryInfo detail when retry_delay_s is given (googleapis
+    google/rpc/status.proto and error_details.proto; encoded by hand, the
+    Any and Duration by protobuf's own classes)."""
+    from google.protobuf import any_pb2, duration_pb2
+
+    def varint(n):
+        out = b""
+        while True:
+            b = n & 0x7F
+            n >>= 7
+            if n:
+                out += bytes([b | 0x80])
+            else:
+                return out + bytes([b])
+
+    def field(number, payload):
+        return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+    status = varint(1 << 3) + varint(code) + field(2, message.encode())
+    if retry_delay_s is not None:
+        delay = duration_pb2.Duration()
+        delay.FromNanoseconds(int(retry_delay_s * 1e9))
+        retry_info = field(1, delay.SerializeToString())
+        detail = any_pb2.Any(type_url="type.googleapis.com/google.rpc.RetryInfo", value=retry_info)
+        status += field(3, detail.SerializeToString())
+    return status

@@ -21,17 +21,23 @@ def attrs(kvs):
     return out
 
 
+@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
 @pytest.mark.parametrize("compression", ["none", "gzip", "zstd"])
-def test_reference_trace_through_the_collector(tmp_path, compression):
+def test_reference_trace_through_the_collector(tmp_path, compression, protocol):
     downstream = Sink()
     collector = Collector(tmp_path, downstream).start()
+    grpc = protocol == "grpc"
     try:
-        em = Emitter("tree", collector.endpoint, {"OTEL_EXPORTER_OTLP_COMPRESSION": compression})
+        em = Emitter("tree", collector.grpc_endpoint if grpc else collector.endpoint,
+                     {"OTEL_EXPORTER_OTLP_COMPRESSION": compression,
+                      "OTEL_EXPORTER_OTLP_PROTOCOL": protocol})
         assert em.wait() == 0, em.stderr
         stats = em.stats()
         assert stats["exported"] == 5, (stats, em.stderr)
         assert stats["rejected"] == stats["failed"] == stats["ring_full"] == 0
         assert stats["queue_depth"] == 0 and stats["open"] == 0
+        assert stats["retries"] == 0, em.stderr
+        assert "otelagent:" not in em.stderr, em.stderr  # no warning of any kind
         wait_for(lambda: len(downstream.spans()) >= 5, 30, "the collector to forward 5 spans")
     finally:
         collector.stop()

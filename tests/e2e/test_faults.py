@@ -150,13 +150,6 @@ def test_fork_gives_the_child_a_working_agent(sink):
     assert by_pid == {parent["pid"]: 6, child["pid"]: 5}
 
 
-def test_grpc_configuration_gets_a_clear_warning(sink):
-    em = Emitter("bulk", sink.endpoint, {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, ["1"])
-    assert em.wait() == 0
-    assert "only http/protobuf" in em.stderr
-    assert em.stats()["exported"] == 1
-
-
 @pytest.mark.parametrize("clock", ["tsc", "realtime"])
 def test_span_times_are_wall_clock_times(sink, clock):
     before = time.time_ns()

@@ -95,10 +95,7 @@ TEST(Config, EndpointRules) {
   config_parse({{"OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317"}}, &w);
   ASSERT_EQ(w.size(), 1u);
   EXPECT_NE(w[0].find("4317"), std::string::npos);
-  w.clear();
-  config_parse({{"OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"}}, &w);
-  ASSERT_EQ(w.size(), 1u);
-  EXPECT_NE(w[0].find("http/protobuf"), std::string::npos);
+  EXPECT_NE(w[0].find("OTEL_EXPORTER_OTLP_PROTOCOL=grpc"), std::string::npos) << w[0];
   w.clear();
   Config bad = config_parse({{"OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318"}}, &w);
   EXPECT_EQ(bad.endpoint, "http://localhost:4318/v1/traces");
@@ -368,6 +365,66 @@ TEST(Config, EndpointWarningsNeverShowCredentials) {
   }
   EXPECT_EQ(url_for_messages("https://u:p@h:1/x@y"), "https://h:1/x@y");
   EXPECT_EQ(url_for_messages("http://h:1/v1/traces"), "http://h:1/v1/traces");
+}
+
+}  // namespace
+}  // namespace otelagent
+
+namespace otelagent {
+namespace {
+
+TEST(Config, GrpcProtocolDefaultsFollowTheSpecification) {
+  std::vector<std::string> w;
+  Config c = config_parse({{"OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"}}, &w);
+  EXPECT_EQ(c.protocol, Protocol::kGrpc);
+  EXPECT_EQ(c.endpoint, "http://localhost:4317");
+  EXPECT_TRUE(w.empty());
+  // The base endpoint is used as it is: no path is appended for gRPC.
+  c = config_parse({{"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "GRPC"},
+                    {"OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"},
+                    {"OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4317"}},
+                   &w);
+  EXPECT_EQ(c.protocol, Protocol::kGrpc);
+  EXPECT_EQ(c.endpoint, "https://collector:4317");
+  EXPECT_TRUE(w.empty());
+  c = config_parse({{"OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"}}, &w);
+  EXPECT_EQ(c.protocol, Protocol::kHttpProtobuf);
+  EXPECT_EQ(c.endpoint, "http://localhost:4318/v1/traces");
+  EXPECT_TRUE(w.empty());
+}
+
+TEST(Config, AProtocolOnTheOtherProtocolsPortGetsOneWarning) {
+  std::vector<std::string> w;
+  config_parse({{"OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"},
+                {"OTEL_EXPORTER_OTLP_ENDPOINT", "http://user:pw@c:4318"}},
+               &w);
+  ASSERT_EQ(w.size(), 1u);
+  EXPECT_NE(w[0].find("4318"), std::string::npos);
+  EXPECT_NE(w[0].find("OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf"), std::string::npos) << w[0];
+  EXPECT_EQ(w[0].find("pw"), std::string::npos) << w[0];
+  w.clear();
+  config_parse({{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://[::1]:4317/v1/traces"}}, &w);
+  ASSERT_EQ(w.size(), 1u);
+  EXPECT_NE(w[0].find("grpc"), std::string::npos);
+  w.clear();
+  // No port written, or an IPv6 literal without one: nothing to say.
+  config_parse(
+      {{"OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"}, {"OTEL_EXPORTER_OTLP_ENDPOINT", "http://[::4318]"}},
+      &w);
+  EXPECT_TRUE(w.empty()) << w[0];
+}
+
+TEST(Config, HttpJsonIsRefusedWithAClearWarning) {
+  std::vector<std::string> w;
+  Config c = config_parse({{"OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"}}, &w);
+  EXPECT_EQ(c.protocol, Protocol::kHttpProtobuf);
+  EXPECT_EQ(c.endpoint, "http://localhost:4318/v1/traces");
+  ASSERT_EQ(w.size(), 1u);
+  EXPECT_NE(w[0].find("is not supported (http/protobuf and grpc are)"), std::string::npos) << w[0];
+  w.clear();
+  config_parse({{"OTEL_EXPORTER_OTLP_PROTOCOL", "thrift"}}, &w);
+  ASSERT_EQ(w.size(), 1u);
+  EXPECT_NE(w[0].find("using http/protobuf"), std::string::npos) << w[0];
 }
 
 }  // namespace
