@@ -303,6 +303,11 @@ def section_request(sink, rounds, n):
 def run_load(framework, mode, sink, seconds, connections):
     port = free_port()
     env = dict(os.environ)
+    # otelagent-instrument: the bare app, traced with no code change by the
+    # zero-code launcher (its bootstrap wraps the framework's app class).
+    launcher = [os.path.join(BIN, "otelagent-instrument")] if mode == "otelagent-instrument" else []
+    if launcher:
+        mode = "bare"
     env.update({"OTELAGENT_BENCH_MODE": mode, "OTELAGENT_BENCH_APP": framework,
                 "OTEL_EXPORTER_OTLP_ENDPOINT": sink, "OTEL_SERVICE_NAME": "bench",
                 "PYTHONPATH": os.pathsep.join(p for p in (HERE, ROOT, env.get("PYTHONPATH"))
@@ -313,7 +318,7 @@ def run_load(framework, mode, sink, seconds, connections):
     else:
         argv = [os.path.join(BIN, "gunicorn"), "-w", "1", "-b", f"127.0.0.1:{port}",
                 "--log-level", "warning", "apps:flask_app"]
-    proc = subprocess.Popen(argv, cwd=HERE, env=env, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(launcher + argv, cwd=HERE, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
         wait_port(port, proc)
@@ -344,7 +349,7 @@ def run_load(framework, mode, sink, seconds, connections):
 
 
 def section_load(sink, rounds, seconds, connections):
-    modes = ["bare", "otelagent", "sdk"]
+    modes = ["bare", "otelagent", "otelagent-instrument", "sdk"]
     for fw in ("fastapi", "flask"):
         res = {m: [] for m in modes}
         for _ in range(rounds):
