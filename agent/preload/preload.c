@@ -82,12 +82,24 @@ static int bootstrap_dir(char *out, size_t size) {
   return 0;
 }
 
-static int in_path_list(const char *list, const char *dir) {
-  size_t len = strlen(dir);
+/* True when an entry of the PATH-style `list` holds a copy of the bootstrap:
+   this one under another spelling (a symlinked directory), or another
+   install's (a venv's otelagent-instrument under a host-wide preload). Only
+   one goes on the path: two copies chaining to each other's sitecustomize
+   would recurse. */
+static int holds_bootstrap(const char *list) {
+  static const char file[] = "/_otelagent_activation.py";
+  char path[PATH_MAX];
   for (const char *p = list; p && *p;) {
     const char *end = strchr(p, ':');
     size_t n = end ? (size_t)(end - p) : strlen(p);
-    if (n == len && memcmp(p, dir, n) == 0) return 1;
+    /* An empty entry is the current directory to Python. */
+    const char *entry = n ? p : ".";
+    size_t len = n ? n : 1;
+    if (len + sizeof file <= sizeof path) {
+      snprintf(path, sizeof path, "%.*s%s", (int)len, entry, file);
+      if (access(path, F_OK) == 0) return 1;
+    }
     p = end ? end + 1 : NULL;
   }
   return 0;
@@ -109,7 +121,7 @@ __attribute__((constructor)) static void otelagent_preload_activate(void) {
   char dir[PATH_MAX];
   if (bootstrap_dir(dir, sizeof dir) != 0) return;
   const char *old = getenv("PYTHONPATH");
-  if (in_path_list(old, dir)) return; /* a child of an activated process: already there */
+  if (holds_bootstrap(old)) return; /* a child of an activated process: already there */
   size_t need = strlen(dir) + (old && *old ? strlen(old) + 1 : 0) + 1;
   char *value = malloc(need);
   if (!value) {

@@ -30,11 +30,18 @@ Runs COMMAND with every Python process it starts traced by otelagent
 the OTEL_* environment variables."""
 
 
+def _holds_bootstrap(entry):
+    # This directory under any spelling (a symlinked site-packages), or
+    # another install's copy (the preload of a host-wide install): one
+    # bootstrap on the path, ours.
+    return os.path.isfile(os.path.join(entry or ".", "_otelagent_activation.py"))
+
+
 def environment(environ):
     """`environ` with the bootstrap directory first on PYTHONPATH (once)."""
     env = dict(environ)
     parts = [p for p in env.get("PYTHONPATH", "").split(os.pathsep)
-             if p and os.path.abspath(p) != BOOTSTRAP_DIR]
+             if p and not _holds_bootstrap(p)]
     env["PYTHONPATH"] = os.pathsep.join([BOOTSTRAP_DIR] + parts)
     return env
 

@@ -326,3 +326,56 @@ def test_opentelemetry_instrument_wins(tmp_path):
         assert "opentelemetry-instrument is active" in r.stderr
     finally:
         sink.close()
+
+
+# What a process got from the bootstrap(s): import hooks of ours (any copy's),
+# whether the application's own sitecustomize ran, the PYTHONPATH entries
+# holding a bootstrap, and whether `import logging` (a hooked module) works.
+COPIES_PROBE = """
+import json, os, sys
+finders = sum(bool(getattr(f, "_otelagent_finder", False)) for f in sys.meta_path)
+import logging
+print(json.dumps({
+    "finders": finders,
+    "app_sitecustomize": os.environ.get("APP_SITECUSTOMIZE"),
+    "bootstraps": [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+                   if os.path.isfile(os.path.join(p or ".", "_otelagent_activation.py"))],
+}))
+"""
+
+
+def test_two_bootstrap_copies_activate_once(tmp_path):
+    """Two copies of the bootstrap on the path (one directory spelled through
+    a symlink and through its real path, or a host-wide preload's copy beside
+    a venv's launcher): one import hook, the application's sitecustomize runs
+    once, no error, and the hooked imports work."""
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "sitecustomize.py").write_text("import os\nos.environ['APP_SITECUSTOMIZE'] = 'ran'\n")
+    site = tmp_path / "site"  # as a venv's lib64 -> lib
+    site.symlink_to(os.path.dirname(PKG))
+    host = tmp_path / "host" / "otelagent"  # a second install of the package
+    shutil.copytree(BOOTSTRAP, host / "_bootstrap")
+    (host / "_lib").mkdir()
+    shutil.copy(PRELOAD, host / "_lib")
+    launcher = os.path.join(BIN, "otelagent-instrument")
+    runs = {
+        "two spellings on PYTHONPATH": (
+            [sys.executable, "-c", COPIES_PROBE],
+            _clean_env(PYTHONPATH=os.pathsep.join(
+                [str(site / "otelagent" / "_bootstrap"), BOOTSTRAP, str(app)]))),
+        "launcher through a symlink, under the preload": (
+            [sys.executable, "-m", "otelagent_instrument", sys.executable, "-c", COPIES_PROBE],
+            _clean_env(LD_PRELOAD=PRELOAD, PYTHONPATH=f"{site}{os.pathsep}{app}")),
+        "host preload copy and the venv's launcher": (
+            [launcher, sys.executable, "-c", COPIES_PROBE],
+            _clean_env(LD_PRELOAD=str(host / "_lib" / "libotelagent_preload.so"),
+                       PYTHONPATH=str(app))),
+    }
+    for what, (argv, env) in runs.items():
+        r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and r.stderr == "", (what, r.stderr[-2000:])
+        got = json.loads(r.stdout)
+        assert got["finders"] == 1 and got["app_sitecustomize"] == "ran", (what, got)
+        if what != "two spellings on PYTHONPATH":  # the launcher and the preload add one
+            assert len(got["bootstraps"]) == 1, (what, got)

@@ -28,6 +28,12 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 PACKAGE_DIR = os.path.dirname(HERE)
 
+# Set on sys by the first bootstrap that activates in a process. Another copy
+# of the bootstrap on the path (a second install, or this directory spelled
+# twice: through a symlink and through its real path) then does nothing: a
+# per-module flag would not see it when the copies are different modules.
+ACTIVATED = "_otelagent_activated"
+
 # Programs that are not services, matched (fnmatch) against the basename of
 # the script Python runs (sys.argv[0]) and the module of `python -m`; a
 # pattern with a '/' is matched against the full script path instead.
@@ -172,13 +178,19 @@ def otel_wins():
     return True
 
 
+def holds_bootstrap(entry):
+    """True for a path entry (any spelling) that holds a copy of this
+    bootstrap, ours or another install's."""
+    return os.path.isfile(os.path.join(entry or ".", "_otelagent_activation.py"))
+
+
 def _forget_path():
     """Takes this directory off PYTHONPATH for the programs this one starts
     (a denied tool's Python children start as they would without us)."""
     value = os.environ.get("PYTHONPATH")
     if value is None:
         return
-    rest = [p for p in value.split(os.pathsep) if p and os.path.abspath(p) != HERE]
+    rest = [p for p in value.split(os.pathsep) if p and not holds_bootstrap(p)]
     if rest:
         os.environ["PYTHONPATH"] = os.pathsep.join(rest)
     else:
@@ -341,22 +353,35 @@ class _Finder:
     """A meta-path finder that only answers for the watched modules, by asking
     the finders after it and wrapping the loader they return."""
 
+    # Marks every finder of this bootstrap, whichever copy defined the class:
+    # two of them asking each other would never end.
+    _otelagent_finder = True
+
     def __init__(self, hooks):
         self._hooks = hooks
+        self._busy = set()  # (thread, module) being looked up through this finder
 
     def find_spec(self, fullname, path=None, target=None):
         hook = self._hooks.get(fullname)
         if hook is None:
             return None
-        for finder in sys.meta_path:
-            if finder is self:
-                continue
-            find = getattr(finder, "find_spec", None)
-            spec = find(fullname, path, target) if find is not None else None
-            if spec is not None:
-                break
-        else:
+        from _thread import get_ident
+        key = (get_ident(), fullname)
+        if key in self._busy:  # a finder further on asked us again
             return None
+        self._busy.add(key)
+        try:
+            for finder in sys.meta_path:
+                if getattr(finder, "_otelagent_finder", False):
+                    continue
+                find = getattr(finder, "find_spec", None)
+                spec = find(fullname, path, target) if find is not None else None
+                if spec is not None:
+                    break
+            else:
+                return None
+        finally:
+            self._busy.discard(key)
         if spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec
         del self._hooks[fullname]  # once per process
@@ -365,8 +390,12 @@ class _Finder:
 
 
 def activate():
-    """What the sitecustomize runs. Never raises."""
+    """What the sitecustomize runs, once per process whatever the number of
+    copies on the path. Never raises."""
+    if getattr(sys, ACTIVATED, False):
+        return
     try:
+        setattr(sys, ACTIVATED, True)
         _activate()
     except Exception as exc:
         say(f"zero-code activation failed ({type(exc).__name__}: {exc}); running untraced")
@@ -400,17 +429,19 @@ def _activate():
 
 def run_next_sitecustomize():
     """Runs the sitecustomize that Python would have run without this
-    directory (the first one further on sys.path), as `sitecustomize`.
-    Its exceptions propagate: site reports them as it would have."""
+    directory (the first one further on sys.path, skipping every copy of
+    this bootstrap: chaining into one would chain into itself again), as
+    `sitecustomize`. Its exceptions propagate: site reports them as it
+    would have."""
     from importlib.machinery import PathFinder
 
     rest = []
     seen = False
     for p in sys.path:
-        if not seen:
-            seen = os.path.abspath(p or ".") == HERE
-            continue
-        rest.append(p)
+        ours = holds_bootstrap(p)
+        seen = seen or ours
+        if seen and not ours:
+            rest.append(p)
     spec = PathFinder.find_spec("sitecustomize", rest)
     if spec is None or spec.loader is None:
         return
