@@ -40,8 +40,11 @@ def _holds_bootstrap(entry):
 def environment(environ):
     """`environ` with the bootstrap directory first on PYTHONPATH (once)."""
     env = dict(environ)
-    parts = [p for p in env.get("PYTHONPATH", "").split(os.pathsep)
-             if p and not _holds_bootstrap(p)]
+    # An empty entry is the current directory to Python (PYTHONPATH=":/libs"
+    # from a Dockerfile's ENV PYTHONPATH="${PYTHONPATH}:/libs"): kept.
+    value = env.get("PYTHONPATH")
+    parts = [p for p in (value.split(os.pathsep) if value else ())
+             if not p or not _holds_bootstrap(p)]
     env["PYTHONPATH"] = os.pathsep.join([BOOTSTRAP_DIR] + parts)
     return env
 

@@ -379,3 +379,30 @@ def test_two_bootstrap_copies_activate_once(tmp_path):
         assert got["finders"] == 1 and got["app_sitecustomize"] == "ran", (what, got)
         if what != "two spellings on PYTHONPATH":  # the launcher and the preload add one
             assert len(got["bootstraps"]) == 1, (what, got)
+
+
+def test_empty_pythonpath_entry_is_kept(tmp_path):
+    """An empty PYTHONPATH entry is the current directory to Python
+    (PYTHONPATH=":/libs", as ENV PYTHONPATH="${PYTHONPATH}:/libs" makes it):
+    a program started by the launcher, and the children of a denied tool,
+    still import from their working directory."""
+    work, tools = tmp_path / "work", tmp_path / "tools"
+    work.mkdir()
+    tools.mkdir()
+    (work / "settings.py").write_text("GREETING = 'from the working directory'\n")
+    # A console-script-like program living elsewhere (sys.path[0] is its own dir).
+    job = tools / "runjob"
+    job.write_text(f"#!{sys.executable}\nimport settings\nprint(settings.GREETING)\n")
+    job.chmod(0o755)
+    env = _clean_env(PYTHONPATH=":/libs")
+    r = subprocess.run([os.path.join(BIN, "otelagent-instrument"), str(job)], cwd=work, env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert (r.returncode, r.stdout) == (0, "from the working directory\n"), r.stderr
+    # pip (denied) under the preload takes the bootstrap off PYTHONPATH for
+    # its children and leaves the rest as it was.
+    pip = tools / "pip"
+    pip.write_text(f"#!{sys.executable}\nimport os\nprint(os.environ['PYTHONPATH'])\n")
+    pip.chmod(0o755)
+    r = subprocess.run([str(pip)], cwd=work, env=dict(env, LD_PRELOAD=PRELOAD),
+                       capture_output=True, text=True, timeout=60)
+    assert (r.returncode, r.stdout) == (0, ":/libs\n"), r.stderr

@@ -190,7 +190,8 @@ def _forget_path():
     value = os.environ.get("PYTHONPATH")
     if value is None:
         return
-    rest = [p for p in value.split(os.pathsep) if p and not holds_bootstrap(p)]
+    # An empty entry (the current directory to Python) is the user's: kept.
+    rest = [p for p in value.split(os.pathsep) if not p or not holds_bootstrap(p)]
     if rest:
         os.environ["PYTHONPATH"] = os.pathsep.join(rest)
     else:
