@@ -406,3 +406,32 @@ def test_empty_pythonpath_entry_is_kept(tmp_path):
     r = subprocess.run([str(pip)], cwd=work, env=dict(env, LD_PRELOAD=PRELOAD),
                        capture_output=True, text=True, timeout=60)
     assert (r.returncode, r.stdout) == (0, ":/libs\n"), r.stderr
+
+
+HOOKED = "import sys; print(any(getattr(f, '_otelagent_finder', False) for f in sys.meta_path))"
+
+
+def test_runners_leave_their_children_traced(tmp_path):
+    """Under the launcher, a denied runner (poetry run, tox, ...) is not traced
+    itself but the service it starts is; a plain denied tool (pip) takes the
+    bootstrap away from its children. Under the preload every child is judged
+    by its own name."""
+    app = tmp_path / "app.py"
+    app.write_text(HOOKED)
+    for name in ("poetry", "tox", "pip"):
+        # Stand-ins with the real tools' names (the deny list sees only the
+        # name), starting `python app.py` as `poetry run` does.
+        tool = tmp_path / name
+        tool.write_text(f"#!{sys.executable}\nimport subprocess, sys\n{HOOKED}\n"
+                        "sys.stdout.flush()\nsys.exit(subprocess.call(sys.argv[2:]))\n")
+        tool.chmod(0o755)
+    launcher = os.path.join(BIN, "otelagent-instrument")
+    expect = {"poetry": "False\nTrue\n", "tox": "False\nTrue\n", "pip": "False\nFalse\n"}
+    for name, out in expect.items():
+        argv = [str(tmp_path / name), "run", sys.executable, str(app)]
+        r = subprocess.run([launcher, *argv], env=_clean_env(), capture_output=True, text=True,
+                           timeout=60)
+        assert (r.returncode, r.stdout, r.stderr) == (0, out, ""), name
+        r = subprocess.run(argv, env=_clean_env(LD_PRELOAD=PRELOAD), capture_output=True,
+                           text=True, timeout=60)
+        assert (r.returncode, r.stdout, r.stderr) == (0, "False\nTrue\n", ""), name

@@ -52,9 +52,18 @@ DEFAULT_DENY = (
     "cloud-init", "networkd-dispatcher", "firewall-cmd", "semanage", "sosreport",
     # cloud and configuration CLIs
     "aws", "aws_completer", "azure.cli", "gcloud*", "gsutil*", "ansible*", "salt*",
-    # launchers (the program they start is checked on its own)
-    "otelagent-instrument", "opentelemetry-instrument", "opentelemetry-bootstrap",
+    # launchers
+    "otelagent-instrument", "otelagent_instrument", "opentelemetry-instrument",
+    "opentelemetry-bootstrap",
 )
+
+# Denied programs that start the user's service (`poetry run uvicorn ...`,
+# `tox`, `conda run`, the launchers): not traced themselves, but they leave
+# PYTHONPATH alone, so the program they start is judged by its own name, as
+# it always is under the preload. Other denied tools (pip) take the bootstrap
+# off PYTHONPATH for their children.
+RUNNERS = ("pipx", "pipenv", "poetry", "pdm", "hatch", "conda", "mamba", "tox", "nox",
+           "otelagent-instrument", "otelagent_instrument", "opentelemetry-instrument")
 
 # Names accepted in OTEL_PYTHON_DISABLED_INSTRUMENTATIONS (the contrib
 # instrumentations' entry-point names, plus a few aliases).
@@ -407,7 +416,8 @@ def _activate():
         return
     names = program_names(sys.argv, getattr(sys, "orig_argv", None))
     if names and denied(names, deny_patterns()):
-        _forget_path()
+        if not denied(names, RUNNERS):
+            _forget_path()
         return
     if opentelemetry_instrument_active():
         _state["otel"] = True
