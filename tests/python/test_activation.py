@@ -435,3 +435,51 @@ def test_runners_leave_their_children_traced(tmp_path):
         r = subprocess.run(argv, env=_clean_env(LD_PRELOAD=PRELOAD), capture_output=True,
                            text=True, timeout=60)
         assert (r.returncode, r.stdout, r.stderr) == (0, "False\nTrue\n", ""), name
+
+
+OTEL_API_APP = """
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+import otelagent, otelagent.otel
+otelagent.start()
+otelagent.otel.install()
+from opentelemetry.instrumentation.requests import RequestsInstrumentor
+RequestsInstrumentor().instrument()
+import requests
+
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.send_header("Content-Length", "2"); self.end_headers()
+        self.wfile.write(b"ok")
+    def log_message(self, *a):
+        pass
+
+srv = HTTPServer(("127.0.0.1", 0), H)
+threading.Thread(target=srv.serve_forever, daemon=True).start()
+for path in ("/traced", "/traced", "/traced", "/excluded"):
+    requests.get(f"http://127.0.0.1:{srv.server_port}{path}")
+srv.shutdown()
+print("flushed", otelagent.flush(10000))
+"""
+
+
+def test_contrib_instrumentation_over_otelagent_otel_wins(tmp_path):
+    """otelagent.otel.install() with a contrib instrumentation (requests) in
+    the application: the contrib makes the one client span per call, through
+    our provider; the zero-code hooks of requests and urllib3 (below it) stand
+    down, and a URL the user excluded from the contrib stays untraced."""
+    app = tmp_path / "app.py"
+    app.write_text(OTEL_API_APP)
+    sink = Sink()
+    try:
+        env = _clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=sink.endpoint, OTEL_SERVICE_NAME="otel-api",
+                         OTEL_BSP_SCHEDULE_DELAY="50",
+                         OTEL_PYTHON_REQUESTS_EXCLUDED_URLS="excluded")
+        r = subprocess.run([os.path.join(BIN, "otelagent-instrument"), sys.executable, str(app)],
+                           env=env, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and "flushed True" in r.stdout, r.stderr
+        scopes = [(ss.scope.name, s.kind) for req in sink.requests
+                  for rs in req.request.resource_spans for ss in rs.scope_spans for s in ss.spans]
+        assert scopes == [("opentelemetry.instrumentation.requests", 3)] * 3
+    finally:
+        sink.close()

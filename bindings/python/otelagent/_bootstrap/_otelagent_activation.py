@@ -187,6 +187,36 @@ def otel_wins():
     return True
 
 
+# The OpenTelemetry contrib instrumentor of each client library.
+_CONTRIB = {
+    "requests": ("opentelemetry.instrumentation.requests", "RequestsInstrumentor"),
+    "httpx": ("opentelemetry.instrumentation.httpx", "HTTPXClientInstrumentor"),
+    "urllib3": ("opentelemetry.instrumentation.urllib3", "URLLib3Instrumentor"),
+}
+
+
+def contrib_traces(library):
+    """True when an OpenTelemetry contrib instrumentation owns this call of
+    `library` (whatever the TracerProvider, otelagent.otel's included): its
+    instrumentor for the library is on (it makes the span, or the user
+    excluded the URL from it), or the call is made inside a contrib client
+    span (contrib marks the context with suppress_http_instrumentation)."""
+    try:
+        module, name = _CONTRIB[library]
+        cls = getattr(sys.modules.get(module), name, None)
+        instance = getattr(cls, "_instance", None)  # BaseInstrumentor is a singleton
+        if getattr(instance, "is_instrumented_by_opentelemetry", False):
+            return True
+        utils = sys.modules.get("opentelemetry.instrumentation.utils")
+        return utils is not None and not utils.is_http_instrumentation_enabled()
+    except Exception:  # a contrib of another shape: trace the call
+        return False
+
+
+def _client_gate(library):
+    return otel_wins() or contrib_traces(library)
+
+
 def holds_bootstrap(entry):
     """True for a path entry (any spelling) that holds a copy of this
     bootstrap, ours or another install's."""
@@ -283,7 +313,7 @@ def _on_client(name):
         otelagent = import_otelagent()
         from otelagent.integrations import clients
         otelagent.start()
-        clients.set_gate(otel_wins)
+        clients.set_gate(_client_gate)
         clients.instrument((name,))
     return hook
 
