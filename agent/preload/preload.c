@@ -19,6 +19,7 @@
 
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,10 +35,17 @@ static void say(const char *what, const char *detail) {
   dprintf(2, "otelagent: Python not activated: %s%s\n", what, detail);
 }
 
-/* The interpreter's executable (after symlinks, so a virtualenv's
-   bin/python counts) is python* or uWSGI, which embeds the interpreter to
-   serve applications. Other programs that link libpython to run scripts of
-   their own (gdb, vim, ...) are left alone. */
+/* uWSGI embeds the interpreter to serve applications: linked in (pip's
+   uwsgi), or loaded as a plugin after main (Debian's uwsgi-core with
+   python3_plugin.so, started as uwsgi, uwsgi_python3 or uwsgi-core). */
+static int is_uwsgi(const char *base) {
+  return strncmp(base, "uwsgi", 5) == 0;
+}
+
+/* A CPython runtime is mapped: the interpreter's executable (after
+   symlinks, so a virtualenv's bin/python counts) is python* or uWSGI. Other
+   programs that link libpython to run scripts of their own (gdb, vim, ...)
+   are left alone. */
 static int is_python_program(void) {
   char exe[PATH_MAX];
   ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
@@ -45,7 +53,7 @@ static int is_python_program(void) {
   exe[n] = '\0';
   const char *base = strrchr(exe, '/');
   base = base ? base + 1 : exe;
-  return strncmp(base, "python", 6) == 0 || strcmp(base, "uwsgi") == 0;
+  return strncmp(base, "python", 6) == 0 || is_uwsgi(base);
 }
 
 /* The bootstrap directory: $OTELAGENT_PYTHON_BOOTSTRAP, else ../_bootstrap
@@ -106,17 +114,19 @@ static int holds_bootstrap(const char *list) {
 }
 
 __attribute__((constructor)) static void otelagent_preload_activate(void) {
-  /* The one check every process pays: is a CPython runtime mapped (in the
-     executable, as Debian's python3 has it, or as libpython)? It is, before
-     main, for an interpreter and for a program linking libpython. */
+  /* The checks every process pays, without a system call: is a CPython
+     runtime mapped (in the executable, as Debian's python3 has it, or as
+     libpython)? It is, before main, for an interpreter and for a program
+     linking libpython. If not, is this uWSGI, which loads it later as a
+     plugin (its name, as glibc took it from argv[0])? */
   int (*is_initialized)(void) = (int (*)(void))dlsym(RTLD_DEFAULT, "Py_IsInitialized");
-  if (!is_initialized) return;
+  if (!is_initialized && !is_uwsgi(program_invocation_short_name)) return;
   /* Already running: this object was loaded by ctypes or linked into an
      extension, not preloaded; the process's environment is not ours. */
-  if (is_initialized()) return;
+  if (is_initialized && is_initialized()) return;
   const char *disabled = getenv("OTEL_SDK_DISABLED");
   if (disabled && strcasecmp(disabled, "true") == 0) return;
-  if (!is_python_program()) return;
+  if (is_initialized && !is_python_program()) return;
 
   char dir[PATH_MAX];
   if (bootstrap_dir(dir, sizeof dir) != 0) return;

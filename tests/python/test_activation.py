@@ -483,3 +483,21 @@ def test_contrib_instrumentation_over_otelagent_otel_wins(tmp_path):
         assert scopes == [("opentelemetry.instrumentation.requests", 3)] * 3
     finally:
         sink.close()
+
+
+DEBIAN_UWSGI = "/usr/bin/uwsgi-core"
+
+
+@pytest.mark.skipif(not os.path.exists(DEBIAN_UWSGI)
+                    or not os.path.exists("/usr/lib/uwsgi/plugins/python3_plugin.so"),
+                    reason="Debian's uWSGI (apt-get install uwsgi-core uwsgi-plugin-python3)")
+def test_preload_activates_debian_uwsgi(tmp_path):
+    """Debian's uWSGI loads libpython as a plugin after main, so no Python
+    symbol is there when the preload runs: it is recognised by its
+    executable's name. Its Python (the system's) is activated."""
+    probe = tmp_path / "probe.py"
+    probe.write_text(HOOKED.replace("print(", "print('hooked', ") + "\nsys.stdout.flush()\n")
+    argv = [DEBIAN_UWSGI, "--plugin", "python3", "--pyrun", str(probe)]
+    r = subprocess.run(argv, env=_clean_env(LD_PRELOAD=PRELOAD), capture_output=True, text=True,
+                       timeout=60, cwd=tmp_path)
+    assert r.returncode == 0 and "hooked True" in r.stdout + r.stderr, r.stdout + r.stderr
