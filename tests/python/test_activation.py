@@ -501,3 +501,56 @@ def test_preload_activates_debian_uwsgi(tmp_path):
     r = subprocess.run(argv, env=_clean_env(LD_PRELOAD=PRELOAD), capture_output=True, text=True,
                        timeout=60, cwd=tmp_path)
     assert r.returncode == 0 and "hooked True" in r.stdout + r.stderr, r.stdout + r.stderr
+
+
+LOGGING_PROBE = """
+import json, logging, sys
+maps = open("/proc/self/maps").read()
+loaded = {"agent_mapped": "libotelagent.so" in maps, "package": "otelagent" in sys.modules}
+records = []
+class H(logging.Handler):
+    def emit(self, record):
+        records.append(record)
+log = logging.getLogger("probe")
+log.addHandler(H())
+log.setLevel(logging.INFO)
+log.info("outside")
+import otelagent
+otelagent.start()
+with otelagent.start_as_current_span("logged") as s:
+    log.info("inside")
+raw = s.context.raw
+print(json.dumps(dict(loaded, fields=[
+    [r.otelTraceID, r.otelSpanID, r.otelTraceSampled, r.otelServiceName] for r in records],
+    want=[raw[0:16].hex(), raw[16:24].hex()])))
+"""
+
+
+def test_logging_import_does_not_load_the_agent(tmp_path):
+    """`import logging` (most Python programs do, through asyncio and the
+    like) installs the correlation fields without loading the agent; a span
+    made later is still seen by the factory."""
+    sink = Sink()
+    try:
+        r = subprocess.run([os.path.join(BIN, "otelagent-instrument"), sys.executable, "-c",
+                            LOGGING_PROBE],
+                           env=_clean_env(OTEL_SERVICE_NAME="logs",
+                                          OTEL_EXPORTER_OTLP_ENDPOINT=sink.endpoint),
+                           capture_output=True, text=True, timeout=60)
+    finally:
+        sink.close()
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    assert (got["agent_mapped"], got["package"]) == (False, False)
+    trace_id, span_id = got["want"]
+    assert got["fields"] == [["0", "0", False, "logs"], [trace_id, span_id, True, "logs"]]
+
+
+def test_log_correlation_format_is_the_integrations():
+    sys.path.insert(0, BOOTSTRAP)
+    try:
+        import _otelagent_activation
+    finally:
+        sys.path.remove(BOOTSTRAP)
+    from otelagent.integrations import logging as integ
+    assert _otelagent_activation.LOG_FORMAT == integ.DEFAULT_FORMAT

@@ -318,16 +318,48 @@ def _on_client(name):
     return hook
 
 
+# OTEL_PYTHON_LOG_CORRELATION=true's format: otelagent.integrations.logging's
+# DEFAULT_FORMAT (the contrib logging instrumentation's), spelled out here
+# because importing that module loads the agent (a test keeps them equal).
+LOG_FORMAT = ("%(asctime)s %(levelname)s [%(name)s] [%(filename)s:%(lineno)d] "
+              "[trace_id=%(otelTraceID)s span_id=%(otelSpanID)s "
+              "resource.service.name=%(otelServiceName)s "
+              "trace_sampled=%(otelTraceSampled)s] - %(message)s")
+
+
 def _on_logging(module):
-    import_otelagent()
-    from otelagent.integrations import logging as integ
+    """The correlation fields of otelagent.integrations.logging on every
+    record, without loading the agent: most Python programs import logging
+    and never make a span. No span can be current before otelagent._tracing
+    is imported (by an instrumented app or client, or the application), so
+    the factory looks for it per record; the service name is the
+    environment's, which the zero-code agent starts from."""
+    previous = module.getLogRecordFactory()
+    service = os.environ.get("OTEL_SERVICE_NAME", "")
+    modules = sys.modules
+
+    def factory(*args, **kwargs):
+        record = previous(*args, **kwargs)
+        tracing = modules.get("otelagent._tracing")
+        span = tracing._cur_get() if tracing is not None else None
+        if span is None:
+            record.otelTraceID = "0"
+            record.otelSpanID = "0"
+            record.otelTraceSampled = False
+        else:
+            ctx = span._ctx
+            record.otelTraceID = ctx[0:16].hex()
+            record.otelSpanID = ctx[16:24].hex()
+            record.otelTraceSampled = bool(ctx[24] & 1)
+        record.otelServiceName = service
+        return record
+
+    module.setLogRecordFactory(factory)
     if _true(os.environ.get("OTEL_PYTHON_LOG_CORRELATION")):
         level = getattr(module, (os.environ.get("OTEL_PYTHON_LOG_LEVEL") or "info").upper(),
                         module.INFO)
-        integ.instrument(set_format=True, log_format=os.environ.get("OTEL_PYTHON_LOG_FORMAT"),
-                         level=level if isinstance(level, int) else module.INFO)
-    else:
-        integ.instrument()
+        module.basicConfig(format=os.environ.get("OTEL_PYTHON_LOG_FORMAT") or LOG_FORMAT,
+                           level=level if isinstance(level, int) else module.INFO)
 
 
 _HOOKS = {
