@@ -42,18 +42,21 @@ static int is_uwsgi(const char *base) {
   return strncmp(base, "uwsgi", 5) == 0;
 }
 
-/* A CPython runtime is mapped: the interpreter's executable (after
-   symlinks, so a virtualenv's bin/python counts) is python* or uWSGI. Other
-   programs that link libpython to run scripts of their own (gdb, vim, ...)
-   are left alone. */
-static int is_python_program(void) {
+enum program { OTHER, PYTHON, UWSGI };
+
+/* What a process with a CPython runtime mapped is, from its executable
+   (after symlinks, so a virtualenv's bin/python counts): python* or uWSGI
+   are activated; other programs that link libpython to run scripts of their
+   own (gdb, vim, ...) are left alone. */
+static enum program python_program(void) {
   char exe[PATH_MAX];
   ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  if (n <= 0) return 0;
+  if (n <= 0) return OTHER;
   exe[n] = '\0';
   const char *base = strrchr(exe, '/');
   base = base ? base + 1 : exe;
-  return strncmp(base, "python", 6) == 0 || is_uwsgi(base);
+  if (strncmp(base, "python", 6) == 0) return PYTHON;
+  return is_uwsgi(base) ? UWSGI : OTHER;
 }
 
 /* The bootstrap directory: $OTELAGENT_PYTHON_BOOTSTRAP, else ../_bootstrap
@@ -113,7 +116,44 @@ static int holds_bootstrap(const char *list) {
   return 0;
 }
 
-__attribute__((constructor)) static void otelagent_preload_activate(void) {
+/* OTEL_SDK_DISABLED as the library reads it: "true" in any case, with
+   blanks (space, tab) around it. */
+static int sdk_disabled(void) {
+  const char *v = getenv("OTEL_SDK_DISABLED");
+  if (!v) return 0;
+  while (*v == ' ' || *v == '\t') v++;
+  size_t n = strlen(v);
+  while (n && (v[n - 1] == ' ' || v[n - 1] == '\t')) n--;
+  return n == 4 && strncasecmp(v, "true", 4) == 0;
+}
+
+/* True when the interpreter's options (before the script, -c or -m) hold
+   -E or -I, which ignore PYTHONPATH, or -S, which skips site and so the
+   sitecustomize: the variable would only reach the programs it starts. */
+static int ignores_pythonpath(int argc, char **argv) {
+  for (int i = 1; i < argc && argv[i]; i++) {
+    const char *a = argv[i];
+    if (a[0] != '-' || a[1] == '\0' || strcmp(a, "--") == 0) return 0;
+    if (a[1] == '-') { /* --check-hash-based-pycs MODE; the others take none */
+      if (strcmp(a, "--check-hash-based-pycs") == 0) i++;
+      continue;
+    }
+    for (const char *c = a + 1; *c; c++) {
+      if (*c == 'E' || *c == 'I' || *c == 'S') return 1;
+      if (*c == 'c' || *c == 'm') return 0; /* the rest is the command's */
+      if (*c == 'W' || *c == 'X') {         /* takes the rest, or the next argument */
+        if (c[1] == '\0') i++;
+        break;
+      }
+    }
+  }
+  return 0;
+}
+
+/* glibc calls ELF constructors with the program's arguments. */
+__attribute__((constructor)) static void otelagent_preload_activate(int argc, char **argv,
+                                                                    char **envp) {
+  (void)envp;
   /* The checks every process pays, without a system call: is a CPython
      runtime mapped (in the executable, as Debian's python3 has it, or as
      libpython)? It is, before main, for an interpreter and for a program
@@ -124,9 +164,13 @@ __attribute__((constructor)) static void otelagent_preload_activate(void) {
   /* Already running: this object was loaded by ctypes or linked into an
      extension, not preloaded; the process's environment is not ours. */
   if (is_initialized && is_initialized()) return;
-  const char *disabled = getenv("OTEL_SDK_DISABLED");
-  if (disabled && strcasecmp(disabled, "true") == 0) return;
-  if (is_initialized && !is_python_program()) return;
+  if (sdk_disabled()) return;
+  if (is_initialized) {
+    enum program what = python_program();
+    if (what == OTHER) return;
+    /* uWSGI's options are its own (-S is --set there). */
+    if (what == PYTHON && ignores_pythonpath(argc, argv)) return;
+  }
 
   char dir[PATH_MAX];
   if (bootstrap_dir(dir, sizeof dir) != 0) return;

@@ -554,3 +554,27 @@ def test_log_correlation_format_is_the_integrations():
         sys.path.remove(BOOTSTRAP)
     from otelagent.integrations import logging as integ
     assert _otelagent_activation.LOG_FORMAT == integ.DEFAULT_FORMAT
+
+
+def test_environment_that_turns_activation_off():
+    """OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=* disables every instrumentation
+    (opentelemetry-instrument's wildcard); the preload reads OTEL_SDK_DISABLED
+    as the library does (blanks around, any case) and leaves PYTHONPATH alone
+    for an interpreter that ignores it (-E, -I) or skips site (-S), so the
+    programs that one starts are not activated either."""
+    launcher = os.path.join(BIN, "otelagent-instrument")
+    r = subprocess.run([launcher, sys.executable, "-c", PROBE], capture_output=True, text=True,
+                       env=_clean_env(OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="*"), timeout=60)
+    assert json.loads(r.stdout)["hooked"] is False and r.stderr == ""
+    for value in ("true", " true", "TRUE\t"):
+        r = _python(PROBE, _clean_env(LD_PRELOAD=PRELOAD, OTEL_SDK_DISABLED=value))
+        assert json.loads(r.stdout) == {"hooked": False, "pythonpath": ""}, value
+    for flags in (["-E"], ["-I"], ["-S"], ["-uEs"], ["-X", "dev", "-I"], ["-W", "ignore", "-S"]):
+        r = subprocess.run([sys.executable, *flags, "-c", PROBE], capture_output=True, text=True,
+                           env=_clean_env(LD_PRELOAD=PRELOAD), timeout=60)
+        assert json.loads(r.stdout) == {"hooked": False, "pythonpath": ""}, flags
+    # Options that keep PYTHONPATH and site still activate.
+    for flags in (["-u"], ["-X", "dev"], ["-W", "E"], ["-bB"]):
+        r = subprocess.run([sys.executable, *flags, "-c", PROBE], capture_output=True, text=True,
+                           env=_clean_env(LD_PRELOAD=PRELOAD), timeout=60)
+        assert json.loads(r.stdout) == {"hooked": True, "pythonpath": BOOTSTRAP}, flags

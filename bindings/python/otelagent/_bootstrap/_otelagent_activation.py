@@ -83,7 +83,8 @@ def say(message):
 
 
 def _true(value):
-    return (value or "").strip().lower() == "true"
+    # As the library reads booleans: blanks (space, tab) around, any case.
+    return (value or "").strip(" \t").lower() == "true"
 
 
 def deny_patterns(environ=os.environ):
@@ -151,6 +152,8 @@ def disabled_instrumentations(environ=os.environ):
     out = set()
     for item in (environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS") or "").split(","):
         item = item.strip().lower()
+        if item == "*":  # all of them, as opentelemetry-instrument reads it
+            return set(INSTRUMENTATIONS)
         if item:
             out.add(_ALIASES.get(item, item))
     return out
