@@ -150,6 +150,20 @@ static int ignores_pythonpath(int argc, char **argv) {
   return 0;
 }
 
+/* The bootstrap needs Python 3.9 or later; an older interpreter (2.7, a
+   pyenv 3.6) is left as it is. Py_GetVersion() ("3.11.2 (main, ...") only
+   formats compile-time strings, so it may be called before the runtime is
+   initialised. */
+static int python_supported(void) {
+  const char *(*get_version)(void) = (const char *(*)(void))dlsym(RTLD_DEFAULT, "Py_GetVersion");
+  if (!get_version) return 0;
+  const char *v = get_version();
+  char *end;
+  long major = strtol(v, &end, 10);
+  long minor = *end == '.' ? strtol(end + 1, NULL, 10) : 0;
+  return major > 3 || (major == 3 && minor >= 9);
+}
+
 /* glibc calls ELF constructors with the program's arguments. */
 __attribute__((constructor)) static void otelagent_preload_activate(int argc, char **argv,
                                                                     char **envp) {
@@ -170,6 +184,7 @@ __attribute__((constructor)) static void otelagent_preload_activate(int argc, ch
     if (what == OTHER) return;
     /* uWSGI's options are its own (-S is --set there). */
     if (what == PYTHON && ignores_pythonpath(argc, argv)) return;
+    if (!python_supported()) return;
   }
 
   char dir[PATH_MAX];

@@ -578,3 +578,47 @@ def test_environment_that_turns_activation_off():
         r = subprocess.run([sys.executable, *flags, "-c", PROBE], capture_output=True, text=True,
                            env=_clean_env(LD_PRELOAD=PRELOAD), timeout=60)
         assert json.loads(r.stdout) == {"hooked": True, "pythonpath": BOOTSTRAP}, flags
+
+
+def test_deny_list_finds_the_module_behind_combined_flags(tmp_path):
+    """`python -um pip`, `-bBm`, `-W ignore -m`: the module is found behind
+    any short options; without sys.orig_argv (Python 3.9) it is read from
+    /proc/self/cmdline."""
+    mods = tmp_path / "mods"
+    (mods / "poetry").mkdir(parents=True)  # a module on the deny list
+    (mods / "poetry" / "__main__.py").write_text(
+        "import sys\n" + HOOKED + "\n"
+        f"sys.path.insert(0, {BOOTSTRAP!r})\n"
+        "import _otelagent_activation as a\n"
+        "del sys.orig_argv  # as Python 3.9 has it\n"
+        "print(a.program_names(['-m'], a._orig_argv))\n")
+    env = _clean_env(LD_PRELOAD=PRELOAD)
+    for flags in (["-m"], ["-um"], ["-bBm"], ["-W", "ignore", "-m"], ["-Xdev", "-Em"]):
+        r = subprocess.run([sys.executable, *flags, "poetry"], cwd=mods, env=env,
+                           capture_output=True, text=True, timeout=60)
+        assert (r.stdout, r.stderr) == ("False\n['poetry']\n", ""), flags
+
+
+OLD_PYTHONS = [p for p in ("/root/.pyenv/versions/2.7.18/bin/python2.7",
+                           "/root/.pyenv/versions/3.8.18/bin/python3.8",
+                           "/usr/bin/python2.7") if os.path.exists(p)]
+
+
+@pytest.mark.skipif(not OLD_PYTHONS, reason="no Python older than 3.9 on this machine")
+@pytest.mark.parametrize("python", OLD_PYTHONS)
+def test_older_pythons_are_left_alone(python, tmp_path):
+    """An interpreter older than 3.9: the preload leaves PYTHONPATH alone, and
+    under the launcher (a 2.7 started by a traced service inherits
+    PYTHONPATH) the bootstrap imports cleanly and runs the next
+    sitecustomize."""
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "sitecustomize.py").write_text("import os\nos.environ['THEIRS'] = 'ran'\n")
+    code = "import os; print(os.environ.get('THEIRS')); print(os.environ.get('PYTHONPATH'))"
+    r = subprocess.run([python, "-c", code], env=_clean_env(LD_PRELOAD=PRELOAD),
+                       capture_output=True, text=True, timeout=60)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "None\nNone\n", "")
+    r = subprocess.run([os.path.join(BIN, "otelagent-instrument"), python, "-c", code],
+                       env=_clean_env(PYTHONPATH=str(theirs)), capture_output=True, text=True,
+                       timeout=60)
+    assert (r.returncode, r.stdout.split("\n")[0], r.stderr) == (0, "ran", "")

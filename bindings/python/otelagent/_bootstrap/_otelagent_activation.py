@@ -97,20 +97,53 @@ def deny_patterns(environ=os.environ):
     return DEFAULT_DENY + items if extend else items
 
 
+def _module_of(args):
+    """The module of `python ... -m MODULE` in an interpreter's full
+    arguments, with short options combined (-um, -bBm MODULE) or not."""
+    i = 1
+    while i < len(args):
+        a = args[i]
+        if not a.startswith("-") or a in ("-", "--"):
+            return None  # a script, stdin, or the end of the options
+        if a.startswith("--"):
+            i += 2 if a == "--check-hash-based-pycs" else 1
+            continue
+        for j, c in enumerate(a[1:], 2):
+            if c == "m":
+                rest = a[j:]
+                return rest or (args[i + 1] if i + 1 < len(args) else None)
+            if c == "c":
+                return None
+            if c in "WX":  # takes the rest, or the next argument
+                i += 0 if a[j:] else 1
+                break
+        i += 1
+    return None
+
+
+def _orig_argv():
+    """The interpreter's own arguments: sys.orig_argv (3.10+), else
+    /proc/self/cmdline (3.9 has no orig_argv)."""
+    args = getattr(sys, "orig_argv", None)
+    if args is not None:
+        return args
+    try:
+        with open("/proc/self/cmdline", "rb") as f:
+            return [os.fsdecode(a) for a in f.read().split(b"\0")[:-1]]
+    except OSError:
+        return []
+
+
 def program_names(argv, orig_argv):
     """What the deny list is matched against: the script's path, or the
-    module of `python -m` (sys.argv[0] is only '-m' while site runs)."""
+    module of `python -m` (sys.argv[0] is only '-m' while site runs);
+    `orig_argv` is called only then."""
     if not argv:
         return []
     first = argv[0]
     if first == "-m":
-        args = list(orig_argv or ())
-        for i, a in enumerate(args[1:], 1):
-            if a == "-m" and i + 1 < len(args):
-                return [args[i + 1]]
-            if a.startswith("-m") and len(a) > 2:
-                return [a[2:]]
-        return []
+        module = _module_of(orig_argv())
+        return [module] if module else []
     if first in ("", "-c", "-"):
         return []
     return [first]
@@ -479,7 +512,7 @@ def activate():
 def _activate():
     if sys.version_info < (3, 9) or _true(os.environ.get("OTEL_SDK_DISABLED")):
         return
-    names = program_names(sys.argv, getattr(sys, "orig_argv", None))
+    names = program_names(sys.argv, _orig_argv)
     if names and denied(names, deny_patterns()):
         if not denied(names, RUNNERS):
             _forget_path()
