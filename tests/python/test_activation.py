@@ -622,3 +622,30 @@ def test_older_pythons_are_left_alone(python, tmp_path):
                        env=_clean_env(PYTHONPATH=str(theirs)), capture_output=True, text=True,
                        timeout=60)
     assert (r.returncode, r.stdout.split("\n")[0], r.stderr) == (0, "ran", "")
+
+
+def test_hooks_on_two_threads_run_before_each_import_returns():
+    """A hooked module imported on one thread while another thread is running
+    a hook: the import returns with its hook run, not queued behind the other
+    thread's (nor lost if that one was finishing)."""
+    import threading
+    sys.path.insert(0, BOOTSTRAP)
+    try:
+        import _otelagent_activation as activation
+    finally:
+        sys.path.remove(BOOTSTRAP)
+    started, release, ran = threading.Event(), threading.Event(), []
+
+    def slow_hook(module):
+        started.set()
+        assert release.wait(30)
+
+    other = threading.Thread(target=activation._run, args=("slow", slow_hook, None))
+    other.start()
+    try:
+        assert started.wait(30)
+        activation._run("quick", ran.append, "module")
+        assert ran == ["module"]
+    finally:
+        release.set()
+        other.join(30)

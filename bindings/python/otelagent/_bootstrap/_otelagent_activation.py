@@ -24,6 +24,9 @@ activated the same way."""
 
 import os
 import sys
+from _thread import _local, get_ident
+
+_thread_state = _local()  # the hooks this thread has yet to run (see _run)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PACKAGE_DIR = os.path.dirname(HERE)
@@ -70,7 +73,7 @@ RUNNERS = ("pipx", "pipenv", "poetry", "pdm", "hatch", "conda", "mamba", "tox", 
 INSTRUMENTATIONS = ("fastapi", "flask", "requests", "httpx", "urllib3", "logging")
 _ALIASES = {"starlette": "fastapi", "asgi": "fastapi", "wsgi": "flask"}
 
-_state = {"otel": False, "announced": False, "pending": [], "running": False}
+_state = {"otel": False, "announced": False}
 
 
 def say(message):
@@ -410,25 +413,25 @@ _HOOKS = {
 
 
 def _run(name, hook, module):
-    """Runs a hook now, or after the hook already running (a hook imports
-    modules that have hooks of their own: the otelagent package imports
-    logging)."""
-    if _state["running"]:
-        _state["pending"].append((name, hook, module))
+    """Runs a hook now or, when this thread is already running one (a hook
+    imports modules that have hooks of their own: the otelagent package
+    imports logging), right after that one. Per thread: an import finished on
+    another thread runs its hook there at once, neither lost nor left to
+    wait for this one."""
+    pending = getattr(_thread_state, "pending", None)
+    if pending is not None:
+        pending.append((name, hook, module))
         return
-    _state["running"] = True
+    _thread_state.pending = pending = [(name, hook, module)]
     try:
-        queue = [(name, hook, module)]
-        while queue:
-            n, h, m = queue.pop(0)
+        while pending:
+            n, h, m = pending.pop(0)
             try:
                 h(m)
             except Exception as exc:
                 say(f"could not instrument {n} ({type(exc).__name__}: {exc}); it runs untraced")
-            queue.extend(_state["pending"])
-            _state["pending"].clear()
     finally:
-        _state["running"] = False
+        _thread_state.pending = None
 
 
 class _Loader:
@@ -473,7 +476,6 @@ class _Finder:
         hook = self._hooks.get(fullname)
         if hook is None:
             return None
-        from _thread import get_ident
         key = (get_ident(), fullname)
         if key in self._busy:  # a finder further on asked us again
             return None
@@ -492,7 +494,7 @@ class _Finder:
             self._busy.discard(key)
         if spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec
-        del self._hooks[fullname]  # once per process
+        self._hooks.pop(fullname, None)  # once per process
         spec.loader = _Loader(spec.loader, fullname, hook)
         return spec
 
