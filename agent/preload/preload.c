@@ -19,6 +19,7 @@
 
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,18 +35,28 @@ static void say(const char *what, const char *detail) {
   dprintf(2, "otelagent: Python not activated: %s%s\n", what, detail);
 }
 
-/* The interpreter's executable (after symlinks, so a virtualenv's
-   bin/python counts) is python* or uWSGI, which embeds the interpreter to
-   serve applications. Other programs that link libpython to run scripts of
-   their own (gdb, vim, ...) are left alone. */
-static int is_python_program(void) {
+/* uWSGI embeds the interpreter to serve applications: linked in (pip's
+   uwsgi), or loaded as a plugin after main (Debian's uwsgi-core with
+   python3_plugin.so, started as uwsgi, uwsgi_python3 or uwsgi-core). */
+static int is_uwsgi(const char *base) {
+  return strncmp(base, "uwsgi", 5) == 0;
+}
+
+enum program { OTHER, PYTHON, UWSGI };
+
+/* What a process with a CPython runtime mapped is, from its executable
+   (after symlinks, so a virtualenv's bin/python counts): python* or uWSGI
+   are activated; other programs that link libpython to run scripts of their
+   own (gdb, vim, ...) are left alone. */
+static enum program python_program(void) {
   char exe[PATH_MAX];
   ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  if (n <= 0) return 0;
+  if (n <= 0) return OTHER;
   exe[n] = '\0';
   const char *base = strrchr(exe, '/');
   base = base ? base + 1 : exe;
-  return strncmp(base, "python", 6) == 0 || strcmp(base, "uwsgi") == 0;
+  if (strncmp(base, "python", 6) == 0) return PYTHON;
+  return is_uwsgi(base) ? UWSGI : OTHER;
 }
 
 /* The bootstrap directory: $OTELAGENT_PYTHON_BOOTSTRAP, else ../_bootstrap
@@ -82,34 +93,104 @@ static int bootstrap_dir(char *out, size_t size) {
   return 0;
 }
 
-static int in_path_list(const char *list, const char *dir) {
-  size_t len = strlen(dir);
+/* True when an entry of the PATH-style `list` holds a copy of the bootstrap:
+   this one under another spelling (a symlinked directory), or another
+   install's (a venv's otelagent-instrument under a host-wide preload). Only
+   one goes on the path: two copies chaining to each other's sitecustomize
+   would recurse. */
+static int holds_bootstrap(const char *list) {
+  static const char file[] = "/_otelagent_activation.py";
+  char path[PATH_MAX];
   for (const char *p = list; p && *p;) {
     const char *end = strchr(p, ':');
     size_t n = end ? (size_t)(end - p) : strlen(p);
-    if (n == len && memcmp(p, dir, n) == 0) return 1;
+    /* An empty entry is the current directory to Python. */
+    const char *entry = n ? p : ".";
+    size_t len = n ? n : 1;
+    if (len + sizeof file <= sizeof path) {
+      snprintf(path, sizeof path, "%.*s%s", (int)len, entry, file);
+      if (access(path, F_OK) == 0) return 1;
+    }
     p = end ? end + 1 : NULL;
   }
   return 0;
 }
 
-__attribute__((constructor)) static void otelagent_preload_activate(void) {
-  /* The one check every process pays: is a CPython runtime mapped (in the
-     executable, as Debian's python3 has it, or as libpython)? It is, before
-     main, for an interpreter and for a program linking libpython. */
+/* OTEL_SDK_DISABLED as the library reads it: "true" in any case, with
+   blanks (space, tab) around it. */
+static int sdk_disabled(void) {
+  const char *v = getenv("OTEL_SDK_DISABLED");
+  if (!v) return 0;
+  while (*v == ' ' || *v == '\t') v++;
+  size_t n = strlen(v);
+  while (n && (v[n - 1] == ' ' || v[n - 1] == '\t')) n--;
+  return n == 4 && strncasecmp(v, "true", 4) == 0;
+}
+
+/* True when the interpreter's options (before the script, -c or -m) hold
+   -E or -I, which ignore PYTHONPATH, or -S, which skips site and so the
+   sitecustomize: the variable would only reach the programs it starts. */
+static int ignores_pythonpath(int argc, char **argv) {
+  for (int i = 1; i < argc && argv[i]; i++) {
+    const char *a = argv[i];
+    if (a[0] != '-' || a[1] == '\0' || strcmp(a, "--") == 0) return 0;
+    if (a[1] == '-') { /* --check-hash-based-pycs MODE; the others take none */
+      if (strcmp(a, "--check-hash-based-pycs") == 0) i++;
+      continue;
+    }
+    for (const char *c = a + 1; *c; c++) {
+      if (*c == 'E' || *c == 'I' || *c == 'S') return 1;
+      if (*c == 'c' || *c == 'm') return 0; /* the rest is the command's */
+      if (*c == 'W' || *c == 'X') {         /* takes the rest, or the next argument */
+        if (c[1] == '\0') i++;
+        break;
+      }
+    }
+  }
+  return 0;
+}
+
+/* The bootstrap needs Python 3.9 or later; an older interpreter (2.7, a
+   pyenv 3.6) is left as it is. Py_GetVersion() ("3.11.2 (main, ...") only
+   formats compile-time strings, so it may be called before the runtime is
+   initialised. */
+static int python_supported(void) {
+  const char *(*get_version)(void) = (const char *(*)(void))dlsym(RTLD_DEFAULT, "Py_GetVersion");
+  if (!get_version) return 0;
+  const char *v = get_version();
+  char *end;
+  long major = strtol(v, &end, 10);
+  long minor = *end == '.' ? strtol(end + 1, NULL, 10) : 0;
+  return major > 3 || (major == 3 && minor >= 9);
+}
+
+/* glibc calls ELF constructors with the program's arguments. */
+__attribute__((constructor)) static void otelagent_preload_activate(int argc, char **argv,
+                                                                    char **envp) {
+  (void)envp;
+  /* The checks every process pays, without a system call: is a CPython
+     runtime mapped (in the executable, as Debian's python3 has it, or as
+     libpython)? It is, before main, for an interpreter and for a program
+     linking libpython. If not, is this uWSGI, which loads it later as a
+     plugin (its name, as glibc took it from argv[0])? */
   int (*is_initialized)(void) = (int (*)(void))dlsym(RTLD_DEFAULT, "Py_IsInitialized");
-  if (!is_initialized) return;
+  if (!is_initialized && !is_uwsgi(program_invocation_short_name)) return;
   /* Already running: this object was loaded by ctypes or linked into an
      extension, not preloaded; the process's environment is not ours. */
-  if (is_initialized()) return;
-  const char *disabled = getenv("OTEL_SDK_DISABLED");
-  if (disabled && strcasecmp(disabled, "true") == 0) return;
-  if (!is_python_program()) return;
+  if (is_initialized && is_initialized()) return;
+  if (sdk_disabled()) return;
+  if (is_initialized) {
+    enum program what = python_program();
+    if (what == OTHER) return;
+    /* uWSGI's options are its own (-S is --set there). */
+    if (what == PYTHON && ignores_pythonpath(argc, argv)) return;
+    if (!python_supported()) return;
+  }
 
   char dir[PATH_MAX];
   if (bootstrap_dir(dir, sizeof dir) != 0) return;
   const char *old = getenv("PYTHONPATH");
-  if (in_path_list(old, dir)) return; /* a child of an activated process: already there */
+  if (holds_bootstrap(old)) return; /* a child of an activated process: already there */
   size_t need = strlen(dir) + (old && *old ? strlen(old) + 1 : 0) + 1;
   char *value = malloc(need);
   if (!value) {

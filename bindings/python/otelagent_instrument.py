@@ -30,11 +30,21 @@ Runs COMMAND with every Python process it starts traced by otelagent
 the OTEL_* environment variables."""
 
 
+def _holds_bootstrap(entry):
+    # This directory under any spelling (a symlinked site-packages), or
+    # another install's copy (the preload of a host-wide install): one
+    # bootstrap on the path, ours.
+    return os.path.isfile(os.path.join(entry or ".", "_otelagent_activation.py"))
+
+
 def environment(environ):
     """`environ` with the bootstrap directory first on PYTHONPATH (once)."""
     env = dict(environ)
-    parts = [p for p in env.get("PYTHONPATH", "").split(os.pathsep)
-             if p and os.path.abspath(p) != BOOTSTRAP_DIR]
+    # An empty entry is the current directory to Python (PYTHONPATH=":/libs"
+    # from a Dockerfile's ENV PYTHONPATH="${PYTHONPATH}:/libs"): kept.
+    value = env.get("PYTHONPATH")
+    parts = [p for p in (value.split(os.pathsep) if value else ())
+             if not p or not _holds_bootstrap(p)]
     env["PYTHONPATH"] = os.pathsep.join([BOOTSTRAP_DIR] + parts)
     return env
 

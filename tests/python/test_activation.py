@@ -326,3 +326,326 @@ def test_opentelemetry_instrument_wins(tmp_path):
         assert "opentelemetry-instrument is active" in r.stderr
     finally:
         sink.close()
+
+
+# What a process got from the bootstrap(s): import hooks of ours (any copy's),
+# whether the application's own sitecustomize ran, the PYTHONPATH entries
+# holding a bootstrap, and whether `import logging` (a hooked module) works.
+COPIES_PROBE = """
+import json, os, sys
+finders = sum(bool(getattr(f, "_otelagent_finder", False)) for f in sys.meta_path)
+import logging
+print(json.dumps({
+    "finders": finders,
+    "app_sitecustomize": os.environ.get("APP_SITECUSTOMIZE"),
+    "bootstraps": [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+                   if os.path.isfile(os.path.join(p or ".", "_otelagent_activation.py"))],
+}))
+"""
+
+
+def test_two_bootstrap_copies_activate_once(tmp_path):
+    """Two copies of the bootstrap on the path (one directory spelled through
+    a symlink and through its real path, or a host-wide preload's copy beside
+    a venv's launcher): one import hook, the application's sitecustomize runs
+    once, no error, and the hooked imports work."""
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "sitecustomize.py").write_text("import os\nos.environ['APP_SITECUSTOMIZE'] = 'ran'\n")
+    site = tmp_path / "site"  # as a venv's lib64 -> lib
+    site.symlink_to(os.path.dirname(PKG))
+    host = tmp_path / "host" / "otelagent"  # a second install of the package
+    shutil.copytree(BOOTSTRAP, host / "_bootstrap")
+    (host / "_lib").mkdir()
+    shutil.copy(PRELOAD, host / "_lib")
+    launcher = os.path.join(BIN, "otelagent-instrument")
+    runs = {
+        "two spellings on PYTHONPATH": (
+            [sys.executable, "-c", COPIES_PROBE],
+            _clean_env(PYTHONPATH=os.pathsep.join(
+                [str(site / "otelagent" / "_bootstrap"), BOOTSTRAP, str(app)]))),
+        "launcher through a symlink, under the preload": (
+            [sys.executable, "-m", "otelagent_instrument", sys.executable, "-c", COPIES_PROBE],
+            _clean_env(LD_PRELOAD=PRELOAD, PYTHONPATH=f"{site}{os.pathsep}{app}")),
+        "host preload copy and the venv's launcher": (
+            [launcher, sys.executable, "-c", COPIES_PROBE],
+            _clean_env(LD_PRELOAD=str(host / "_lib" / "libotelagent_preload.so"),
+                       PYTHONPATH=str(app))),
+    }
+    for what, (argv, env) in runs.items():
+        r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and r.stderr == "", (what, r.stderr[-2000:])
+        got = json.loads(r.stdout)
+        assert got["finders"] == 1 and got["app_sitecustomize"] == "ran", (what, got)
+        if what != "two spellings on PYTHONPATH":  # the launcher and the preload add one
+            assert len(got["bootstraps"]) == 1, (what, got)
+
+
+def test_empty_pythonpath_entry_is_kept(tmp_path):
+    """An empty PYTHONPATH entry is the current directory to Python
+    (PYTHONPATH=":/libs", as ENV PYTHONPATH="${PYTHONPATH}:/libs" makes it):
+    a program started by the launcher, and the children of a denied tool,
+    still import from their working directory."""
+    work, tools = tmp_path / "work", tmp_path / "tools"
+    work.mkdir()
+    tools.mkdir()
+    (work / "settings.py").write_text("GREETING = 'from the working directory'\n")
+    # A console-script-like program living elsewhere (sys.path[0] is its own dir).
+    job = tools / "runjob"
+    job.write_text(f"#!{sys.executable}\nimport settings\nprint(settings.GREETING)\n")
+    job.chmod(0o755)
+    env = _clean_env(PYTHONPATH=":/libs")
+    r = subprocess.run([os.path.join(BIN, "otelagent-instrument"), str(job)], cwd=work, env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert (r.returncode, r.stdout) == (0, "from the working directory\n"), r.stderr
+    # pip (denied) under the preload takes the bootstrap off PYTHONPATH for
+    # its children and leaves the rest as it was.
+    pip = tools / "pip"
+    pip.write_text(f"#!{sys.executable}\nimport os\nprint(os.environ['PYTHONPATH'])\n")
+    pip.chmod(0o755)
+    r = subprocess.run([str(pip)], cwd=work, env=dict(env, LD_PRELOAD=PRELOAD),
+                       capture_output=True, text=True, timeout=60)
+    assert (r.returncode, r.stdout) == (0, ":/libs\n"), r.stderr
+
+
+HOOKED = "import sys; print(any(getattr(f, '_otelagent_finder', False) for f in sys.meta_path))"
+
+
+def test_runners_leave_their_children_traced(tmp_path):
+    """Under the launcher, a denied runner (poetry run, tox, ...) is not traced
+    itself but the service it starts is; a plain denied tool (pip) takes the
+    bootstrap away from its children. Under the preload every child is judged
+    by its own name."""
+    app = tmp_path / "app.py"
+    app.write_text(HOOKED)
+    for name in ("poetry", "tox", "pip"):
+        # Stand-ins with the real tools' names (the deny list sees only the
+        # name), starting `python app.py` as `poetry run` does.
+        tool = tmp_path / name
+        tool.write_text(f"#!{sys.executable}\nimport subprocess, sys\n{HOOKED}\n"
+                        "sys.stdout.flush()\nsys.exit(subprocess.call(sys.argv[2:]))\n")
+        tool.chmod(0o755)
+    launcher = os.path.join(BIN, "otelagent-instrument")
+    expect = {"poetry": "False\nTrue\n", "tox": "False\nTrue\n", "pip": "False\nFalse\n"}
+    for name, out in expect.items():
+        argv = [str(tmp_path / name), "run", sys.executable, str(app)]
+        r = subprocess.run([launcher, *argv], env=_clean_env(), capture_output=True, text=True,
+                           timeout=60)
+        assert (r.returncode, r.stdout, r.stderr) == (0, out, ""), name
+        r = subprocess.run(argv, env=_clean_env(LD_PRELOAD=PRELOAD), capture_output=True,
+                           text=True, timeout=60)
+        assert (r.returncode, r.stdout, r.stderr) == (0, "False\nTrue\n", ""), name
+
+
+OTEL_API_APP = """
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+import otelagent, otelagent.otel
+otelagent.start()
+otelagent.otel.install()
+from opentelemetry.instrumentation.requests import RequestsInstrumentor
+RequestsInstrumentor().instrument()
+import requests
+
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.send_header("Content-Length", "2"); self.end_headers()
+        self.wfile.write(b"ok")
+    def log_message(self, *a):
+        pass
+
+srv = HTTPServer(("127.0.0.1", 0), H)
+threading.Thread(target=srv.serve_forever, daemon=True).start()
+for path in ("/traced", "/traced", "/traced", "/excluded"):
+    requests.get(f"http://127.0.0.1:{srv.server_port}{path}")
+srv.shutdown()
+print("flushed", otelagent.flush(10000))
+"""
+
+
+def test_contrib_instrumentation_over_otelagent_otel_wins(tmp_path):
+    """otelagent.otel.install() with a contrib instrumentation (requests) in
+    the application: the contrib makes the one client span per call, through
+    our provider; the zero-code hooks of requests and urllib3 (below it) stand
+    down, and a URL the user excluded from the contrib stays untraced."""
+    app = tmp_path / "app.py"
+    app.write_text(OTEL_API_APP)
+    sink = Sink()
+    try:
+        env = _clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=sink.endpoint, OTEL_SERVICE_NAME="otel-api",
+                         OTEL_BSP_SCHEDULE_DELAY="50",
+                         OTEL_PYTHON_REQUESTS_EXCLUDED_URLS="excluded")
+        r = subprocess.run([os.path.join(BIN, "otelagent-instrument"), sys.executable, str(app)],
+                           env=env, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and "flushed True" in r.stdout, r.stderr
+        scopes = [(ss.scope.name, s.kind) for req in sink.requests
+                  for rs in req.request.resource_spans for ss in rs.scope_spans for s in ss.spans]
+        assert scopes == [("opentelemetry.instrumentation.requests", 3)] * 3
+    finally:
+        sink.close()
+
+
+DEBIAN_UWSGI = "/usr/bin/uwsgi-core"
+
+
+@pytest.mark.skipif(not os.path.exists(DEBIAN_UWSGI)
+                    or not os.path.exists("/usr/lib/uwsgi/plugins/python3_plugin.so"),
+                    reason="Debian's uWSGI (apt-get install uwsgi-core uwsgi-plugin-python3)")
+def test_preload_activates_debian_uwsgi(tmp_path):
+    """Debian's uWSGI loads libpython as a plugin after main, so no Python
+    symbol is there when the preload runs: it is recognised by its
+    executable's name. Its Python (the system's) is activated."""
+    probe = tmp_path / "probe.py"
+    probe.write_text(HOOKED.replace("print(", "print('hooked', ") + "\nsys.stdout.flush()\n")
+    argv = [DEBIAN_UWSGI, "--plugin", "python3", "--pyrun", str(probe)]
+    r = subprocess.run(argv, env=_clean_env(LD_PRELOAD=PRELOAD), capture_output=True, text=True,
+                       timeout=60, cwd=tmp_path)
+    assert r.returncode == 0 and "hooked True" in r.stdout + r.stderr, r.stdout + r.stderr
+
+
+LOGGING_PROBE = """
+import json, logging, sys
+maps = open("/proc/self/maps").read()
+loaded = {"agent_mapped": "libotelagent.so" in maps, "package": "otelagent" in sys.modules}
+records = []
+class H(logging.Handler):
+    def emit(self, record):
+        records.append(record)
+log = logging.getLogger("probe")
+log.addHandler(H())
+log.setLevel(logging.INFO)
+log.info("outside")
+import otelagent
+otelagent.start()
+with otelagent.start_as_current_span("logged") as s:
+    log.info("inside")
+raw = s.context.raw
+print(json.dumps(dict(loaded, fields=[
+    [r.otelTraceID, r.otelSpanID, r.otelTraceSampled, r.otelServiceName] for r in records],
+    want=[raw[0:16].hex(), raw[16:24].hex()])))
+"""
+
+
+def test_logging_import_does_not_load_the_agent(tmp_path):
+    """`import logging` (most Python programs do, through asyncio and the
+    like) installs the correlation fields without loading the agent; a span
+    made later is still seen by the factory."""
+    sink = Sink()
+    try:
+        r = subprocess.run([os.path.join(BIN, "otelagent-instrument"), sys.executable, "-c",
+                            LOGGING_PROBE],
+                           env=_clean_env(OTEL_SERVICE_NAME="logs",
+                                          OTEL_EXPORTER_OTLP_ENDPOINT=sink.endpoint),
+                           capture_output=True, text=True, timeout=60)
+    finally:
+        sink.close()
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    assert (got["agent_mapped"], got["package"]) == (False, False)
+    trace_id, span_id = got["want"]
+    assert got["fields"] == [["0", "0", False, "logs"], [trace_id, span_id, True, "logs"]]
+
+
+def test_log_correlation_format_is_the_integrations():
+    sys.path.insert(0, BOOTSTRAP)
+    try:
+        import _otelagent_activation
+    finally:
+        sys.path.remove(BOOTSTRAP)
+    from otelagent.integrations import logging as integ
+    assert _otelagent_activation.LOG_FORMAT == integ.DEFAULT_FORMAT
+
+
+def test_environment_that_turns_activation_off():
+    """OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=* disables every instrumentation
+    (opentelemetry-instrument's wildcard); the preload reads OTEL_SDK_DISABLED
+    as the library does (blanks around, any case) and leaves PYTHONPATH alone
+    for an interpreter that ignores it (-E, -I) or skips site (-S), so the
+    programs that one starts are not activated either."""
+    launcher = os.path.join(BIN, "otelagent-instrument")
+    r = subprocess.run([launcher, sys.executable, "-c", PROBE], capture_output=True, text=True,
+                       env=_clean_env(OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="*"), timeout=60)
+    assert json.loads(r.stdout)["hooked"] is False and r.stderr == ""
+    for value in ("true", " true", "TRUE\t"):
+        r = _python(PROBE, _clean_env(LD_PRELOAD=PRELOAD, OTEL_SDK_DISABLED=value))
+        assert json.loads(r.stdout) == {"hooked": False, "pythonpath": ""}, value
+    for flags in (["-E"], ["-I"], ["-S"], ["-uEs"], ["-X", "dev", "-I"], ["-W", "ignore", "-S"]):
+        r = subprocess.run([sys.executable, *flags, "-c", PROBE], capture_output=True, text=True,
+                           env=_clean_env(LD_PRELOAD=PRELOAD), timeout=60)
+        assert json.loads(r.stdout) == {"hooked": False, "pythonpath": ""}, flags
+    # Options that keep PYTHONPATH and site still activate.
+    for flags in (["-u"], ["-X", "dev"], ["-W", "E"], ["-bB"]):
+        r = subprocess.run([sys.executable, *flags, "-c", PROBE], capture_output=True, text=True,
+                           env=_clean_env(LD_PRELOAD=PRELOAD), timeout=60)
+        assert json.loads(r.stdout) == {"hooked": True, "pythonpath": BOOTSTRAP}, flags
+
+
+def test_deny_list_finds_the_module_behind_combined_flags(tmp_path):
+    """`python -um pip`, `-bBm`, `-W ignore -m`: the module is found behind
+    any short options; without sys.orig_argv (Python 3.9) it is read from
+    /proc/self/cmdline."""
+    mods = tmp_path / "mods"
+    (mods / "poetry").mkdir(parents=True)  # a module on the deny list
+    (mods / "poetry" / "__main__.py").write_text(
+        "import sys\n" + HOOKED + "\n"
+        f"sys.path.insert(0, {BOOTSTRAP!r})\n"
+        "import _otelagent_activation as a\n"
+        "del sys.orig_argv  # as Python 3.9 has it\n"
+        "print(a.program_names(['-m'], a._orig_argv))\n")
+    env = _clean_env(LD_PRELOAD=PRELOAD)
+    for flags in (["-m"], ["-um"], ["-bBm"], ["-W", "ignore", "-m"], ["-Xdev", "-Em"]):
+        r = subprocess.run([sys.executable, *flags, "poetry"], cwd=mods, env=env,
+                           capture_output=True, text=True, timeout=60)
+        assert (r.stdout, r.stderr) == ("False\n['poetry']\n", ""), flags
+
+
+OLD_PYTHONS = [p for p in ("/root/.pyenv/versions/2.7.18/bin/python2.7",
+                           "/root/.pyenv/versions/3.8.18/bin/python3.8",
+                           "/usr/bin/python2.7") if os.path.exists(p)]
+
+
+@pytest.mark.skipif(not OLD_PYTHONS, reason="no Python older than 3.9 on this machine")
+@pytest.mark.parametrize("python", OLD_PYTHONS)
+def test_older_pythons_are_left_alone(python, tmp_path):
+    """An interpreter older than 3.9: the preload leaves PYTHONPATH alone, and
+    under the launcher (a 2.7 started by a traced service inherits
+    PYTHONPATH) the bootstrap imports cleanly and runs the next
+    sitecustomize."""
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "sitecustomize.py").write_text("import os\nos.environ['THEIRS'] = 'ran'\n")
+    code = "import os; print(os.environ.get('THEIRS')); print(os.environ.get('PYTHONPATH'))"
+    r = subprocess.run([python, "-c", code], env=_clean_env(LD_PRELOAD=PRELOAD),
+                       capture_output=True, text=True, timeout=60)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "None\nNone\n", "")
+    r = subprocess.run([os.path.join(BIN, "otelagent-instrument"), python, "-c", code],
+                       env=_clean_env(PYTHONPATH=str(theirs)), capture_output=True, text=True,
+                       timeout=60)
+    assert (r.returncode, r.stdout.split("\n")[0], r.stderr) == (0, "ran", "")
+
+
+def test_hooks_on_two_threads_run_before_each_import_returns():
+    """A hooked module imported on one thread while another thread is running
+    a hook: the import returns with its hook run, not queued behind the other
+    thread's (nor lost if that one was finishing)."""
+    import threading
+    sys.path.insert(0, BOOTSTRAP)
+    try:
+        import _otelagent_activation as activation
+    finally:
+        sys.path.remove(BOOTSTRAP)
+    started, release, ran = threading.Event(), threading.Event(), []
+
+    def slow_hook(module):
+        started.set()
+        assert release.wait(30)
+
+    other = threading.Thread(target=activation._run, args=("slow", slow_hook, None))
+    other.start()
+    try:
+        assert started.wait(30)
+        activation._run("quick", ran.append, "module")
+        assert ran == ["module"]
+    finally:
+        release.set()
+        other.join(30)

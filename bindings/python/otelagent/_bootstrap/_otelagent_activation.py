@@ -24,9 +24,18 @@ activated the same way."""
 
 import os
 import sys
+from _thread import _local, get_ident
+
+_thread_state = _local()  # the hooks this thread has yet to run (see _run)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PACKAGE_DIR = os.path.dirname(HERE)
+
+# Set on sys by the first bootstrap that activates in a process. Another copy
+# of the bootstrap on the path (a second install, or this directory spelled
+# twice: through a symlink and through its real path) then does nothing: a
+# per-module flag would not see it when the copies are different modules.
+ACTIVATED = "_otelagent_activated"
 
 # Programs that are not services, matched (fnmatch) against the basename of
 # the script Python runs (sys.argv[0]) and the module of `python -m`; a
@@ -46,16 +55,25 @@ DEFAULT_DENY = (
     "cloud-init", "networkd-dispatcher", "firewall-cmd", "semanage", "sosreport",
     # cloud and configuration CLIs
     "aws", "aws_completer", "azure.cli", "gcloud*", "gsutil*", "ansible*", "salt*",
-    # launchers (the program they start is checked on its own)
-    "otelagent-instrument", "opentelemetry-instrument", "opentelemetry-bootstrap",
+    # launchers
+    "otelagent-instrument", "otelagent_instrument", "opentelemetry-instrument",
+    "opentelemetry-bootstrap",
 )
+
+# Denied programs that start the user's service (`poetry run uvicorn ...`,
+# `tox`, `conda run`, the launchers): not traced themselves, but they leave
+# PYTHONPATH alone, so the program they start is judged by its own name, as
+# it always is under the preload. Other denied tools (pip) take the bootstrap
+# off PYTHONPATH for their children.
+RUNNERS = ("pipx", "pipenv", "poetry", "pdm", "hatch", "conda", "mamba", "tox", "nox",
+           "otelagent-instrument", "otelagent_instrument", "opentelemetry-instrument")
 
 # Names accepted in OTEL_PYTHON_DISABLED_INSTRUMENTATIONS (the contrib
 # instrumentations' entry-point names, plus a few aliases).
 INSTRUMENTATIONS = ("fastapi", "flask", "requests", "httpx", "urllib3", "logging")
 _ALIASES = {"starlette": "fastapi", "asgi": "fastapi", "wsgi": "flask"}
 
-_state = {"otel": False, "announced": False, "pending": [], "running": False}
+_state = {"otel": False, "announced": False}
 
 
 def say(message):
@@ -68,7 +86,8 @@ def say(message):
 
 
 def _true(value):
-    return (value or "").strip().lower() == "true"
+    # As the library reads booleans: blanks (space, tab) around, any case.
+    return (value or "").strip(" \t").lower() == "true"
 
 
 def deny_patterns(environ=os.environ):
@@ -81,20 +100,53 @@ def deny_patterns(environ=os.environ):
     return DEFAULT_DENY + items if extend else items
 
 
+def _module_of(args):
+    """The module of `python ... -m MODULE` in an interpreter's full
+    arguments, with short options combined (-um, -bBm MODULE) or not."""
+    i = 1
+    while i < len(args):
+        a = args[i]
+        if not a.startswith("-") or a in ("-", "--"):
+            return None  # a script, stdin, or the end of the options
+        if a.startswith("--"):
+            i += 2 if a == "--check-hash-based-pycs" else 1
+            continue
+        for j, c in enumerate(a[1:], 2):
+            if c == "m":
+                rest = a[j:]
+                return rest or (args[i + 1] if i + 1 < len(args) else None)
+            if c == "c":
+                return None
+            if c in "WX":  # takes the rest, or the next argument
+                i += 0 if a[j:] else 1
+                break
+        i += 1
+    return None
+
+
+def _orig_argv():
+    """The interpreter's own arguments: sys.orig_argv (3.10+), else
+    /proc/self/cmdline (3.9 has no orig_argv)."""
+    args = getattr(sys, "orig_argv", None)
+    if args is not None:
+        return args
+    try:
+        with open("/proc/self/cmdline", "rb") as f:
+            return [os.fsdecode(a) for a in f.read().split(b"\0")[:-1]]
+    except OSError:
+        return []
+
+
 def program_names(argv, orig_argv):
     """What the deny list is matched against: the script's path, or the
-    module of `python -m` (sys.argv[0] is only '-m' while site runs)."""
+    module of `python -m` (sys.argv[0] is only '-m' while site runs);
+    `orig_argv` is called only then."""
     if not argv:
         return []
     first = argv[0]
     if first == "-m":
-        args = list(orig_argv or ())
-        for i, a in enumerate(args[1:], 1):
-            if a == "-m" and i + 1 < len(args):
-                return [args[i + 1]]
-            if a.startswith("-m") and len(a) > 2:
-                return [a[2:]]
-        return []
+        module = _module_of(orig_argv())
+        return [module] if module else []
     if first in ("", "-c", "-"):
         return []
     return [first]
@@ -136,6 +188,8 @@ def disabled_instrumentations(environ=os.environ):
     out = set()
     for item in (environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS") or "").split(","):
         item = item.strip().lower()
+        if item == "*":  # all of them, as opentelemetry-instrument reads it
+            return set(INSTRUMENTATIONS)
         if item:
             out.add(_ALIASES.get(item, item))
     return out
@@ -172,13 +226,50 @@ def otel_wins():
     return True
 
 
+# The OpenTelemetry contrib instrumentor of each client library.
+_CONTRIB = {
+    "requests": ("opentelemetry.instrumentation.requests", "RequestsInstrumentor"),
+    "httpx": ("opentelemetry.instrumentation.httpx", "HTTPXClientInstrumentor"),
+    "urllib3": ("opentelemetry.instrumentation.urllib3", "URLLib3Instrumentor"),
+}
+
+
+def contrib_traces(library):
+    """True when an OpenTelemetry contrib instrumentation owns this call of
+    `library` (whatever the TracerProvider, otelagent.otel's included): its
+    instrumentor for the library is on (it makes the span, or the user
+    excluded the URL from it), or the call is made inside a contrib client
+    span (contrib marks the context with suppress_http_instrumentation)."""
+    try:
+        module, name = _CONTRIB[library]
+        cls = getattr(sys.modules.get(module), name, None)
+        instance = getattr(cls, "_instance", None)  # BaseInstrumentor is a singleton
+        if getattr(instance, "is_instrumented_by_opentelemetry", False):
+            return True
+        utils = sys.modules.get("opentelemetry.instrumentation.utils")
+        return utils is not None and not utils.is_http_instrumentation_enabled()
+    except Exception:  # a contrib of another shape: trace the call
+        return False
+
+
+def _client_gate(library):
+    return otel_wins() or contrib_traces(library)
+
+
+def holds_bootstrap(entry):
+    """True for a path entry (any spelling) that holds a copy of this
+    bootstrap, ours or another install's."""
+    return os.path.isfile(os.path.join(entry or ".", "_otelagent_activation.py"))
+
+
 def _forget_path():
     """Takes this directory off PYTHONPATH for the programs this one starts
     (a denied tool's Python children start as they would without us)."""
     value = os.environ.get("PYTHONPATH")
     if value is None:
         return
-    rest = [p for p in value.split(os.pathsep) if p and os.path.abspath(p) != HERE]
+    # An empty entry (the current directory to Python) is the user's: kept.
+    rest = [p for p in value.split(os.pathsep) if not p or not holds_bootstrap(p)]
     if rest:
         os.environ["PYTHONPATH"] = os.pathsep.join(rest)
     else:
@@ -261,21 +352,53 @@ def _on_client(name):
         otelagent = import_otelagent()
         from otelagent.integrations import clients
         otelagent.start()
-        clients.set_gate(otel_wins)
+        clients.set_gate(_client_gate)
         clients.instrument((name,))
     return hook
 
 
+# OTEL_PYTHON_LOG_CORRELATION=true's format: otelagent.integrations.logging's
+# DEFAULT_FORMAT (the contrib logging instrumentation's), spelled out here
+# because importing that module loads the agent (a test keeps them equal).
+LOG_FORMAT = ("%(asctime)s %(levelname)s [%(name)s] [%(filename)s:%(lineno)d] "
+              "[trace_id=%(otelTraceID)s span_id=%(otelSpanID)s "
+              "resource.service.name=%(otelServiceName)s "
+              "trace_sampled=%(otelTraceSampled)s] - %(message)s")
+
+
 def _on_logging(module):
-    import_otelagent()
-    from otelagent.integrations import logging as integ
+    """The correlation fields of otelagent.integrations.logging on every
+    record, without loading the agent: most Python programs import logging
+    and never make a span. No span can be current before otelagent._tracing
+    is imported (by an instrumented app or client, or the application), so
+    the factory looks for it per record; the service name is the
+    environment's, which the zero-code agent starts from."""
+    previous = module.getLogRecordFactory()
+    service = os.environ.get("OTEL_SERVICE_NAME", "")
+    modules = sys.modules
+
+    def factory(*args, **kwargs):
+        record = previous(*args, **kwargs)
+        tracing = modules.get("otelagent._tracing")
+        span = tracing._cur_get() if tracing is not None else None
+        if span is None:
+            record.otelTraceID = "0"
+            record.otelSpanID = "0"
+            record.otelTraceSampled = False
+        else:
+            ctx = span._ctx
+            record.otelTraceID = ctx[0:16].hex()
+            record.otelSpanID = ctx[16:24].hex()
+            record.otelTraceSampled = bool(ctx[24] & 1)
+        record.otelServiceName = service
+        return record
+
+    module.setLogRecordFactory(factory)
     if _true(os.environ.get("OTEL_PYTHON_LOG_CORRELATION")):
         level = getattr(module, (os.environ.get("OTEL_PYTHON_LOG_LEVEL") or "info").upper(),
                         module.INFO)
-        integ.instrument(set_format=True, log_format=os.environ.get("OTEL_PYTHON_LOG_FORMAT"),
-                         level=level if isinstance(level, int) else module.INFO)
-    else:
-        integ.instrument()
+        module.basicConfig(format=os.environ.get("OTEL_PYTHON_LOG_FORMAT") or LOG_FORMAT,
+                           level=level if isinstance(level, int) else module.INFO)
 
 
 _HOOKS = {
@@ -290,25 +413,25 @@ _HOOKS = {
 
 
 def _run(name, hook, module):
-    """Runs a hook now, or after the hook already running (a hook imports
-    modules that have hooks of their own: the otelagent package imports
-    logging)."""
-    if _state["running"]:
-        _state["pending"].append((name, hook, module))
+    """Runs a hook now or, when this thread is already running one (a hook
+    imports modules that have hooks of their own: the otelagent package
+    imports logging), right after that one. Per thread: an import finished on
+    another thread runs its hook there at once, neither lost nor left to
+    wait for this one."""
+    pending = getattr(_thread_state, "pending", None)
+    if pending is not None:
+        pending.append((name, hook, module))
         return
-    _state["running"] = True
+    _thread_state.pending = pending = [(name, hook, module)]
     try:
-        queue = [(name, hook, module)]
-        while queue:
-            n, h, m = queue.pop(0)
+        while pending:
+            n, h, m = pending.pop(0)
             try:
                 h(m)
             except Exception as exc:
                 say(f"could not instrument {n} ({type(exc).__name__}: {exc}); it runs untraced")
-            queue.extend(_state["pending"])
-            _state["pending"].clear()
     finally:
-        _state["running"] = False
+        _thread_state.pending = None
 
 
 class _Loader:
@@ -341,32 +464,48 @@ class _Finder:
     """A meta-path finder that only answers for the watched modules, by asking
     the finders after it and wrapping the loader they return."""
 
+    # Marks every finder of this bootstrap, whichever copy defined the class:
+    # two of them asking each other would never end.
+    _otelagent_finder = True
+
     def __init__(self, hooks):
         self._hooks = hooks
+        self._busy = set()  # (thread, module) being looked up through this finder
 
     def find_spec(self, fullname, path=None, target=None):
         hook = self._hooks.get(fullname)
         if hook is None:
             return None
-        for finder in sys.meta_path:
-            if finder is self:
-                continue
-            find = getattr(finder, "find_spec", None)
-            spec = find(fullname, path, target) if find is not None else None
-            if spec is not None:
-                break
-        else:
+        key = (get_ident(), fullname)
+        if key in self._busy:  # a finder further on asked us again
             return None
+        self._busy.add(key)
+        try:
+            for finder in sys.meta_path:
+                if getattr(finder, "_otelagent_finder", False):
+                    continue
+                find = getattr(finder, "find_spec", None)
+                spec = find(fullname, path, target) if find is not None else None
+                if spec is not None:
+                    break
+            else:
+                return None
+        finally:
+            self._busy.discard(key)
         if spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec
-        del self._hooks[fullname]  # once per process
+        self._hooks.pop(fullname, None)  # once per process
         spec.loader = _Loader(spec.loader, fullname, hook)
         return spec
 
 
 def activate():
-    """What the sitecustomize runs. Never raises."""
+    """What the sitecustomize runs, once per process whatever the number of
+    copies on the path. Never raises."""
+    if getattr(sys, ACTIVATED, False):
+        return
     try:
+        setattr(sys, ACTIVATED, True)
         _activate()
     except Exception as exc:
         say(f"zero-code activation failed ({type(exc).__name__}: {exc}); running untraced")
@@ -375,9 +514,10 @@ def activate():
 def _activate():
     if sys.version_info < (3, 9) or _true(os.environ.get("OTEL_SDK_DISABLED")):
         return
-    names = program_names(sys.argv, getattr(sys, "orig_argv", None))
+    names = program_names(sys.argv, _orig_argv)
     if names and denied(names, deny_patterns()):
-        _forget_path()
+        if not denied(names, RUNNERS):
+            _forget_path()
         return
     if opentelemetry_instrument_active():
         _state["otel"] = True
@@ -400,17 +540,19 @@ def _activate():
 
 def run_next_sitecustomize():
     """Runs the sitecustomize that Python would have run without this
-    directory (the first one further on sys.path), as `sitecustomize`.
-    Its exceptions propagate: site reports them as it would have."""
+    directory (the first one further on sys.path, skipping every copy of
+    this bootstrap: chaining into one would chain into itself again), as
+    `sitecustomize`. Its exceptions propagate: site reports them as it
+    would have."""
     from importlib.machinery import PathFinder
 
     rest = []
     seen = False
     for p in sys.path:
-        if not seen:
-            seen = os.path.abspath(p or ".") == HERE
-            continue
-        rest.append(p)
+        ours = holds_bootstrap(p)
+        seen = seen or ours
+        if seen and not ours:
+            rest.append(p)
     spec = PathFinder.find_spec("sitecustomize", rest)
     if spec is None or spec.loader is None:
         return

@@ -8,6 +8,7 @@ Exactly one client span per call when the libraries are stacked (requests
 over urllib3): a call made while one of our client spans is current is not
 traced again, and the headers the outer layer injected travel on."""
 
+import contextlib
 import contextvars
 import functools
 
@@ -20,25 +21,40 @@ _CLIENT = 3
 # True while one of our client spans is current: inner layers stay out.
 _in_client = contextvars.ContextVar("otelagent.in_client_span", default=False)
 _patched = {}
-# A predicate that, when true, leaves the call untraced: zero-code activation
-# sets it to yield to an OpenTelemetry SDK set up by the application.
+# A predicate of the library's name that, when true, leaves the call
+# untraced: zero-code activation sets it to yield to OpenTelemetry (an SDK set
+# up by the application, a contrib instrumentation of that library).
 _gate = [None]
 
 
 def set_gate(predicate):
-    """Calls made while `predicate()` is true are not traced (None: always
-    traced)."""
+    """Calls made while `predicate(library)` is true are not traced (None:
+    always traced); `library` is "requests", "httpx" or "urllib3"."""
     _gate[0] = predicate
 
 
-def _start(method, url):
-    """(span, token, flag token) for an outbound call, or None when a client
-    span of ours is already current (or the gate is closed)."""
+# What _start returns when the gate closes: the call is someone else's, so the
+# layers of ours below it (urllib3 under requests) stay out too.
+_LEFT = object()
+
+
+@contextlib.contextmanager
+def _left_to_others():
+    flag = _in_client.set(True)
+    try:
+        yield
+    finally:
+        _in_client.reset(flag)
+
+
+def _start(library, method, url):
+    """(span, token, flag token) for an outbound call; None when a client
+    span of ours is already current; _LEFT when the gate is closed."""
     if _in_client.get():
         return None
     gate = _gate[0]
-    if gate is not None and gate():
-        return None
+    if gate is not None and gate(library):
+        return _LEFT
     m = method.upper() if isinstance(method, str) else method.decode().upper()
     known = m in _http.KNOWN_METHODS
     span = T._make_span(_SCOPE, m if known else "HTTP", T._CURRENT_PARENT, _CLIENT, None, None,
@@ -89,9 +105,12 @@ def _instrument_requests():
 
     @functools.wraps(original)
     def send(self, request, **kwargs):
-        state = _start(request.method, request.url)
+        state = _start("requests", request.method, request.url)
         if state is None:
             return original(self, request, **kwargs)
+        if state is _LEFT:
+            with _left_to_others():
+                return original(self, request, **kwargs)
         for k, v in headers_for(state[0]):
             request.headers[k] = v
         try:
@@ -114,9 +133,12 @@ def _instrument_httpx():
 
     @functools.wraps(sync_send)
     def send(self, request, **kwargs):
-        state = _start(request.method, str(request.url))
+        state = _start("httpx", request.method, str(request.url))
         if state is None:
             return sync_send(self, request, **kwargs)
+        if state is _LEFT:
+            with _left_to_others():
+                return sync_send(self, request, **kwargs)
         for k, v in headers_for(state[0]):
             request.headers[k] = v
         try:
@@ -129,9 +151,12 @@ def _instrument_httpx():
 
     @functools.wraps(async_send)
     async def asend(self, request, **kwargs):
-        state = _start(request.method, str(request.url))
+        state = _start("httpx", request.method, str(request.url))
         if state is None:
             return await async_send(self, request, **kwargs)
+        if state is _LEFT:
+            with _left_to_others():
+                return await async_send(self, request, **kwargs)
         for k, v in headers_for(state[0]):
             request.headers[k] = v
         try:
@@ -162,8 +187,8 @@ def _instrument_urllib3():
         if _in_client.get():
             return original(self, method, url, body, headers, *args, **kwargs)
         full = url if "://" in url else f"{self.scheme}://{self.host}:{self.port}{url}"
-        state = _start(method, full)
-        if state is None:
+        state = _start("urllib3", method, full)
+        if state is None or state is _LEFT:
             return original(self, method, url, body, headers, *args, **kwargs)
         headers = dict(headers) if headers is not None else {}
         for k, v in headers_for(state[0]):
