@@ -7,6 +7,7 @@ Routes: a nested span tree with an outbound call to the inventory service
 a health check that is not traced (OTEL_PYTHON_EXCLUDED_URLS=healthz)."""
 
 import asyncio
+import contextlib
 import logging
 import os
 
@@ -24,7 +25,18 @@ otelagent_logging.instrument(set_format=True)
 clients.instrument()
 log = logging.getLogger("sample.fastapi")
 
-app = FastAPI()
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app):
+    yield
+    # uvicorn ends on SIGTERM (how ECS stops a task) by raising the signal
+    # again once the server has stopped, so no exit handler runs: flush here,
+    # or the spans ended since the last export are lost.
+    otelagent.shutdown()
+
+
+app = FastAPI(lifespan=lifespan)
 otelagent_fastapi.instrument_app(app)
 DOWNSTREAM = os.environ.get("DOWNSTREAM_URL", "http://127.0.0.1:8001")
 
