@@ -47,10 +47,14 @@ def start(argv, env):
                             stderr=subprocess.PIPE, text=True)
 
 
+# Loopback requests never go through the caller's HTTP proxy.
+OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def get(url, headers=None):
     req = urllib.request.Request(url, headers=headers or {})
     try:
-        with urllib.request.urlopen(req, timeout=10) as r:
+        with OPENER.open(req, timeout=10) as r:
             return r.status
     except urllib.error.HTTPError as e:
         return e.code
@@ -100,8 +104,10 @@ def span_names_by_trace(text):
 
 
 def main():
-    # The services are configured by OTEL_* variables: the caller's do not leak in.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    # The services are configured by OTEL_* variables: the caller's do not
+    # leak in, nor its HTTP proxy (the outbound call is to loopback).
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("OTEL_") and k.lower() not in ("http_proxy", "https_proxy", "all_proxy")}
     env.update({"OTEL_TRACES_EXPORTER": "console",
                 # One batch at exit, so that each trace prints as one tree.
                 "OTEL_BSP_SCHEDULE_DELAY": "600000",
