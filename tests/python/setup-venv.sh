@@ -1,26 +1,39 @@
 #!/usr/bin/env bash
-# Makes .venv/ at the repository root (idempotent) with the Python binding
-# installed in development mode, the library bundled into it from BUILD_DIR,
-# and the pinned test and benchmark dependencies.
-# Usage: tests/python/setup-venv.sh [BUILD_DIR]   (default: build/)
+# Makes .venv/ at the repository root (idempotent): the pinned test, benchmark
+# and demo dependencies (bindings/python/requirements-test.txt and
+# tests/e2e/requirements.txt, installed together so that pip refuses pins that
+# disagree), then the Python binding in development mode with the library
+# bundled into it from BUILD_DIR. With --deps, only the dependencies (no build
+# needed; packaging/dev/bootstrap.sh does that).
+# Usage: tests/python/setup-venv.sh [--deps | BUILD_DIR]   (default: build/)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
+deps_only=0
+if [ "${1:-}" = --deps ]; then deps_only=1; shift; fi
 build=${1:-$root/build}
 venv=$root/.venv
-req=$root/bindings/python/requirements-test.txt
+reqs=("$root/bindings/python/requirements-test.txt" "$root/tests/e2e/requirements.txt")
 python=${PYTHON:-python3}
 if [ ! -x "$venv/bin/python" ]; then
   echo "setup-venv: creating $venv"
   "$python" -m venv "$venv"
 fi
 stamp=$venv/.requirements.sha256
-want=$(sha256sum "$req" | cut -d' ' -f1)
+want=$(cat "${reqs[@]}" | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "setup-venv: installing $req"
-  "$venv/bin/pip" install -q --disable-pip-version-check -r "$req"
+  echo "setup-venv: installing into $venv: ${reqs[*]#$root/}"
+  "$venv/bin/pip" install -q --disable-pip-version-check "${reqs[@]/#/-r}"
   echo "$want" > "$stamp"
+else
+  echo "setup-venv: $venv has the pinned Python packages"
 fi
-"$root/bindings/python/bundle.sh" "$build"
+[ "$deps_only" = 1 ] && exit 0
+lib=$(readlink -f "$build/libotelagent.so.2" || true)
+bundled=$root/bindings/python/otelagent/_lib
+if ! cmp -s "$lib" "$bundled/libotelagent.so.2" ||
+   ! cmp -s "$build/libotelagent_preload.so" "$bundled/libotelagent_preload.so"; then
+  "$root/bindings/python/bundle.sh" "$build"
+fi
 # Installed again when the native packer's source or the packaging changed
 # (an editable install builds the extension once, in place, and writes the
 # console scripts such as otelagent-instrument once).
