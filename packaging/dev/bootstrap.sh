@@ -19,15 +19,19 @@ case $mode in demo|test) ;; *) echo "bootstrap: unknown mode '$mode' (demo or te
 say() { echo "bootstrap: $*"; }
 
 # ---- Debian packages ----------------------------------------------------------------
-# What building the library and running the Python demo need.
+# What building the library and running the Python demo need (python3-dev:
+# Python's headers, for the binding's native packer and for uWSGI, which pip
+# builds from source).
 pkgs=(build-essential cmake ninja-build pkg-config protobuf-compiler libprotobuf-dev
-      zlib1g-dev libcurl4-openssl-dev python3-venv ca-certificates)
+      zlib1g-dev libcurl4-openssl-dev python3-venv python3-dev ca-certificates)
 if [ "$mode" = test ]; then
   # unit tests (gtest), the hygiene host (libuv1-dev), the hygiene and install
   # checks (binutils), the TLS and DNS fault tests (openssl, unshare, mount),
-  # the fuzzers (clang, libFuzzer's runtime) and fetching a Go toolchain (curl, unzip).
+  # the fuzzers (clang, libFuzzer's runtime), fetching a Go toolchain (curl,
+  # unzip; curl is also a program the preload test runs) and Debian's packaged
+  # uWSGI, which the preload must activate (uwsgi-core, uwsgi-plugin-python3).
   pkgs+=(libgtest-dev libuv1-dev binutils openssl util-linux mount clang libclang-rt-14-dev
-         curl unzip)
+         curl unzip uwsgi-core uwsgi-plugin-python3)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
