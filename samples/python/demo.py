@@ -146,7 +146,7 @@ def main():
         print(readable(text))
     print("\n===== traces that crossed from one service to the other =====")
     traces = [(name.split()[0], span_names_by_trace(text)) for name, text in outputs]
-    for trace_id, spans in traces[0][1].items():
+    for trace_id in traces[0][1]:
         parts = [f"{service}: {len(t[trace_id])} spans ({t[trace_id][0][0]})"
                  for service, t in traces if trace_id in t]
         if len(parts) > 1:

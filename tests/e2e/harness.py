@@ -283,7 +283,7 @@ class Emitter:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            raise AssertionError("the emitter did not exit")
+            raise AssertionError("the emitter did not exit") from None
         for r in self.readers:
             r.join(5)
         assert_no_sanitizer_report(self.stderr)

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from harness import BUILD, ROOT, SANITIZE
+from harness import BUILD, SANITIZE
 
 C_PROGRAM = r"""
 #include <otelagent/otelagent.h>

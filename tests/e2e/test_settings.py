@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from harness import Emitter, Sink
+from harness import Emitter
 
 DEFAULT_ENDPOINT = "http://localhost:4318/v1/traces"
 

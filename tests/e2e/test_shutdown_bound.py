@@ -8,7 +8,6 @@ import shutil
 import socket
 import subprocess
 import threading
-import time
 
 import pytest
 
@@ -71,7 +70,7 @@ def test_shutdown_is_bounded_when_dns_never_answers(tmp_path):
             proc.kill()
             out, err = proc.communicate()
             raise AssertionError(
-                f"the emitter did not exit within 10 s of starting: {err}")
+                f"the emitter did not exit within 10 s of starting: {err}") from None
         assert proc.returncode == 0, err
         # The name was really being resolved, by our silent server.
         wait_for(lambda: resolver.queries > 0, 5, "a DNS query")

@@ -127,7 +127,7 @@ def test_oversized_span_is_cut_not_lost(agent, exported):
     with agent.start_as_current_span(name) as s:
         for i in range(100):
             s.set_attribute(f"k{i}", "x" * 4000)
-        for i in range(20):
+        for _ in range(20):
             s.add_event("e", {"v": "y" * 3000})
     got = exported.wait([name], s.context.raw[0:16])[name][0]
     assert 0 < len(got.attributes) < 100

@@ -136,7 +136,7 @@ class Server:
             self.proc.kill()
             self.proc.wait()
             raise AssertionError(f"the master did not exit within {timeout} s of SIGTERM:\n"
-                                 + self.output()[-3000:])
+                                 + self.output()[-3000:]) from None
         finally:
             self.log.close()
         return time.monotonic() - t0

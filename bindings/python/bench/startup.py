@@ -47,7 +47,7 @@ def main():
     print("|---|---|---:|---:|---:|")
     for label, argv in commands:
         times = {name: [] for name, _ in configs}
-        for cfg_name, env in configs:  # warm the page cache
+        for _name, env in configs:  # warm the page cache
             spawn_ms(argv, env)
         for _ in range(args.runs):
             for cfg_name, env in configs:
