@@ -228,6 +228,14 @@ def test_a_burst_after_the_server_closed_the_connection_loses_nothing():
             second.close(0)
 
 
+def test_an_endpoint_without_scheme_is_plaintext_when_insecure(grpc_sink):
+    em = grpc_emitter(f"127.0.0.1:{grpc_sink.port}", 10, {"OTEL_EXPORTER_OTLP_INSECURE": "true"})
+    assert em.wait() == 0, em.stderr
+    assert em.stats()["exported"] == 10, em.stderr
+    assert values(grpc_sink.spans()) == list(range(10))
+    assert "otelagent:" not in em.stderr, em.stderr
+
+
 def test_a_plaintext_http1_peer_gets_a_clear_error(sink):
     em = grpc_emitter(sink.endpoint, 10, {"OTELAGENT_E2E_FLUSH_MS": "1500"})
     assert em.wait() == 0, em.stderr
