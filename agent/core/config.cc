@@ -144,6 +144,8 @@ const std::vector<std::string_view> kKeys = {
     "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY",
     "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
     "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE",
+    "OTEL_EXPORTER_OTLP_INSECURE",
+    "OTEL_EXPORTER_OTLP_TRACES_INSECURE",
     "OTEL_TRACES_EXPORTER",
     "OTEL_TRACES_SAMPLER",
     "OTEL_TRACES_SAMPLER_ARG",
@@ -362,14 +364,26 @@ Config config_parse(const Settings &settings, std::vector<std::string> *warnings
   // connect (the method path is fixed), so nothing is appended to it.
   const std::string default_endpoint = grpc ? "http://localhost:4317" : c.endpoint;
   c.endpoint = default_endpoint;
+  // OTLP/gRPC endpoints are commonly written as gRPC targets, host:port
+  // without a scheme; the specification's "insecure" option then chooses
+  // between plaintext and TLS (TLS unless it is true). A scheme, when given,
+  // decides alone, and OTLP/HTTP always needs one.
+  bool insecure = false;
+  p.boolean({"OTEL_EXPORTER_OTLP_TRACES_INSECURE", "OTEL_EXPORTER_OTLP_INSECURE"}, &insecure);
+  auto with_scheme = [&](std::string_view v) {
+    std::string url(v);
+    if (grpc && !url.empty() && url.find("://") == std::string::npos)
+      url.insert(0, insecure ? "http://" : "https://");
+    return url;
+  };
   std::string_view endpoint_var;
   const std::string *endpoint_value = nullptr;
   if (auto *v = p.get({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"}, &endpoint_var)) {
     endpoint_value = v;
-    c.endpoint = std::string(trim(*v));
+    c.endpoint = with_scheme(trim(*v));
   } else if (auto *b = p.get({"OTEL_EXPORTER_OTLP_ENDPOINT"}, &endpoint_var)) {
     endpoint_value = b;
-    std::string base(trim(*b));
+    std::string base = with_scheme(trim(*b));
     if (!grpc) {
       if (base.back() != '/') base += '/';
       base += "v1/traces";
@@ -379,7 +393,7 @@ Config config_parse(const Settings &settings, std::vector<std::string> *warnings
   if (endpoint_value != nullptr) {
     // The value as given is checked: "http://" + "/v1/traces" would name a
     // host "v1".
-    std::string_view given = trim(*endpoint_value);
+    const std::string given = with_scheme(trim(*endpoint_value));
     std::string why = scheme_problem(given);
     if (why.empty() && check_url != nullptr) why = check_url(given);
     if (!why.empty()) {

@@ -141,7 +141,8 @@ HttpTransport::HttpTransport(uv_loop_t *loop, const Config &cfg)
     }
   }
   open_multi();
-  const size_t n = grpc_ ? kGrpcStreams : 1;
+  // With the h2c workaround, one call at a time (see setup_grpc).
+  const size_t n = grpc_ && !h2c_workaround_ ? kGrpcStreams : 1;
   for (size_t i = 0; i < n && multi_ != nullptr; ++i) {
     auto s = std::make_unique<Slot>();
     s->owner = this;
@@ -175,10 +176,6 @@ HttpTransport::~HttpTransport() {
 bool HttpTransport::busy() const {
   size_t in_flight = 0;
   for (const auto &s : slots_) in_flight += s->id != 0;
-  // With the h2c workaround, one request alone until the connection is
-  // known to speak HTTP/2: requests that joined it while it was set up would
-  // each ask for prior knowledge on it.
-  if (h2c_workaround_ && !h2c_live_ && in_flight != 0) return true;
   // A connection to be dropped takes no new request; it goes when idle.
   if (drop_connection_ && in_flight != 0) return true;
   return in_flight == slots_.size();
@@ -397,13 +394,19 @@ void HttpTransport::setup_grpc(Slot &s, std::string_view body, const char *encod
   long version = tls_ ? CURL_HTTP_VERSION_2TLS : CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE;
   // curl before 8.0.0 breaks an h2c connection that a prior-knowledge
   // request reuses (it layers HTTP/2 on it a second time: "Error in the
-  // HTTP2 framing layer", curl/curl#10634). Once a connection is known to
-  // speak HTTP/2, requests ask for plain HTTP/2 instead, which reuses it
-  // as it is; finish() repeats a request that found no connection to reuse
-  // (curl then tried an HTTP/1.1 Upgrade, which gRPC servers refuse).
+  // HTTP2 framing layer", curl/curl#10634), and so every later call on it.
+  // So prior knowledge always opens a new connection, and only a call
+  // answered in HTTP/2 makes the connection reusable: the next call asks
+  // for plain HTTP/2, which reuses it as it is. When that connection has
+  // gone meanwhile, curl opens a new one with an HTTP/1.1 Upgrade, which
+  // gRPC servers refuse: restart_without_upgrade repeats the call.
+  // Calls go one at a time (one slot), so none waits on a connection that
+  // is being replaced. That costs the multiplexing, on curl < 8 over
+  // http:// only.
   s.asked_upgrade = h2c_workaround_ && h2c_live_;
   if (s.asked_upgrade) version = CURL_HTTP_VERSION_2_0;
   curl_easy_setopt(e, CURLOPT_HTTP_VERSION, version);
+  if (h2c_workaround_ && !s.asked_upgrade) curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
   curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
   // Through a host's HTTP proxy, tunnel (CONNECT): a forwarding proxy would
   // speak HTTP/1.1 to the collector.
@@ -494,13 +497,13 @@ bool HttpTransport::restart_without_upgrade(Slot &s, int curl_code) {
   curl_easy_getinfo(s.easy, CURLINFO_NUM_CONNECTS, &connects);
   curl_easy_getinfo(s.easy, CURLINFO_HTTP_VERSION, &version);
   const bool h2 = curl_code == CURLE_OK && version == CURL_HTTP_VERSION_2_0;
-  // An answer in HTTP/2, or a stream the server reset, means an HTTP/2
-  // connection is up. Stays set: a connection that is gone by the next
-  // request is handled below.
-  if (h2 || curl_code == CURLE_HTTP2_STREAM) h2c_live_ = true;
+  // Only a whole answer in HTTP/2 shows the connection fit for reuse. After
+  // a call that failed (a timeout before any answer, a reset, a connection
+  // curl could not set up) the next call opens a new one.
+  h2c_live_ = h2;
   // A request that asked for HTTP/2 but found no connection to reuse went
   // out on a new one as HTTP/1.1 with an Upgrade: it is sent again, once,
-  // as prior knowledge.
+  // with prior knowledge on a new connection.
   if (!s.asked_upgrade || connects == 0 || h2) return false;
   s.asked_upgrade = false;
   s.offset = 0;
@@ -509,6 +512,7 @@ bool HttpTransport::restart_without_upgrade(Slot &s, int curl_code) {
   s.accept_encoding.clear();
   curl_multi_remove_handle(multi_of(multi_), s.easy);
   curl_easy_setopt(s.easy, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
+  curl_easy_setopt(s.easy, CURLOPT_FRESH_CONNECT, 1L);
   return curl_multi_add_handle(multi_of(multi_), s.easy) == CURLM_OK;
 }
 

@@ -5,7 +5,8 @@
 // http/protobuf: one request at a time on one kept-alive HTTP/1.1
 // connection. grpc: HTTP/2 (prior knowledge for http://, ALPN h2 for
 // https://), up to kGrpcStreams calls multiplexed on one connection that is
-// reused across exports; each call is one length-prefixed
+// reused across exports (one call at a time with curl < 8 over http://,
+// see setup_grpc); each call is one length-prefixed
 // ExportTraceServiceRequest, and its status is read from the trailers (or
 // from the headers of a trailers-only answer). Exporter thread only.
 #pragma once
@@ -106,7 +107,7 @@ class HttpTransport {
   const bool tls_;
   std::string url_;
   bool h2c_workaround_ = false;   // curl < 8.0.0 over http:// (see setup_grpc)
-  bool h2c_live_ = false;         // a request has gone over an HTTP/2 connection
+  bool h2c_live_ = false;         // the last call was answered in HTTP/2
   bool drop_connection_ = false;  // close the connection once no request uses it
   void *multi_ = nullptr;         // CURLM*
   std::vector<std::unique_ptr<Slot>> slots_;

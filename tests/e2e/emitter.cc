@@ -5,6 +5,8 @@
 //   emitter fork            a span in the parent, a fork, spans in both
 //   emitter forkstorm       forks five children while a thread emits
 //   emitter long            one span with a value over the internal cap
+//   emitter pause N M       N spans, flush, print "paused", wait for a line on
+//                           stdin (the test changes the server meanwhile), then M
 // It prints "emitted" when the spans are queued, then flushes (OTELAGENT_E2E_FLUSH_MS,
 // default 30000) and prints its statistics as one JSON line.
 #include <otelagent/otelagent.hpp>
@@ -166,6 +168,14 @@ int main(int argc, char **argv) {
     waitpid(pid, &status, 0);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return 4;
     emit_bulk(1);
+  } else if (mode == "pause") {
+    emit_bulk(argc > 2 ? std::atol(argv[2]) : 100);
+    otelagent_flush(flush_ms);
+    std::printf("paused\n");
+    std::fflush(stdout);
+    char line[16];
+    if (std::fgets(line, sizeof line, stdin) == nullptr) return 5;
+    emit_bulk(argc > 3 ? std::atol(argv[3]) : 100);
   } else if (mode == "long") {
     otelagent::Span s("long");
     s.set("big", std::string(OTELAGENT_MAX_VALUE_BYTES + 500, 'x'));

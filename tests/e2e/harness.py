@@ -248,6 +248,7 @@ class Emitter:
     """The emitter program; `stats` holds its JSON statistics lines."""
 
     def __init__(self, mode, endpoint, env=None, args=()):
+        """Mode "pause" reads a line from stdin: see resume()."""
         full_env = host_env()
         full_env.update({
             "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
@@ -256,7 +257,8 @@ class Emitter:
         })
         full_env.update(env or {})
         self.proc = subprocess.Popen([EMITTER, mode, *args], env=full_env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
+                                     stderr=subprocess.PIPE, text=True,
+                                     stdin=subprocess.PIPE if mode == "pause" else None)
         self.lines = []
         self.err_lines = []
         self.readers = [
@@ -274,6 +276,11 @@ class Emitter:
     @property
     def stderr(self):
         return "\n".join(self.err_lines)
+
+    def resume(self):
+        """Lets a paused emitter emit its second part."""
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.close()
 
     def emitted(self):
         return "emitted" in self.lines

@@ -16,10 +16,10 @@ from harness import Emitter, GrpcSink, Sink, free_port, rpc_status_details, wait
 C = grpc.StatusCode
 
 
-def grpc_emitter(endpoint, n, env=None, args=()):
+def grpc_emitter(endpoint, n, env=None, args=(), mode="bulk"):
     full = {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTELAGENT_RETRY_INITIAL_MS": "10"}
     full.update(env or {})
-    return Emitter("bulk", endpoint, full, [str(n), *args])
+    return Emitter(mode, endpoint, full, [str(n), *args])
 
 
 @pytest.fixture
@@ -130,18 +130,35 @@ def test_zstd_refused_falls_back_to_gzip(grpc_sink):
     assert em.stderr.count("does not accept zstd") == 1
 
 
-def test_calls_are_multiplexed_on_one_reused_connection(grpc_sink):
+def curl_before_8():
+    import ctypes
+    version = ctypes.CDLL("libcurl.so.4").curl_version
+    version.restype = ctypes.c_char_p
+    return int(version().decode().split("/")[1].split(".")[0]) < 8
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["h2c", "h2"])
+def test_calls_are_multiplexed_on_one_reused_connection(tls, certificate):
     # Each answer takes a while, so the exporter has several calls in flight.
-    grpc_sink.script = [{"delay": 0.3} for _ in range(12)]
-    em = grpc_emitter(grpc_sink.endpoint, 2400, {"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "200",
-                                                 "OTELAGENT_RING_BYTES": str(8 << 20)})
-    assert em.wait() == 0, em.stderr
-    stats = em.stats()
-    assert stats["exported"] == 2400 and stats["retries"] == 0, (stats, em.stderr)
-    assert values(grpc_sink.spans()) == list(range(2400))
-    assert len(grpc_sink.requests) == 12
-    assert len({peer for _, peer, _, _ in grpc_sink.requests}) == 1  # one connection
-    assert grpc_sink.max_active > 1  # streams in flight together
+    sink = GrpcSink([{"delay": 0.3} for _ in range(12)], tls=certificate if tls else None)
+    try:
+        em = grpc_emitter(sink.endpoint, 2400, {"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "200",
+                                                "OTELAGENT_RING_BYTES": str(8 << 20),
+                                                "OTEL_EXPORTER_OTLP_CERTIFICATE": certificate[0]})
+        assert em.wait() == 0, em.stderr
+        stats = em.stats()
+        assert stats["exported"] == 2400 and stats["retries"] == 0, (stats, em.stderr)
+        assert values(sink.spans()) == list(range(2400))
+        assert len(sink.requests) == 12
+        assert len({peer for _, peer, _, _ in sink.requests}) == 1  # one connection
+        # curl < 8 over http:// sends one call at a time (http_transport.cc,
+        # setup_grpc: the h2c workaround).
+        if tls or not curl_before_8():
+            assert sink.max_active > 1  # streams in flight together
+        else:
+            assert sink.max_active == 1
+    finally:
+        sink.close(0)
 
 
 def test_a_server_going_away_mid_call_loses_nothing():
@@ -166,6 +183,57 @@ def test_a_server_going_away_mid_call_loses_nothing():
         first.close(0)
         if second:
             second.close(0)
+
+
+def test_a_first_call_that_times_out_does_not_stick_to_its_connection():
+    """The first call on a new connection gets no answer in time. Its retry
+    must reach the server: with curl < 8 over http://, reusing the
+    connection the timed-out call left would fail locally for good."""
+    sink = GrpcSink([{"delay": 4}])
+    try:
+        em = grpc_emitter(sink.endpoint, 10, {"OTEL_EXPORTER_OTLP_TIMEOUT": "2000",
+                                              "OTELAGENT_E2E_FLUSH_MS": "15000"})
+        assert em.wait() == 0, em.stderr
+        stats = em.stats()
+        assert stats["exported"] == 10 and stats["retries"] == 1, (stats, em.stderr)
+        assert len(sink.requests) == 2
+    finally:
+        sink.close(0)
+
+
+def test_a_burst_after_the_server_closed_the_connection_loses_nothing():
+    """The server closes the idle connection (a restart here; an idle timeout
+    does the same), then several batches are ready at once: they all get
+    through on the new connection, without a transport error or retry."""
+    port = free_port()
+    first = GrpcSink(port=port)
+    second = None
+    em = grpc_emitter(first.endpoint, 100, {"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "100",
+                                            "OTELAGENT_E2E_FLUSH_MS": "15000"},
+                      args=["600"], mode="pause")
+    try:
+        wait_for(lambda: "paused" in em.lines, 30, "the first part")
+        assert values(first.spans()) == list(range(100))
+        first.close(0)
+        second = GrpcSink(port=port)
+        em.resume()
+        assert em.wait() == 0, em.stderr
+        stats = em.stats()
+        assert stats["exported"] == 700 and stats["retries"] == 0, (stats, em.stderr)
+        assert values(second.spans()) == list(range(600))
+        assert "otelagent:" not in em.stderr, em.stderr
+    finally:
+        first.close(0)
+        if second:
+            second.close(0)
+
+
+def test_an_endpoint_without_scheme_is_plaintext_when_insecure(grpc_sink):
+    em = grpc_emitter(f"127.0.0.1:{grpc_sink.port}", 10, {"OTEL_EXPORTER_OTLP_INSECURE": "true"})
+    assert em.wait() == 0, em.stderr
+    assert em.stats()["exported"] == 10, em.stderr
+    assert values(grpc_sink.spans()) == list(range(10))
+    assert "otelagent:" not in em.stderr, em.stderr
 
 
 def test_a_plaintext_http1_peer_gets_a_clear_error(sink):

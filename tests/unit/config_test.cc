@@ -393,6 +393,57 @@ TEST(Config, GrpcProtocolDefaultsFollowTheSpecification) {
   EXPECT_TRUE(w.empty());
 }
 
+TEST(Config, AGrpcEndpointWithoutSchemeTakesItFromInsecure) {
+  std::vector<std::string> w;
+  Config c = config_parse(
+      {{"OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"}, {"OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317"}},
+      &w);
+  EXPECT_EQ(c.endpoint, "https://collector:4317");
+  EXPECT_TRUE(w.empty()) << w[0];
+  c = config_parse({{"OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"},
+                    {"OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317"},
+                    {"OTEL_EXPORTER_OTLP_INSECURE", "TRUE"}},
+                   &w);
+  EXPECT_EQ(c.endpoint, "http://collector:4317");
+  EXPECT_TRUE(w.empty()) << w[0];
+  // The signal's own variables win.
+  c = config_parse({{"OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"},
+                    {"OTEL_EXPORTER_OTLP_ENDPOINT", "other:4317"},
+                    {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "collector:4317"},
+                    {"OTEL_EXPORTER_OTLP_INSECURE", "true"},
+                    {"OTEL_EXPORTER_OTLP_TRACES_INSECURE", "false"}},
+                   &w);
+  EXPECT_EQ(c.endpoint, "https://collector:4317");
+  EXPECT_TRUE(w.empty()) << w[0];
+  // A scheme decides alone.
+  c = config_parse({{"OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"},
+                    {"OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4317"},
+                    {"OTEL_EXPORTER_OTLP_INSECURE", "true"}},
+                   &w);
+  EXPECT_EQ(c.endpoint, "https://collector:4317");
+  c = config_parse({{"OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"},
+                    {"OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"}},
+                   &w);
+  EXPECT_EQ(c.endpoint, "http://collector:4317");
+  EXPECT_TRUE(w.empty()) << w[0];
+  // Not a boolean: one warning, and TLS.
+  c = config_parse({{"OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"},
+                    {"OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317"},
+                    {"OTEL_EXPORTER_OTLP_INSECURE", "yes"}},
+                   &w);
+  EXPECT_EQ(c.endpoint, "https://collector:4317");
+  ASSERT_EQ(w.size(), 1u);
+  EXPECT_NE(w[0].find("OTEL_EXPORTER_OTLP_INSECURE"), std::string::npos) << w[0];
+  w.clear();
+  // OTLP/HTTP endpoints are URLs: insecure does not apply.
+  c = config_parse(
+      {{"OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318"}, {"OTEL_EXPORTER_OTLP_INSECURE", "true"}},
+      &w);
+  EXPECT_EQ(c.endpoint, "http://localhost:4318/v1/traces");
+  ASSERT_EQ(w.size(), 1u);
+  EXPECT_NE(w[0].find("is not an http(s) URL"), std::string::npos) << w[0];
+}
+
 TEST(Config, AProtocolOnTheOtherProtocolsPortGetsOneWarning) {
   std::vector<std::string> w;
   config_parse({{"OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"},
