@@ -2,6 +2,9 @@
 decoded with opentelemetry-proto."""
 
 import asyncio
+import subprocess
+import sys
+import textwrap
 import threading
 import uuid
 
@@ -307,3 +310,41 @@ print("ok")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout + r.stderr
     assert "restarted" in r.stderr and "after-shutdown" not in r.stderr  # console exporter
+
+
+def test_a_signal_handler_runs_during_a_long_flush(tmp_path):
+    """flush() waits in slices, so a SIGTERM-style handler (a container stop)
+    runs while an export hangs, not only after the flush's whole timeout."""
+    code = textwrap.dedent("""
+        import signal, socket, sys, time
+        import otelagent
+        hang = socket.socket()
+        hang.bind(("127.0.0.1", 0))
+        hang.listen(8)  # accepts (backlog) and never answers
+        otelagent.start({"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{hang.getsockname()[1]}",
+                         "OTEL_EXPORTER_OTLP_TIMEOUT": "120000", "OTELAGENT_LOG": "none"})
+        with otelagent.start_as_current_span("pending"):
+            pass
+
+        class Stop(Exception):
+            pass
+
+        def on_alarm(signum, frame):
+            raise Stop()
+
+        signal.signal(signal.SIGALRM, on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        t0 = time.monotonic()
+        try:
+            otelagent.flush(120000)
+            print("flush returned")
+        except Stop:
+            print(f"handler ran after {time.monotonic() - t0:.1f} s")
+        sys.stdout.flush()
+        otelagent.shutdown(0)
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=100)
+    assert r.returncode == 0, r.stderr
+    # Without slices the handler could only run once the 120 s flush ended:
+    # this run's own timeout (100 s) would have killed it first.
+    assert r.stdout.startswith("handler ran after"), r.stdout + r.stderr

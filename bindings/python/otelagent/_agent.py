@@ -3,6 +3,7 @@
 import ctypes
 import os
 import threading
+import time
 
 from . import _ffi
 from ._errors import check, error_for
@@ -100,7 +101,7 @@ def _flush_before_os_exit():
         # NOT_STARTED or nothing queued returns at once; the GIL is released
         # while the exporter sends.
         try:
-            _ffi.flush(exit_timeout_ms())
+            _flush_in_slices(exit_timeout_ms())
         finally:
             real(status)
 
@@ -114,12 +115,27 @@ def flush(timeout_ms=5000):
     counted), at most `timeout_ms`. Returns False on timeout, or when the
     exporter could not be started (logged by the library; the spans stay
     queued and the start is tried again). The GIL is released meanwhile."""
-    rc = _ffi.flush(int(timeout_ms))
+    rc = _flush_in_slices(int(timeout_ms))
     if rc in (0, -2):  # OK; NOT_STARTED: nothing is pending
         return True
     if rc in (-8, -15):  # TIMEOUT, EXPORTER_DOWN
         return False
     raise error_for(rc, "otelagent_flush")
+
+
+_SLICE_MS = 100
+
+
+def _flush_in_slices(timeout_ms):
+    """otelagent_flush() for at most `timeout_ms`, in slices of 100 ms:
+    Python runs signal handlers only between calls, so a SIGTERM handler (a
+    container stop) runs within a slice instead of after the whole flush."""
+    deadline = time.monotonic() + timeout_ms / 1000
+    while True:
+        left = int((deadline - time.monotonic()) * 1000)
+        rc = _ffi.flush(max(0, min(_SLICE_MS, left)))
+        if rc != -8 or left <= _SLICE_MS:  # anything but TIMEOUT, or the deadline
+            return rc
 
 
 def shutdown(timeout_ms=5000):
@@ -129,7 +145,11 @@ def shutdown(timeout_ms=5000):
     started again."""
     from . import _tracing
     _tracing.set_fast_path(False)
-    rc = _ffi.shutdown(int(timeout_ms))
+    # The flush part in slices (signal handlers run in between), then the
+    # stop with what is left of the time.
+    deadline = time.monotonic() + int(timeout_ms) / 1000
+    _flush_in_slices(int(timeout_ms))
+    rc = _ffi.shutdown(max(0, int((deadline - time.monotonic()) * 1000)))
     if rc in (0, -2):
         return True
     if rc in (-8, -15):
