@@ -2,7 +2,6 @@
 loopback sink; every body is decoded with the official opentelemetry-proto."""
 
 import json
-import subprocess
 import time
 
 import pytest
@@ -164,15 +163,6 @@ def test_span_times_are_wall_clock_times(sink, clock):
         assert before - 5_000_000 <= s.start_time_unix_nano <= s.end_time_unix_nano <= after + 5_000_000
     starts = [s.start_time_unix_nano for s in sorted(spans, key=lambda s: s.attributes[0].value.int_value)]
     assert starts == sorted(starts)  # emitted one after another
-
-
-@pytest.fixture
-def certificate(tmp_path):
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
-    return str(cert), str(key)
 
 
 def test_https_with_the_configured_certificate(certificate):

@@ -245,16 +245,6 @@ def test_a_plaintext_http1_peer_gets_a_clear_error(sink):
     assert "10 queued spans" in em.stderr  # dropped and counted at shutdown
 
 
-@pytest.fixture
-def certificate(tmp_path):
-    import subprocess
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
-    return str(cert), str(key)
-
-
 def test_a_tls_peer_without_h2_is_refused_and_the_batch_dropped(certificate):
     tls_sink = Sink(tls=certificate)  # http.server: no ALPN, so HTTP/1.1
     try:
