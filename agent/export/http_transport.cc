@@ -524,9 +524,14 @@ void HttpTransport::finish(Slot &s, int curl_code) {
     try {
       r.error = curl_easy_strerror(static_cast<CURLcode>(curl_code));
       // What curl reports when an HTTP/2 client meets a server that speaks
-      // HTTP/1.1 only (the OTLP/HTTP port, for one).
+      // HTTP/1.1 only (the OTLP/HTTP port, for one). Such a server may also
+      // close the connection while curl still sends, or before curl reads:
+      // a send or receive error from an endpoint that never answered in
+      // HTTP/2 gets the same hint.
+      const bool never_h2 =
+          !h2_answered_ && (curl_code == CURLE_SEND_ERROR || curl_code == CURLE_RECV_ERROR);
       if (grpc_ && (curl_code == CURLE_HTTP2 || curl_code == CURLE_GOT_NOTHING ||
-                    curl_code == CURLE_WEIRD_SERVER_REPLY))
+                    curl_code == CURLE_WEIRD_SERVER_REPLY || never_h2))
         r.error += "; OTLP/gRPC needs a peer that speaks HTTP/2";
     } catch (...) {
       // The description is only for the log.
@@ -559,6 +564,7 @@ void HttpTransport::finish(Slot &s, int curl_code) {
   long version = 0;
   curl_easy_getinfo(e, CURLINFO_HTTP_VERSION, &version);
   r.outcome.not_http2 = version != CURL_HTTP_VERSION_2_0 && version != CURL_HTTP_VERSION_3;
+  if (!r.outcome.not_http2) h2_answered_ = true;
   bool compressed = false;
   std::string_view message;
   if (grpc_first_message(r.body, &compressed, &message)) {

@@ -108,6 +108,7 @@ class HttpTransport {
   std::string url_;
   bool h2c_workaround_ = false;   // curl < 8.0.0 over http:// (see setup_grpc)
   bool h2c_live_ = false;         // the last call was answered in HTTP/2
+  bool h2_answered_ = false;      // some call was answered in HTTP/2 (grpc)
   bool drop_connection_ = false;  // close the connection once no request uses it
   void *multi_ = nullptr;         // CURLM*
   std::vector<std::unique_ptr<Slot>> slots_;
