@@ -80,6 +80,13 @@ class SpscRing {
     return n;
   }
 
+  // Consumer, in two phases (the disk spool's write-ahead: a record's space
+  // is freed only once the record is safe elsewhere): read() calls fn for the
+  // records after those already read, at most `max_records`, without freeing
+  // them; release() frees everything read so far. TO BE IMPLEMENTED (issue 8).
+  //   template <typename Fn> size_t read(Fn &&fn, size_t max_records);
+  //   void release();
+
   // Bytes in use; approximate when called off the consumer thread.
   size_t used() const {
     return static_cast<size_t>(head_.load(std::memory_order_acquire) -

@@ -1,0 +1,60 @@
+// Rings backed by files in the spool directory, so that a span that has
+// ended survives kill -9 of its process. A host thread's push into such a
+// ring is the same plain store as into anonymous memory (the mapping is
+// MAP_SHARED, populated and its blocks reserved up front, so a store never
+// faults for want of disk); when the process dies the page cache keeps what
+// was written, and the next process started with the same directory reads
+// the records between the ring's released tail and its published head,
+// converts their times with the clock pairs saved in the file's header, and
+// spools them.
+//
+// Which side runs what: ring_files_configure and the creation of a backed
+// ring are cold paths of a host thread (agent start; a thread's first span);
+// ring_files_note_clock and ring_files_recover run on the exporter thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/clock.h"
+
+namespace otelagent {
+
+// Rings of threads registered from now on are backed by files in `dir`
+// (empty: anonymous memory, as without a spool). `resource_body` (the
+// encoded OTLP Resource) and `base` are written in each file's header.
+// A ring whose file cannot be made (no room, read-only) falls back to
+// anonymous memory with one warning.
+void ring_files_configure(const std::string &dir, std::string_view resource_body, ClockPair base);
+
+// Saves `now` in every backed ring's header: records ended before it are
+// converted by interpolation after a crash, later ones by extrapolation.
+void ring_files_note_clock(const ClockPair &now);
+
+// The content of a dead process's ring, read with every length bounded.
+struct RecoveredRing {
+  std::string resource_body;
+  ClockPair base, last;
+  std::vector<std::string> records;  // packed span records, as pushed
+};
+
+// Every ring file in `dir` whose owner is no longer alive (its flock is
+// free): calls fn with what it holds; when fn returns true the file is
+// removed. A file that is not a ring file of ours, or is damaged, is counted
+// in *corrupt (when not null) and removed. Returns the number of files read.
+size_t ring_files_recover(const std::string &dir,
+                          const std::function<bool(const RecoveredRing &)> &fn, uint64_t *corrupt);
+
+// In a fork child, before any other thread exists: the rings the child
+// inherited are shared mappings of the parent's files; each is replaced (at
+// the same address) by a file of the child's own, empty. Descriptors
+// inherited from the parent are closed.
+void ring_files_after_fork_child();
+
+// The ring-file format, for the fuzzer and the tests: parses one whole file.
+bool parse_ring_file(std::string_view file, RecoveredRing *out);
+
+}  // namespace otelagent
