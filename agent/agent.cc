@@ -28,6 +28,7 @@
 
 #include "core/clock.h"
 #include "core/log.h"
+#include "core/ring_file.h"
 #include "core/thread_state.h"
 #include "export/exporter.h"
 #include "export/http_transport.h"
@@ -202,6 +203,33 @@ void at_fork_child() {
   log_reset_once();
 }
 
+// One line at shutdown when anything was dropped, by reason.
+void log_drop_summary() {
+  otelagent_stats s{};
+  stats_get(&s);
+  const uint64_t dropped =
+      s.spans_dropped_ring_full + s.spans_dropped_span_limit + s.spans_dropped_rejected +
+      s.spans_dropped_export_failed + s.spans_dropped_shutdown + s.spans_dropped_thread_exit +
+      s.spans_dropped_queue_full + s.spans_dropped_spool_full + s.spans_dropped_spool_corrupt;
+  if (dropped == 0 && s.spool_segments_corrupt == 0) return;
+  log_warn(
+      "shutdown: %llu spans were dropped in this process's life (ring full %llu, open-span limit "
+      "%llu, queue full %llu, rejected %llu, export failed %llu, at shutdown %llu, thread exit "
+      "%llu, spool full %llu, spool corrupt %llu; corrupt segments %llu); %llu exported",
+      static_cast<unsigned long long>(dropped),
+      static_cast<unsigned long long>(s.spans_dropped_ring_full),
+      static_cast<unsigned long long>(s.spans_dropped_span_limit),
+      static_cast<unsigned long long>(s.spans_dropped_queue_full),
+      static_cast<unsigned long long>(s.spans_dropped_rejected),
+      static_cast<unsigned long long>(s.spans_dropped_export_failed),
+      static_cast<unsigned long long>(s.spans_dropped_shutdown),
+      static_cast<unsigned long long>(s.spans_dropped_thread_exit),
+      static_cast<unsigned long long>(s.spans_dropped_spool_full),
+      static_cast<unsigned long long>(s.spans_dropped_spool_corrupt),
+      static_cast<unsigned long long>(s.spool_segments_corrupt),
+      static_cast<unsigned long long>(s.spans_exported));
+}
+
 void at_exit() {
   uint32_t timeout_ms;
   {
@@ -283,6 +311,13 @@ int start(const std::map<std::string, std::string, std::less<>> &settings) {
   rt->use_tsc = rt->cfg.allow_tsc && tsc_usable();
   rt->clock_base = clock_pair();
   thread_states_set_ring_bytes(rt->cfg.ring_bytes);
+  // With a spool, the rings of threads registered from now on are files in
+  // it, so that ended spans survive the process (see core/ring_file.h).
+  if (!rt->disabled && !rt->cfg.spool_dir.empty() && rt->cfg.exporter == ExporterKind::kOtlp)
+    ring_files_configure(rt->cfg.spool_dir, encode_resource(resource_attributes(rt->cfg)),
+                         rt->clock_base);
+  else
+    ring_files_configure(std::string(), std::string_view(), ClockPair{});
   if (!g_life.hooks_installed) {
     http_global_init();
     pthread_atfork(nullptr, nullptr, at_fork_child);
@@ -348,14 +383,17 @@ int shutdown(uint32_t timeout_ms) {
   while (g_wakers.load() != 0) std::this_thread::yield();
   switch (e->stop(timeout_ms, kTeardownMs)) {
     case Exporter::StopResult::kFlushed:
-      return rc;
+      break;
     case Exporter::StopResult::kTimeout:
-      return OTELAGENT_E_TIMEOUT;
+      rc = OTELAGENT_E_TIMEOUT;
+      break;
     case Exporter::StopResult::kAbandoned:
       log_warn("shutdown: the exporter thread did not end within %u ms and was left behind",
                timeout_ms + kTeardownMs);
-      return OTELAGENT_E_TIMEOUT;
+      rc = OTELAGENT_E_TIMEOUT;
+      break;
   }
+  log_drop_summary();
   return rc;
 }
 
@@ -394,6 +432,20 @@ void stats_get(otelagent_stats *s) {
   s->bytes_sent = c.bytes_sent.load(std::memory_order_relaxed);
   s->values_truncated += c.truncated.load(std::memory_order_relaxed);
   s->spans_dropped_queue_full = c.queue_full.load(std::memory_order_relaxed);
+  const SpoolCounters &sc = spool_counters();
+  s->spans_spooled = sc.spans_spooled.load(std::memory_order_relaxed);
+  s->spans_replayed = c.replayed.load(std::memory_order_relaxed);
+  s->spans_dropped_spool_full = sc.spans_dropped_full.load(std::memory_order_relaxed);
+  s->spans_dropped_spool_corrupt = sc.spans_dropped_corrupt.load(std::memory_order_relaxed);
+  s->spool_segments_corrupt = sc.segments_corrupt.load(std::memory_order_relaxed);
+  s->spans_spool_write_failed = c.spool_write_failed.load(std::memory_order_relaxed);
+  s->spool_bytes = sc.bytes.load(std::memory_order_relaxed);
+  if (const uint64_t oldest = sc.oldest_unix_ns.load(std::memory_order_relaxed); oldest != 0) {
+    const uint64_t now = now_unix_nano();
+    s->spool_oldest_age_ms = now > oldest ? (now - oldest) / 1000000u : 0;
+  }
+  s->export_latency_us_last = c.latency_us_last.load(std::memory_order_relaxed);
+  s->export_latency_us_max = c.latency_us_max.load(std::memory_order_relaxed);
   const uint64_t done = c.completed();
   s->queue_depth = queued > done ? queued - done : 0;
 }

@@ -100,6 +100,22 @@ class Parser {
     *out = static_cast<uint32_t>(n);
   }
 
+  void number64(std::string_view key, uint64_t *out, uint64_t min, uint64_t max) {
+    const std::string *v = get({key}, &key);
+    if (!v) return;
+    std::string t(trim(*v));
+    char *end = nullptr;
+    errno = 0;
+    unsigned long long n = std::strtoull(t.c_str(), &end, 10);
+    if (errno != 0 || end == t.c_str() || *end != '\0' || t[0] == '-' || n < min || n > max) {
+      warn(key, *v,
+           "is not a whole number from " + std::to_string(min) + " to " + std::to_string(max),
+           std::to_string(*out));
+      return;
+    }
+    *out = n;
+  }
+
   template <typename E>
   void choice(std::initializer_list<std::string_view> keys,
               std::initializer_list<std::pair<std::string_view, E>> options, E *out,
@@ -170,6 +186,8 @@ const std::vector<std::string_view> kKeys = {
     "OTELAGENT_RETRY_INITIAL_MS",
     "OTELAGENT_RETRY_MAX_MS",
     "OTELAGENT_RETRY_MAX_ELAPSED_MS",
+    "OTELAGENT_SPOOL_DIR",
+    "OTELAGENT_SPOOL_MAX_BYTES",
 };
 
 int hex_value(char c) {
@@ -529,6 +547,8 @@ Config config_parse(const Settings &settings, std::vector<std::string> *warnings
   p.number({"OTELAGENT_RETRY_MAX_MS"}, &c.retry_max_ms, 1, 600000);
   p.number({"OTELAGENT_RETRY_MAX_ELAPSED_MS"}, &c.retry_max_elapsed_ms, 0, 3600000);
   if (c.retry_max_ms < c.retry_initial_ms) c.retry_max_ms = c.retry_initial_ms;
+  if (auto *v = p.get({"OTELAGENT_SPOOL_DIR"})) c.spool_dir = std::string(trim(*v));
+  p.number64("OTELAGENT_SPOOL_MAX_BYTES", &c.spool_max_bytes, 64 * 1024, uint64_t{1} << 40);
   return c;
 }
 

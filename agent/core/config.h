@@ -69,6 +69,9 @@ struct Config {
   uint32_t retry_initial_ms = 1000;
   uint32_t retry_max_ms = 30000;
   uint32_t retry_max_elapsed_ms = 300000;
+  // The disk spool: off when empty (the plain library's default).
+  std::string spool_dir;
+  uint64_t spool_max_bytes = uint64_t{256} << 20;
 };
 
 using Settings = std::map<std::string, std::string, std::less<>>;

@@ -23,6 +23,7 @@ enum class Once : uint32_t {
   kExporterStart,
   kExporterFault,
   kQueueFull,
+  kSpoolOpen,
   kCount
 };
 

@@ -8,6 +8,8 @@
 
 #include "core/clock.h"
 #include "core/log.h"
+#include "core/record.h"
+#include "core/ring_file.h"
 #include "core/thread_state.h"
 #include "export/console.h"
 #include "export/grpc_wire.h"
@@ -30,8 +32,23 @@ void add(std::atomic<uint64_t> &c, uint64_t n) {
   c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
 }
 
+// Durable mode keeps at most this many batches in memory.
+constexpr size_t kMaxBatchesInMemory = 16;
+// After a failed spool write, how long the exporter runs as without a spool
+// before it tries writing again.
+constexpr uint64_t kSpoolRetryMs = 5000;
+
+uint64_t now_us() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000u + static_cast<uint64_t>(ts.tv_nsec) / 1000u;
+}
+
 uint64_t total_drops() {
-  uint64_t n = g_counters.rejected.load() + g_counters.failed.load() + g_counters.queue_full.load();
+  const SpoolCounters &sc = spool_counters();
+  uint64_t n = g_counters.rejected.load() + g_counters.failed.load() +
+               g_counters.queue_full.load() + sc.spans_dropped_full.load() +
+               sc.spans_dropped_corrupt.load();
   for (ThreadState *s = thread_states(); s != nullptr; s = s->next)
     n += s->ring_full.get() + s->span_limit.get();
   return n;
@@ -40,14 +57,18 @@ uint64_t total_drops() {
 
 void ExportCounters::reset() {
   for (auto *c : {&exported, &rejected, &failed, &shutdown_dropped, &printed, &requests, &retries,
-                  &bytes_sent, &truncated, &queue_full})
+                  &bytes_sent, &truncated, &queue_full, &replayed, &spool_lost, &left_in_spool,
+                  &foreign_done, &latency_us_last, &latency_us_max, &spool_write_failed})
     c->store(0, std::memory_order_relaxed);
 }
 
 uint64_t ExportCounters::completed() const {
   return exported.load(std::memory_order_relaxed) + rejected.load(std::memory_order_relaxed) +
          failed.load(std::memory_order_relaxed) + shutdown_dropped.load(std::memory_order_relaxed) +
-         printed.load(std::memory_order_relaxed) + queue_full.load(std::memory_order_relaxed);
+         printed.load(std::memory_order_relaxed) + queue_full.load(std::memory_order_relaxed) +
+         spool_lost.load(std::memory_order_relaxed) +
+         left_in_spool.load(std::memory_order_relaxed) -
+         foreign_done.load(std::memory_order_relaxed);
 }
 
 ExportCounters &export_counters() {
@@ -57,6 +78,8 @@ ExportCounters &export_counters() {
 void exporter_after_fork_child() {
   // The parent's exporter thread may have held it; that thread is gone.
   new (&g_consumer_mu) std::mutex();
+  spool_after_fork_child();
+  spool_counters().reset();
 }
 
 Exporter::Exporter(const Config &cfg, std::string resource_body, ClockPair clock_base,
@@ -162,6 +185,8 @@ void Exporter::run() {
         self->guarded([self] { self->report_drops(); });
       },
       30000, 30000);
+  if (!cfg_.spool_dir.empty() && cfg_.exporter == ExporterKind::kOtlp)
+    guarded([this] { open_spool(); });
   guarded([this] { pump(); });
   uv_run(&loop_, UV_RUN_DEFAULT);
   uv_loop_close(&loop_);
@@ -179,8 +204,14 @@ void Exporter::drain_rings() {
   for (ThreadState *s = thread_states(); s != nullptr; s = s->next) rings_.push_back(&s->ring);
   const size_t n = rings_.size();
   if (n == 0) return;
-  const size_t cap = cfg_.max_queue_size;
-  auto room = [&] { return cap > held() ? cap - held() : 0; };
+  // Durable mode reads (without freeing) only what makes up the next batch;
+  // the rest waits in the ring files, which are as safe as the spool.
+  const bool two_phase = durable();
+  const size_t cap = two_phase ? cfg_.max_export_batch_size : cfg_.max_queue_size;
+  auto room = [&] {
+    const size_t h = two_phase ? pending_offsets_.size() : held();
+    return cap > h ? cap - h : 0;
+  };
   auto keep = [this](const uint8_t *data, uint32_t len) noexcept {
     // A record that cannot be copied (memory is short) is dropped and
     // counted, so that the ring still moves on.
@@ -202,14 +233,20 @@ void Exporter::drain_rings() {
   // Round robin: each pass starts one ring further, and every ring first gets
   // an equal share of the room, so that no thread (old or new) takes all the
   // drops.
+  auto take = [&](SpscRing *ring, size_t max) {
+    if (!two_phase) return ring->consume(keep, max);
+    const size_t got = ring->read(keep, max);
+    if (got != 0) read_unreleased_ = true;
+    return got;
+  };
   const size_t first = drain_start_++ % n;
   if (size_t r = room(); r != 0) {
     const size_t quota = std::max<size_t>(1, r / n);
     for (size_t i = 0; i < n && room() != 0; ++i)
-      rings_[(first + i) % n]->consume(keep, std::min(quota, room()));
+      take(rings_[(first + i) % n], std::min(quota, room()));
   }
-  for (size_t i = 0; i < n && room() != 0; ++i) rings_[(first + i) % n]->consume(keep, room());
-  if (room() != 0) return;
+  for (size_t i = 0; i < n && room() != 0; ++i) take(rings_[(first + i) % n], room());
+  if (room() != 0 || two_phase) return;
   // The queue is full (the collector is down or slow). What fits in a ring
   // stays there, a burst the exporter catches up with later; but a ring more
   // than half full is emptied here and its spans dropped, so that no ring
@@ -228,14 +265,198 @@ void Exporter::drain_rings() {
   }
 }
 
-void Exporter::convert_times(uint8_t *r) {
+void Exporter::convert_times(uint8_t *r, const ClockPair &base, const ClockPair &now) {
   const uint16_t flags = load_u16(r + rec::kInternal);
   if (flags == 0) return;
   if (flags & rec::kStartIsTsc)
-    store_u64(r + rec::kStart, tsc_to_unix(load_u64(r + rec::kStart), clock_base_, clock_now_));
+    store_u64(r + rec::kStart, tsc_to_unix(load_u64(r + rec::kStart), base, now));
   if (flags & rec::kEndIsTsc)
-    store_u64(r + rec::kEnd, tsc_to_unix(load_u64(r + rec::kEnd), clock_base_, clock_now_));
+    store_u64(r + rec::kEnd, tsc_to_unix(load_u64(r + rec::kEnd), base, now));
   store_u16(r + rec::kInternal, 0);
+}
+
+void Exporter::release_rings() {
+  if (!read_unreleased_) return;
+  std::unique_lock<std::mutex> consumer(g_consumer_mu, std::try_to_lock);
+  if (!consumer.owns_lock() || abandoned()) return;
+  for (ThreadState *s = thread_states(); s != nullptr; s = s->next) s->ring.release();
+  read_unreleased_ = false;
+}
+
+void Exporter::cut_all() {
+  while (!pending_offsets_.empty())
+    cut(std::min<size_t>(pending_offsets_.size(), cfg_.max_export_batch_size));
+  // Every record read is now in a segment (or, if the spool failed, in
+  // memory as without one): the rings may reuse their space.
+  release_rings();
+}
+
+size_t Exporter::in_memory() const {
+  size_t n = 0;
+  for (const Batch &b : outbox_) n += !b.done && !b.on_disk;
+  return n;
+}
+
+void Exporter::open_spool() {
+  auto spool = std::make_unique<Spool>();
+  if (const char *why = spool->open(cfg_.spool_dir, cfg_.spool_max_bytes)) {
+    log_warn_once(Once::kSpoolOpen,
+                  "the spool directory %s cannot be used (%s); spans are kept in memory only",
+                  cfg_.spool_dir.c_str(), why);
+    return;
+  }
+  spool_ = std::move(spool);
+  recover_dead_rings();
+}
+
+void Exporter::recover_dead_rings() {
+  uint64_t damaged = 0;
+  std::vector<RecordView> views;
+  std::vector<std::string> copies;
+  ring_files_recover(
+      cfg_.spool_dir,
+      [&](const RecoveredRing &rr) {
+        const size_t total = rr.records.size();
+        for (size_t i = 0; i < total;) {
+          const size_t n = std::min<size_t>(total - i, cfg_.max_export_batch_size);
+          views.clear();
+          copies.assign(rr.records.begin() + static_cast<std::ptrdiff_t>(i),
+                        rr.records.begin() + static_cast<std::ptrdiff_t>(i + n));
+          cleaned_.resize(std::max(cleaned_.size(), n));
+          for (size_t j = 0; j < n; ++j) {
+            auto *data = reinterpret_cast<uint8_t *>(copies[j].data());
+            RecordView r{data, static_cast<uint32_t>(copies[j].size())};
+            // The clock pairs the dead process saved: its own TSC line.
+            if (r.len >= rec::kHeader) convert_times(data, rr.base, rr.last);
+            if (!record_is_clean(r, cfg_.limits)) {
+              add(g_counters.truncated, record_clean(r, cfg_.limits, &cleaned_[j]));
+              r = RecordView{reinterpret_cast<const uint8_t *>(cleaned_[j].data()),
+                             static_cast<uint32_t>(cleaned_[j].size())};
+            }
+            views.push_back(r);
+          }
+          Batch b;
+          if (!encode_request(rr.resource_body, views, &encoded_)) return false;
+          b.encoding = encoding_;
+          if (!compressor_.compress(encoding_, encoded_, &b.payload)) {
+            b.encoding = Compression::kNone;
+            b.payload = encoded_;
+          }
+          std::string name;
+          // Not written: the file stays, and the next start tries again (what
+          // was already written is then sent twice: at least once).
+          if (spool_->append(b.payload, b.encoding, static_cast<uint32_t>(n), &name) !=
+                  Spool::Append::kOk ||
+              name.empty())
+            return false;
+          b.spans = static_cast<uint32_t>(n);
+          b.seg.name = std::move(name);
+          b.on_disk = true;
+          b.foreign = true;
+          std::string().swap(b.payload);
+          b.last_seq = outbox_.empty() ? completed_seq_ : outbox_.back().last_seq;
+          outbox_.push_back(std::move(b));
+          i += n;
+        }
+        return true;
+      },
+      &damaged);
+  if (damaged != 0) {
+    spool_counters().segments_corrupt.fetch_add(damaged, std::memory_order_relaxed);
+    log_warn("%llu damaged ring files in %s were removed (counted in spool_segments_corrupt)",
+             static_cast<unsigned long long>(damaged), cfg_.spool_dir.c_str());
+  }
+}
+
+bool Exporter::spool_batch(Batch &b) {
+  std::string name;
+  if (spool_->append(b.payload, b.encoding, b.spans, &name) != Spool::Append::kOk) {
+    // Runs as without a spool for a while (the spool logged why).
+    add(g_counters.spool_write_failed, b.spans);
+    spool_broken_ = true;
+    spool_retry_ms_ = now_mono_ms() + kSpoolRetryMs;
+    return false;
+  }
+  if (name.empty()) {
+    // Larger than the whole spool: it can only be sent from memory.
+    add(g_counters.spool_write_failed, b.spans);
+    return false;
+  }
+  b.seg.name = std::move(name);
+  // In memory only when nothing of this process waits on disk before it (so
+  // batches leave in order) and there is room; else it waits on disk.
+  bool behind_disk = false;
+  for (const Batch &q : outbox_) behind_disk |= !q.done && q.on_disk && !q.foreign;
+  const size_t mem_cap = std::min(outbox_cap_, kMaxBatchesInMemory);
+  if (!stopping_ && !behind_disk && in_memory() < mem_cap) {
+    // Claimed while held in memory: the spool's cap never drops it then.
+    SpoolSegment seg;
+    if (spool_->claim(b.seg.name, &seg)) {
+      std::string().swap(seg.payload);
+      b.seg = std::move(seg);
+      return true;
+    }
+  }
+  b.on_disk = true;
+  std::string().swap(b.payload);
+  return true;
+}
+
+void Exporter::to_current_encoding(Batch &b) {
+  // Written in zstd before the receiver turned it down (see kFallbackGzip).
+  if (b.encoding != Compression::kZstd || encoding_ == Compression::kZstd) return;
+  std::string raw, gz;
+  if (compressor_.zstd_decompress(b.payload, &raw) &&
+      compressor_.compress(Compression::kGzip, raw, &gz)) {
+    b.payload = std::move(gz);
+    b.encoding = Compression::kGzip;
+  }
+}
+
+void Exporter::load_from_spool() {
+  const size_t mem_cap = std::min(outbox_cap_, kMaxBatchesInMemory);
+  size_t mem = in_memory();
+  for (Batch &b : outbox_) {
+    if (mem >= mem_cap) return;
+    if (b.done || !b.on_disk) continue;
+    SpoolSegment seg;
+    if (spool_->claim(b.seg.name, &seg)) {
+      b.payload = std::move(seg.payload);
+      b.encoding = seg.encoding;
+      to_current_encoding(b);
+      b.seg = std::move(seg);
+      b.on_disk = false;
+      b.from_disk = true;
+      if (!b.foreign) disk_spans_ -= b.spans;
+      ++mem;
+      continue;
+    }
+    // Dropped at the cap or found corrupt: the spool counted its spans.
+    b.on_disk = false;
+    b.seg = SpoolSegment{};
+    if (!b.foreign) disk_spans_ -= b.spans;
+    if (b.foreign) {
+      b.done = true;
+    } else {
+      add(g_counters.spool_lost, b.spans);
+      b.done = true;
+      outbox_spans_ -= b.spans;
+    }
+  }
+  // Segments of processes that died, oldest first, while there is room.
+  while (mem < mem_cap && !retry_waiting_ && !stopping_ && spool_->orphans() != 0) {
+    Batch b;
+    if (!spool_->claim_orphan(&b.seg)) break;
+    b.payload = std::move(b.seg.payload);
+    b.encoding = b.seg.encoding;
+    b.spans = b.seg.spans;
+    to_current_encoding(b);
+    b.foreign = true;
+    b.from_disk = true;
+    b.last_seq = outbox_.empty() ? completed_seq_ : outbox_.back().last_seq;
+    outbox_.push_back(std::move(b));
+    ++mem;
+  }
 }
 
 void Exporter::cut(size_t n) {
@@ -248,6 +469,9 @@ void Exporter::cut(size_t n) {
     // Every span in the batch ended before this pair was read, so converting
     // interpolates between the start pair and this one.
     clock_now_ = clock_pair();
+    // Saved in the ring files: records still there after a crash are
+    // converted on the same line.
+    if (spool_) ring_files_note_clock(clock_now_);
     for (size_t i = 0; i < n; ++i) {
       uint8_t *data = pending_.data() + pending_offsets_[i];
       // The length the ring handed over, not the one the record claims: a
@@ -255,7 +479,7 @@ void Exporter::cut(size_t n) {
       const size_t end =
           i + 1 < pending_offsets_.size() ? pending_offsets_[i + 1] : pending_.size();
       RecordView r{data, static_cast<uint32_t>(end - pending_offsets_[i])};
-      if (r.len >= rec::kHeader) convert_times(data);
+      if (r.len >= rec::kHeader) convert_times(data, clock_base_, clock_now_);
       if (!record_is_clean(r, cfg_.limits)) {
         add(g_counters.truncated, record_clean(r, cfg_.limits, &cleaned_[i]));
         r = RecordView{reinterpret_cast<const uint8_t *>(cleaned_[i].data()),
@@ -280,6 +504,10 @@ void Exporter::cut(size_t n) {
         b.encoding = Compression::kNone;
         b.payload = encoded_;
       }
+      // Durable mode: the batch is in a segment before its records leave
+      // the rings (false: the spool failed; it stays in memory only).
+      if (durable()) spool_batch(b);
+      if (b.on_disk) disk_spans_ += n;
       outbox_.push_back(std::move(b));
       outbox_spans_ += n;
       queued = true;
@@ -333,6 +561,24 @@ void Exporter::pump() {
   }
   const size_t batch = cfg_.max_export_batch_size;
   const bool force = timer_fired_ || flush_gen_ != 0;
+  if (spool_broken_ && now_mono_ms() >= spool_retry_ms_) spool_broken_ = false;
+  if (durable()) {
+    // Every full batch goes to the spool (and into memory if there is
+    // room), whatever the state of the collector; a partial one waits in the
+    // rings, read but not released, until the timer or a flush, or until a
+    // ring is half full of it.
+    for (;;) {
+      drain_rings();
+      if (pending_offsets_.size() < batch) break;
+      cut_all();
+    }
+    if (!pending_offsets_.empty() && (force || rings_under_pressure())) cut_all();
+    if (pending_offsets_.empty()) release_rings();
+    timer_fired_ = false;
+    maybe_send();
+    check_flush();
+    return;
+  }
   for (;;) {
     drain_rings();
     bool progressed = false;
@@ -352,12 +598,19 @@ void Exporter::pump() {
   check_flush();
 }
 
+bool Exporter::rings_under_pressure() const {
+  for (ThreadState *s = thread_states(); s != nullptr; s = s->next)
+    if (s->ring.used() > s->ring.capacity() / 2) return true;
+  return false;
+}
+
 void Exporter::maybe_send() {
+  if (spool_) load_from_spool();
   // Every batch not yet sent (or waiting to be sent again), in order, while
   // the transport has room.
   for (Batch &b : outbox_) {
     if (retry_waiting_) break;
-    if (b.done || b.request != 0) continue;
+    if (b.done || b.request != 0 || b.on_disk) continue;
     if (!transport_ || !transport_->ok()) {
       complete(b, 0, 0, b.spans);
       continue;
@@ -371,6 +624,7 @@ void Exporter::maybe_send() {
 void Exporter::send(Batch &b) {
   if (b.attempts == 0) b.first_try_ms = now_mono_ms();
   ++b.attempts;
+  b.sent_us = now_us();
   add(g_counters.requests, 1);
   // gRPC frames the message with a 5-byte prefix.
   add(g_counters.bytes_sent, b.payload.size() + (cfg_.protocol == Protocol::kGrpc ? 5 : 0));
@@ -395,9 +649,15 @@ void Exporter::complete(Batch &b, uint64_t exported, uint64_t rejected, uint64_t
   add(g_counters.exported, exported);
   add(g_counters.rejected, rejected);
   add(g_counters.failed, failed);
+  if (b.from_disk) add(g_counters.replayed, exported);
+  if (b.foreign)
+    add(g_counters.foreign_done, exported + rejected + failed);
+  else
+    outbox_spans_ -= b.spans;
+  // Answered for (or dropped for good): its segment goes.
+  if (spool_ && !b.seg.name.empty()) spool_->remove(&b.seg);
   b.done = true;
   b.request = 0;
-  outbox_spans_ -= b.spans;
   std::string().swap(b.payload);
 }
 
@@ -414,7 +674,9 @@ void Exporter::retry_later(Batch &b, int64_t retry_after_ms) {
   const uint64_t delay =
       backoff_ms(b.attempts, cfg_.retry_initial_ms, cfg_.retry_max_ms,
                  static_cast<double>(rng_.next() >> 11) * 0x1.0p-53, retry_after_ms);
-  if (cfg_.retry_max_elapsed_ms != 0 &&
+  // A batch in the spool is kept (retried at the longest interval) for as
+  // long as it is there: the spool's cap is its bound.
+  if (cfg_.retry_max_elapsed_ms != 0 && b.seg.name.empty() &&
       now_mono_ms() + delay - b.first_try_ms > cfg_.retry_max_elapsed_ms) {
     complete(b, 0, 0, b.spans);
     return;
@@ -463,6 +725,12 @@ uint64_t Exporter::partial_rejections(const Batch &b, const Response &r) {
 void Exporter::on_response(Batch &b, Response &&r) {
   at_risk_ = &b;
   b.request = 0;
+  if (b.sent_us != 0) {
+    const uint64_t us = now_us() - b.sent_us;
+    g_counters.latency_us_last.store(us, std::memory_order_relaxed);
+    if (us > g_counters.latency_us_max.load(std::memory_order_relaxed))
+      g_counters.latency_us_max.store(us, std::memory_order_relaxed);
+  }
   const bool grpc = r.outcome.grpc;
   const Verdict v = classify(r.outcome, b.encoding == Compression::kZstd);
   // What the endpoint answered, for the log: an HTTP status, or a gRPC
@@ -493,7 +761,8 @@ void Exporter::on_response(Batch &b, Response &&r) {
       // Every zstd batch not in flight is re-compressed, the one that failed
       // first; one in flight is when its own rejection comes back.
       for (Batch &q : outbox_) {
-        if (q.encoding != Compression::kZstd || q.done || q.request != 0) continue;
+        // Batches on disk are re-compressed when they are read back.
+        if (q.encoding != Compression::kZstd || q.done || q.request != 0 || q.on_disk) continue;
         std::string raw, gz;
         if (compressor_.zstd_decompress(q.payload, &raw) &&
             compressor_.compress(Compression::kGzip, raw, &gz)) {
@@ -584,9 +853,39 @@ Exporter::Result Exporter::flush(uint32_t timeout_ms) {
   return stopped_ ? Result::kStopped : Result::kTimeout;
 }
 
+void Exporter::spool_everything() {
+  stopping_ = true;
+  spool_broken_ = false;  // one more try, whatever failed a moment ago
+  // What the rings still hold goes to the spool too, batch by batch.
+  for (;;) {
+    drain_rings();
+    if (pending_offsets_.empty() || !durable()) break;
+    cut_all();
+  }
+  uint64_t left = 0;
+  for (Batch &b : outbox_) {
+    if (b.done || b.seg.name.empty()) continue;
+    // On disk: the next process started with this directory sends it.
+    if (!b.foreign) {
+      left += b.spans;
+      outbox_spans_ -= b.spans;
+      if (b.on_disk) disk_spans_ -= b.spans;
+    }
+    if (b.seg.fd >= 0) spool_->release(&b.seg);
+    b.done = true;
+  }
+  add(g_counters.left_in_spool, left);
+  if (left != 0)
+    log_warn(
+        "shutdown: %llu spans not yet exported are kept in the spool %s; a process started "
+        "with it sends them",
+        static_cast<unsigned long long>(left), cfg_.spool_dir.c_str());
+}
+
 void Exporter::shut_down_loop() {
   // Called with mu_ held, on the exporter thread.
   if (transport_) transport_->cancel();
+  if (spool_) spool_everything();
   uint64_t left = pending_offsets_.size() + outbox_spans_;
   // Whatever is still in the rings is dropped too: the agent is stopping.
   std::unique_lock<std::mutex> consumer(g_consumer_mu, std::try_to_lock);

@@ -2,8 +2,22 @@
 // cuts batches, cleans and encodes them, compresses them and sends them
 // (one request at a time over OTLP/HTTP, up to kGrpcStreams calls at once
 // over OTLP/gRPC), retrying with backoff. Encoded batches wait in an outbox
-// between "encoded" and "sent" (the place a disk spool will take); they
-// leave it in order, each once its request has finished.
+// between "encoded" and "sent"; they leave it in order, each once its request
+// has finished.
+//
+// With a disk spool (OTELAGENT_SPOOL_DIR) the exporter is durable: records
+// are read from the rings (file-backed, see core/ring_file.h) without being
+// freed, cut into batches, and each batch is written to the spool before its
+// records' ring space is released; a batch's segment is removed when the
+// receiver has answered for it. So every span that has ended is, at every
+// moment, in a ring file or a segment. At most a few batches are held in
+// memory; the others wait on disk (their outbox entries keep only the
+// segment's name) and are read back in order when their turn comes. Batches
+// with a segment are retried for as long as they are on disk (the spool's
+// size cap, which drops the oldest first, is the bound), not dropped when the
+// retry budget runs out. Segments and ring files left by processes that died
+// are sent too. If the spool cannot be written (disk full, read-only), the
+// exporter runs as without one until a write succeeds again.
 //
 // Thread use: the constructor, start(), flush(), stop() and wake() are for
 // any other thread; everything else runs on the exporter thread.
@@ -39,6 +53,7 @@
 #include "core/ids.h"
 #include "export/compressor.h"
 #include "export/http_transport.h"
+#include "export/spool.h"
 
 namespace otelagent {
 
@@ -48,8 +63,14 @@ class SpscRing;
 struct ExportCounters {
   std::atomic<uint64_t> exported{0}, rejected{0}, failed{0}, shutdown_dropped{0}, printed{0},
       requests{0}, retries{0}, bytes_sent{0}, truncated{0}, queue_full{0};
+  // The disk spool: spans exported after being read back from disk; spans
+  // of this process whose segment the spool dropped (cap, corruption: counted
+  // there); spans left in the spool at shutdown; spans of other (dead)
+  // processes that finished here, which were never queued in this one.
+  std::atomic<uint64_t> replayed{0}, spool_lost{0}, left_in_spool{0}, foreign_done{0};
+  std::atomic<uint64_t> latency_us_last{0}, latency_us_max{0}, spool_write_failed{0};
   void reset();
-  // Spans that left the pipeline one way or another.
+  // Spans of this process that left the pipeline one way or another.
   uint64_t completed() const;
 };
 ExportCounters &export_counters();
@@ -103,7 +124,14 @@ class Exporter {
     uint32_t attempts = 0;
     uint64_t first_try_ms = 0;
     uint64_t request = 0;  // the transport's id while in flight, else 0
+    uint64_t sent_us = 0;  // when the request in flight was started
     bool done = false;     // exported or dropped; leaves when it is the front
+    // Durable mode: the batch's segment (empty: none). While `on_disk` the
+    // payload is not in memory; otherwise the segment is claimed (seg.fd).
+    SpoolSegment seg;
+    bool on_disk = false;
+    bool from_disk = false;  // read back from the spool (counted as replayed)
+    bool foreign = false;    // left by a process that died; not in this one's sequence
   };
 
   void run();
@@ -114,8 +142,10 @@ class Exporter {
   void wake_locked();
   void pump();
   void drain_rings();
-  size_t held() const { return pending_offsets_.size() + outbox_spans_; }
+  // Spans held in memory (what OTEL_BSP_MAX_QUEUE_SIZE bounds).
+  size_t held() const { return pending_offsets_.size() + outbox_spans_ - disk_spans_; }
   void cut(size_t n);
+  void cut_all();
   void maybe_send();
   void send(Batch &b);
   void on_response(Batch &b, Response &&r);
@@ -127,7 +157,18 @@ class Exporter {
   void report_drops();
   void shut_down_loop();
 
-  void convert_times(uint8_t *record);
+  void convert_times(uint8_t *record, const ClockPair &base, const ClockPair &now);
+  // Durable mode.
+  bool durable() const { return spool_ != nullptr && !spool_broken_; }
+  void open_spool();
+  void recover_dead_rings();
+  bool spool_batch(Batch &b);
+  void load_from_spool();
+  void to_current_encoding(Batch &b);
+  size_t in_memory() const;
+  void release_rings();
+  bool rings_under_pressure() const;
+  void spool_everything();
 
   Config cfg_;
   std::string resource_;
@@ -148,6 +189,12 @@ class Exporter {
   size_t outbox_cap_ = 4;
   size_t outbox_spans_ = 0;        // spans in outbox_'s unfinished batches
   Batch *at_risk_ = nullptr;       // the batch an exception now concerns
+  std::unique_ptr<Spool> spool_;   // durable mode (exporter thread only)
+  bool spool_broken_ = false;      // the last write failed: run as without a spool
+  uint64_t spool_retry_ms_ = 0;    // when to try writing again
+  bool read_unreleased_ = false;   // records read from the rings wait for release
+  bool stopping_ = false;          // shutting down: new batches go to disk only
+  size_t disk_spans_ = 0;          // spans of this process in entries on disk
   std::vector<SpscRing *> rings_;  // drain_rings' scratch list
   size_t drain_start_ = 0;         // round-robin start of the next drain
   std::atomic<bool> *wake_pending_;

@@ -65,7 +65,12 @@ class Stats(Structure):
             "spans_dropped_ring_full", "spans_dropped_span_limit", "spans_dropped_rejected",
             "spans_dropped_export_failed", "spans_dropped_shutdown", "spans_exported",
             "export_requests", "export_retries", "bytes_sent", "queue_depth", "spans_open",
-            "values_truncated", "spans_dropped_thread_exit", "spans_dropped_queue_full")]
+            "values_truncated", "spans_dropped_thread_exit", "spans_dropped_queue_full",
+            # ABI 2.1 (the disk spool); zero from an older library.
+            "spans_spooled", "spans_replayed", "spans_dropped_spool_full",
+            "spans_dropped_spool_corrupt", "spool_segments_corrupt", "spans_spool_write_failed",
+            "spool_bytes", "spool_oldest_age_ms", "export_latency_us_last",
+            "export_latency_us_max")]
 
 
 class _Buffers(threading.local):

@@ -74,7 +74,7 @@ extern "C" {
  *  the tracestate, the record format is version 2, OTELAGENT_NTS and
  *  OTELAGENT_E_TOO_LONG, log routing. */
 #define OTELAGENT_ABI_MAJOR 2
-#define OTELAGENT_ABI_MINOR 0
+#define OTELAGENT_ABI_MINOR 1
 
 /*! otelagent_version() :
  *  @return the library's version string, e.g. "0.1.0" (static storage).
@@ -677,6 +677,28 @@ typedef struct otelagent_stats {
   /** Dropped by the exporter because its queue (OTEL_BSP_MAX_QUEUE_SIZE) was
    *  full: the collector is down, or slower than the spans come. */
   uint64_t spans_dropped_queue_full;
+  /* Since ABI 2.1: the disk spool (OTELAGENT_SPOOL_DIR). Zero without one. */
+  uint64_t spans_spooled;  /**< written to the spool directory */
+  /** Exported after being read back from the spool: batches that waited on
+   *  disk during an outage, and spans left by a process that had died. */
+  uint64_t spans_replayed;
+  /** Dropped at the spool's size cap (OTELAGENT_SPOOL_MAX_BYTES), oldest
+   *  first. */
+  uint64_t spans_dropped_spool_full;
+  /** In segments that failed their checksum and whose span count could
+   *  still be read; see spool_segments_corrupt for the others. */
+  uint64_t spans_dropped_spool_corrupt;
+  /** Torn or corrupt segments and damaged ring files found and removed. */
+  uint64_t spool_segments_corrupt;
+  /** Could not be written to the spool (disk full, directory read-only or
+   *  gone): kept in memory only, like without a spool, and dropped (counted in
+   *  spans_dropped_queue_full) if the queue fills before the collector
+   *  answers. Not a loss by itself. */
+  uint64_t spans_spool_write_failed;
+  uint64_t spool_bytes;            /**< segment bytes in the spool directory */
+  uint64_t spool_oldest_age_ms;    /**< age of the oldest segment; 0: none */
+  uint64_t export_latency_us_last; /**< the last export request, sent to answered */
+  uint64_t export_latency_us_max;  /**< the slowest export request so far */
 } otelagent_stats;
 
 /*! otelagent_stats_get() :
