@@ -16,6 +16,7 @@
 // take the lock only with try_lock, from cold paths: they never wait on it.
 #include "agent.h"
 
+#include <dirent.h>
 #include <limits.h>
 #include <pthread.h>
 #include <unistd.h>
@@ -203,6 +204,25 @@ void at_fork_child() {
   log_reset_once();
 }
 
+// Whether the spool directory holds segments or ring files (left by an
+// earlier process): then the exporter starts at once to send them, rather
+// than with this process's first span.
+bool spool_has_backlog(const std::string &dir) {
+  DIR *d = opendir(dir.c_str());
+  if (d == nullptr) return false;
+  bool found = false;
+  while (const dirent *e = readdir(d)) {
+    const std::string_view name(e->d_name);
+    if ((name.size() > 4 && name.substr(name.size() - 4) == ".seg") ||
+        (name.size() > 5 && name.substr(0, 5) == "ring-")) {
+      found = true;
+      break;
+    }
+  }
+  closedir(d);
+  return found;
+}
+
 // One line at shutdown when anything was dropped, by reason.
 void log_drop_summary() {
   otelagent_stats s{};
@@ -329,6 +349,8 @@ int start(const std::map<std::string, std::string, std::less<>> &settings) {
   g_exporter_live.store(false, std::memory_order_relaxed);
   // Release: the runtime is complete before any thread can see it.
   g_runtime.store(rt, std::memory_order_release);
+  if (!rt->disabled && !rt->cfg.spool_dir.empty() && spool_has_backlog(rt->cfg.spool_dir))
+    start_exporter_locked();
   return rt->disabled ? OTELAGENT_E_DISABLED : OTELAGENT_OK;
 }
 
