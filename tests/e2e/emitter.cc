@@ -7,15 +7,31 @@
 //   emitter long            one span with a value over the internal cap
 //   emitter pause N M       N spans, flush, print "paused", wait for a line on
 //                           stdin (the test changes the server meanwhile), then M
+//   emitter steady RATE S   RATE spans a second for S seconds, span i carrying the
+//                           int attribute seq = i; after each end, the count of
+//                           spans ended so far goes into the 8 bytes mapped from
+//                           the file OTELAGENT_E2E_PROGRESS (when set), so a test
+//                           that kills it knows which spans had ended
+//   emitter resume          no span: prints "started" and waits for a line on stdin
+//                           (a process that sends what a dead one left in the spool)
+//   emitter stats           prints the statistics of an agent never started (the
+//                           fields this build knows)
 // It prints "emitted" when the spans are queued, then flushes (OTELAGENT_E2E_FLUSH_MS,
-// default 30000) and prints its statistics as one JSON line.
+// default 30000) and prints its statistics as one JSON line; steady and resume
+// print them after shutdown instead, so that spans dropped at shutdown are in them.
 #include <otelagent/otelagent.hpp>
 
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include "support/record_builder.h"
 
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -25,7 +41,44 @@
 
 namespace {
 
-void print_stats(const char *who) {
+// The spool's statistics (issue 8), printed when the header has them: the
+// emitter is built from the same tree as the library, so their presence is
+// also how the tests know whether the library has a spool.
+template <typename S>
+concept HasSpoolStats = requires(S s) {
+  s.spans_spooled;
+  s.spans_replayed;
+  s.spans_dropped_spool_full;
+  s.spans_dropped_spool_corrupt;
+  s.spool_segments_corrupt;
+  s.spans_dropped_spool_io;
+  s.spool_bytes;
+  s.spool_oldest_age_ms;
+  s.export_latency_ms_last;
+};
+
+template <typename S>
+std::string spool_fields(const S &s) {
+  if constexpr (HasSpoolStats<S>) {
+    char buf[512];
+    std::snprintf(buf, sizeof buf,
+                  ",\"spooled\":%llu,\"replayed\":%llu,\"spool_full\":%llu,"
+                  "\"spool_corrupt\":%llu,\"segments_corrupt\":%llu,\"spool_io\":%llu,"
+                  "\"spool_bytes\":%llu,\"spool_oldest_age_ms\":%llu,\"latency_ms_last\":%llu",
+                  (unsigned long long)s.spans_spooled, (unsigned long long)s.spans_replayed,
+                  (unsigned long long)s.spans_dropped_spool_full,
+                  (unsigned long long)s.spans_dropped_spool_corrupt,
+                  (unsigned long long)s.spool_segments_corrupt,
+                  (unsigned long long)s.spans_dropped_spool_io, (unsigned long long)s.spool_bytes,
+                  (unsigned long long)s.spool_oldest_age_ms,
+                  (unsigned long long)s.export_latency_ms_last);
+    return buf;
+  } else {
+    return "";
+  }
+}
+
+void print_stats(const char *who, const char *extra = "") {
   otelagent_stats s{};
   s.struct_size = sizeof s;
   otelagent_stats_get(&s);
@@ -33,7 +86,8 @@ void print_stats(const char *who) {
       "{\"who\":\"%s\",\"pid\":%d,\"started\":%llu,\"ended\":%llu,\"recorded\":%llu,"
       "\"exported\":%llu,\"rejected\":%llu,\"failed\":%llu,\"ring_full\":%llu,"
       "\"shutdown_dropped\":%llu,\"requests\":%llu,\"retries\":%llu,\"bytes_sent\":%llu,"
-      "\"queue_depth\":%llu,\"open\":%llu,\"queue_full\":%llu}\n",
+      "\"queue_depth\":%llu,\"open\":%llu,\"queue_full\":%llu,\"sampled_out\":%llu,"
+      "\"span_limit\":%llu,\"thread_exit\":%llu,\"truncated\":%llu%s%s}\n",
       who, static_cast<int>(getpid()), (unsigned long long)s.spans_started,
       (unsigned long long)s.spans_ended, (unsigned long long)s.spans_recorded,
       (unsigned long long)s.spans_exported, (unsigned long long)s.spans_dropped_rejected,
@@ -41,7 +95,10 @@ void print_stats(const char *who) {
       (unsigned long long)s.spans_dropped_ring_full, (unsigned long long)s.spans_dropped_shutdown,
       (unsigned long long)s.export_requests, (unsigned long long)s.export_retries,
       (unsigned long long)s.bytes_sent, (unsigned long long)s.queue_depth,
-      (unsigned long long)s.spans_open, (unsigned long long)s.spans_dropped_queue_full);
+      (unsigned long long)s.spans_open, (unsigned long long)s.spans_dropped_queue_full,
+      (unsigned long long)s.spans_sampled_out, (unsigned long long)s.spans_dropped_span_limit,
+      (unsigned long long)s.spans_dropped_thread_exit, (unsigned long long)s.values_truncated,
+      spool_fields(s).c_str(), extra);
   std::fflush(stdout);
 }
 
@@ -137,12 +194,66 @@ void emit_bulk(long n) {
   }
 }
 
+// The 8 bytes of the progress file, or a local word when there is none.
+uint64_t *map_progress() {
+  static uint64_t local = 0;
+  const char *path = std::getenv("OTELAGENT_E2E_PROGRESS");
+  if (path == nullptr) return &local;
+  int fd = open(path, O_RDWR | O_CREAT, 0644);
+  if (fd < 0 || ftruncate(fd, sizeof(uint64_t)) != 0) {
+    std::perror("emitter: progress file");
+    std::exit(2);
+  }
+  void *p = mmap(nullptr, sizeof(uint64_t), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  close(fd);
+  if (p == MAP_FAILED) {
+    std::perror("emitter: mmap progress file");
+    std::exit(2);
+  }
+  return static_cast<uint64_t *>(p);
+}
+
+// Paced by absolute deadlines every 10 ms, so a late tick is caught up by the
+// next ones and the run lasts `seconds` whatever each span costs.
+void emit_steady(long rate, long seconds) {
+  uint64_t *progress = map_progress();
+  std::atomic_ref<uint64_t> ended(*progress);
+  ended.store(0, std::memory_order_relaxed);
+  const long total = rate * seconds;
+  constexpr long kTickNs = 10'000'000;
+  constexpr long kTicksPerSecond = 1'000'000'000 / kTickNs;
+  timespec next{};
+  clock_gettime(CLOCK_MONOTONIC, &next);
+  long seq = 0;
+  for (long tick = 1; seq < total; ++tick) {
+    const long target = std::min(total, rate * tick / kTicksPerSecond);
+    for (; seq < target; ++seq) {
+      {
+        otelagent::Span s("steady");
+        s.set("seq", int64_t{seq});
+      }
+      ended.store(static_cast<uint64_t>(seq) + 1, std::memory_order_relaxed);
+    }
+    next.tv_nsec += kTickNs;
+    if (next.tv_nsec >= 1'000'000'000) {
+      next.tv_nsec -= 1'000'000'000;
+      ++next.tv_sec;
+    }
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, nullptr) == EINTR) {
+    }
+  }
+}
+
 }  // namespace
 
 int main(int argc, char **argv) {
   const std::string mode = argc > 1 ? argv[1] : "tree";
   const char *flush_env = std::getenv("OTELAGENT_E2E_FLUSH_MS");
   const uint32_t flush_ms = flush_env ? static_cast<uint32_t>(std::atoi(flush_env)) : 30000;
+  if (mode == "stats") {
+    print_stats("unstarted");
+    return 0;
+  }
   int rc = otelagent_start(nullptr);
   if (rc != OTELAGENT_OK) {
     std::fprintf(stderr, "emitter: otelagent_start: %s\n", otelagent_strerror(rc));
@@ -176,6 +287,22 @@ int main(int argc, char **argv) {
     char line[16];
     if (std::fgets(line, sizeof line, stdin) == nullptr) return 5;
     emit_bulk(argc > 3 ? std::atol(argv[3]) : 100);
+  } else if (mode == "steady" || mode == "resume") {
+    if (mode == "steady") {
+      emit_steady(argc > 2 ? std::atol(argv[2]) : 5000, argc > 3 ? std::atol(argv[3]) : 4);
+      std::printf("emitted\n");
+    } else {
+      std::printf("started\n");
+    }
+    std::fflush(stdout);
+    char line[16];
+    if (mode == "resume" && std::fgets(line, sizeof line, stdin) == nullptr) return 5;
+    const int f = otelagent_flush(flush_ms);
+    const int sd = otelagent_shutdown(flush_ms);
+    const std::string extra = std::string(",\"flush\":\"") + otelagent_status_name(f) +
+                              "\",\"shutdown\":\"" + otelagent_status_name(sd) + "\"";
+    print_stats("parent", extra.c_str());
+    return 0;
   } else if (mode == "long") {
     otelagent::Span s("long");
     s.set("big", std::string(OTELAGENT_MAX_VALUE_BYTES + 500, 'x'));

@@ -8,6 +8,7 @@ import json
 import os
 import socket
 import ssl
+import struct
 import subprocess
 import threading
 import time
@@ -247,8 +248,9 @@ service:
 class Emitter:
     """The emitter program; `stats` holds its JSON statistics lines."""
 
-    def __init__(self, mode, endpoint, env=None, args=()):
-        """Mode "pause" reads a line from stdin: see resume()."""
+    def __init__(self, mode, endpoint, env=None, args=(), prefix=()):
+        """Modes "pause" and "resume" read a line from stdin: see resume().
+        `prefix`: a command the emitter is run under (e.g. unshare)."""
         full_env = host_env()
         full_env.update({
             "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
@@ -256,9 +258,9 @@ class Emitter:
             "OTEL_BSP_SCHEDULE_DELAY": "200",
         })
         full_env.update(env or {})
-        self.proc = subprocess.Popen([EMITTER, mode, *args], env=full_env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True,
-                                     stdin=subprocess.PIPE if mode == "pause" else None)
+        self.proc = subprocess.Popen([*prefix, EMITTER, mode, *args], env=full_env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     stdin=subprocess.PIPE if mode in ("pause", "resume") else None)
         self.lines = []
         self.err_lines = []
         self.readers = [
@@ -278,12 +280,16 @@ class Emitter:
         return "\n".join(self.err_lines)
 
     def resume(self):
-        """Lets a paused emitter emit its second part."""
+        """Lets a paused emitter emit its second part (a resume emitter: shut
+        down)."""
         self.proc.stdin.write("go\n")
         self.proc.stdin.close()
 
     def emitted(self):
         return "emitted" in self.lines
+
+    def started(self):
+        return "started" in self.lines
 
     def wait(self, timeout=90):
         try:
@@ -410,3 +416,215 @@ def rpc_status_details(code, message, retry_delay_s=None):
         detail = any_pb2.Any(type_url="type.googleapis.com/google.rpc.RetryInfo", value=retry_info)
         status += field(3, detail.SerializeToString())
     return status
+
+
+# The fault matrix's rows (test_fault_matrix.py), printed and written out by
+# conftest.py at the end of the session.
+fault_rows = []
+
+
+def fault_table(rows):
+    """The rows as a Markdown table."""
+    out = ["| scenario | spool | emitted | received | duplicates | dropped-and-counted | lost "
+           "| counted as |", "|---|---|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        dropped = "n/a (killed)" if r["dropped"] is None else r["dropped"]
+        out.append(f"| {r['scenario']} | {r['spool']} | {r['emitted']} | {r['received']} "
+                   f"| {r['duplicates']} | {dropped} | {r['lost']} | {r['reasons']} |")
+    return "\n".join(out) + "\n"
+
+
+class FaultEndpoint:
+    """An OTLP/HTTP endpoint on loopback whose behaviour the test switches at
+    any time (set_mode), for the fault matrix. It speaks just enough HTTP/1.1
+    (keep-alive, Content-Length bodies) to be in control of every byte:
+
+      ok          decodes the body with opentelemetry-proto, records every
+                  span's int attribute `seq` (first attribute named seq) and
+                  answers 200 with an empty ExportTraceServiceResponse
+      down        nothing listens (connection refused) and every open
+                  connection is closed; leaving it binds the same port again
+      late        reads the request and never answers: it waits until the
+                  client gives up and closes (or `late_cap` s, after which it
+                  answers as ok, so that a span is recorded exactly when it
+                  was acknowledged)
+      reset       reads the request, then closes with SO_LINGER 0 (an RST)
+      status      answers `status` with `headers` (e.g. Retry-After)
+      garbage     reads the request, answers bytes that are not HTTP, closes
+
+    Spans are recorded only when acknowledged with 200: in every other mode
+    the agent is told (or left to find out) that the batch was not taken."""
+
+    MODES = ("ok", "down", "late", "reset", "status", "garbage")
+
+    def __init__(self, mode="ok", port=None, late_cap=20.0):
+        self.lock = threading.Lock()
+        self.seqs = []  # every seq received and acknowledged, repeats included
+        self.requests = 0  # requests read, in any mode
+        self.by_mode = {}  # mode -> requests read in it
+        self.errors = []  # bodies that did not decode
+        self.late_cap = late_cap
+        self.port = port or free_port()
+        self.listener = None
+        self.conns = set()
+        self.closed = False
+        self.mode, self.status, self.headers = "ok", 200, {}
+        self.set_mode(mode)
+
+    @property
+    def endpoint(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def set_mode(self, mode, status=None, headers=None):
+        assert mode in self.MODES, mode
+        with self.lock:
+            was_down = self.listener is None
+            self.mode, self.status, self.headers = mode, status or 200, dict(headers or {})
+            if mode == "down":
+                listener, self.listener = self.listener, None
+                conns, self.conns = self.conns, set()
+            else:
+                listener, conns = None, ()
+        if mode == "down":
+            if listener is not None:
+                # shutdown() wakes the thread blocked in accept(); close()
+                # alone would leave the socket listening until it returned.
+                try:
+                    listener.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                listener.close()
+            for c in conns:
+                self._close(c, rst=False)
+        elif was_down:
+            self._listen()
+
+    def _listen(self):
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # The port may be in TIME_WAIT from our own closed connections;
+        # SO_REUSEADDR covers that, anything else holding it is a failure.
+        s.bind(("127.0.0.1", self.port))
+        s.listen(64)
+        with self.lock:
+            self.listener = s
+        threading.Thread(target=self._accept, args=(s,), daemon=True).start()
+
+    def _accept(self, listener):
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return  # closed: the endpoint went down
+            with self.lock:
+                if self.listener is not listener:
+                    conn.close()
+                    return
+                self.conns.add(conn)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _close(conn, rst):
+        try:
+            if rst:
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            else:
+                conn.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        conn.close()
+
+    def _read_request(self, conn, buf):
+        """(body, rest of the buffer) or (None, None) when the peer closed."""
+        while b"\r\n\r\n" not in buf:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return None, None
+            buf += chunk
+        head, buf = buf.split(b"\r\n\r\n", 1)
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value.strip())
+        while len(buf) < length:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return None, None
+            buf += chunk
+        return buf[:length], buf[length:]
+
+    def _serve(self, conn):
+        buf = b""
+        try:
+            while True:
+                body, buf = self._read_request(conn, buf)
+                if body is None:
+                    break
+                with self.lock:
+                    mode, status, headers = self.mode, self.status, self.headers
+                    self.requests += 1
+                    self.by_mode[mode] = self.by_mode.get(mode, 0) + 1
+                if mode == "late":
+                    conn.settimeout(self.late_cap)
+                    try:
+                        gave_up = conn.recv(1) == b""
+                    except socket.timeout:
+                        gave_up = False
+                    conn.settimeout(None)
+                    if gave_up:
+                        break
+                    mode = "ok"
+                if mode == "ok":
+                    self._answer_ok(conn, body)
+                elif mode == "status":
+                    payload = b"fault matrix: status %d" % status
+                    head = [f"HTTP/1.1 {status} Fault", "Content-Type: text/plain",
+                            f"Content-Length: {len(payload)}"]
+                    head += [f"{k}: {v}" for k, v in headers.items()]
+                    conn.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + payload)
+                elif mode == "reset":
+                    self._close(conn, rst=True)
+                    return
+                elif mode == "garbage":
+                    conn.sendall(b"\x00\x17\xffSSH-2.0-not-http\r\n\xde\xad\xbe\xef" * 4)
+                    break
+                else:  # went down while the request was read
+                    break
+        except OSError:
+            pass  # the client or a switch to down closed it
+        with self.lock:
+            self.conns.discard(conn)
+        self._close(conn, rst=False)
+
+    def _answer_ok(self, conn, body):
+        seqs = []
+        try:
+            req = trace_service_pb2.ExportTraceServiceRequest()
+            req.ParseFromString(body)
+            for rs in req.resource_spans:
+                for ss in rs.scope_spans:
+                    for s in ss.spans:
+                        seqs += [a.value.int_value for a in s.attributes if a.key == "seq"][:1]
+        except Exception as e:  # kept for the test to report
+            with self.lock:
+                self.errors.append(repr(e))
+            conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+            return
+        payload = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\n"
+                     b"Content-Length: %d\r\n\r\n" % len(payload) + payload)
+        # Recorded once the answer is on its way: a span counts as received
+        # exactly when the agent was told it was.
+        with self.lock:
+            self.seqs += seqs
+
+    def received(self):
+        """(set of distinct seqs, number of repeats)."""
+        with self.lock:
+            seqs = list(self.seqs)
+        unique = set(seqs)
+        return unique, len(seqs) - len(unique)
+
+    def close(self):
+        self.set_mode("down")
