@@ -51,10 +51,11 @@ concept HasSpoolStats = requires(S s) {
   s.spans_dropped_spool_full;
   s.spans_dropped_spool_corrupt;
   s.spool_segments_corrupt;
-  s.spans_dropped_spool_io;
+  s.spans_spool_write_failed;
   s.spool_bytes;
   s.spool_oldest_age_ms;
-  s.export_latency_ms_last;
+  s.export_latency_us_last;
+  s.export_latency_us_max;
 };
 
 template <typename S>
@@ -63,15 +64,17 @@ std::string spool_fields(const S &s) {
     char buf[512];
     std::snprintf(buf, sizeof buf,
                   ",\"spooled\":%llu,\"replayed\":%llu,\"spool_full\":%llu,"
-                  "\"spool_corrupt\":%llu,\"segments_corrupt\":%llu,\"spool_io\":%llu,"
-                  "\"spool_bytes\":%llu,\"spool_oldest_age_ms\":%llu,\"latency_ms_last\":%llu",
+                  "\"spool_corrupt\":%llu,\"segments_corrupt\":%llu,\"spool_write_failed\":%llu,"
+                  "\"spool_bytes\":%llu,\"spool_oldest_age_ms\":%llu,\"latency_us_last\":%llu,"
+                  "\"latency_us_max\":%llu",
                   (unsigned long long)s.spans_spooled, (unsigned long long)s.spans_replayed,
                   (unsigned long long)s.spans_dropped_spool_full,
                   (unsigned long long)s.spans_dropped_spool_corrupt,
                   (unsigned long long)s.spool_segments_corrupt,
-                  (unsigned long long)s.spans_dropped_spool_io, (unsigned long long)s.spool_bytes,
+                  (unsigned long long)s.spans_spool_write_failed, (unsigned long long)s.spool_bytes,
                   (unsigned long long)s.spool_oldest_age_ms,
-                  (unsigned long long)s.export_latency_ms_last);
+                  (unsigned long long)s.export_latency_us_last,
+                  (unsigned long long)s.export_latency_us_max);
     return buf;
   } else {
     return "";
