@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "core/clock.h"
+#include "core/spsc_ring.h"
 
 namespace otelagent {
 
@@ -56,5 +57,29 @@ void ring_files_after_fork_child();
 
 // The ring-file format, for the fuzzer and the tests: parses one whole file.
 bool parse_ring_file(std::string_view file, RecoveredRing *out);
+
+// What SpscRing uses (not part of the agent's interface).
+namespace ring_file_detail {
+
+struct Mapping {
+  SpscRing::Control *ctl = nullptr;  // in the file's header
+  uint8_t *buf = nullptr;            // the ring's `capacity` bytes
+  void *handle = nullptr;            // for unmap_ring
+};
+
+// A ring of `capacity` bytes (a power of two, at least 4 KiB) in a new file
+// of the configured directory. false when none is configured, or (after one
+// warning) when the file cannot be made: the caller uses anonymous memory.
+bool map_ring(size_t capacity, Mapping *out);
+
+// Unmaps and removes the file of a ring being destroyed (tests only: the
+// agent's rings live as long as the process).
+void unmap_ring(void *handle);
+
+// The path of a ring's file ("" once a fork child has moved it to anonymous
+// memory). For the tests.
+std::string ring_path(const void *handle);
+
+}  // namespace ring_file_detail
 
 }  // namespace otelagent

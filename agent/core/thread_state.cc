@@ -8,6 +8,7 @@
 #include <new>
 
 #include "core/log.h"
+#include "core/ring_file.h"
 
 namespace otelagent {
 
@@ -211,6 +212,10 @@ void thread_states_after_fork_child() {
   // The parent's registration lock may have been held by a thread that does
   // not exist here.
   new (&g_register_mu) pthread_mutex_t(PTHREAD_MUTEX_INITIALIZER);
+  // Before the rings are emptied: a ring backed by the parent's file is
+  // moved to one of the child's own, so that emptying it (and every later
+  // push) leaves the parent's ring alone.
+  ring_files_after_fork_child();
   for (ThreadState *s = thread_states(); s != nullptr; s = s->next) {
     s->ring.reset();
     s->since_wake = 0;
