@@ -23,6 +23,12 @@ enum class Once : uint32_t {
   kExporterStart,
   kExporterFault,
   kQueueFull,
+  kSpoolNoSpace,
+  kSpoolNotWritable,
+  kSpoolDirGone,
+  kSpoolIo,
+  kSpoolCorrupt,
+  kSpoolDirMode,
   kCount
 };
 
