@@ -24,6 +24,12 @@ enum class Once : uint32_t {
   kExporterFault,
   kQueueFull,
   kSpoolOpen,
+  kSpoolNoSpace,
+  kSpoolNotWritable,
+  kSpoolDirGone,
+  kSpoolIo,
+  kSpoolCorrupt,
+  kSpoolDirMode,
   kCount
 };
 

@@ -17,8 +17,10 @@
 
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "export/compressor.h"
@@ -28,13 +30,13 @@ namespace otelagent {
 // Process-wide spool counters: written by the exporter thread, read by
 // statistics (relaxed).
 struct SpoolCounters {
-  std::atomic<uint64_t> spans_spooled{0};        // spans written in segments
-  std::atomic<uint64_t> spans_dropped_full{0};   // oldest dropped at the size cap, or no room
+  std::atomic<uint64_t> spans_spooled{0};          // spans written in segments
+  std::atomic<uint64_t> spans_dropped_full{0};     // oldest dropped at the size cap, or no room
   std::atomic<uint64_t> spans_dropped_corrupt{0};  // in segments whose header still read
-  std::atomic<uint64_t> segments_corrupt{0};     // torn or corrupt segments removed
-  std::atomic<uint64_t> spans_dropped_io{0};     // could not be written (disk full, read-only, gone)
-  std::atomic<uint64_t> bytes{0};                // segment bytes in the directory (last known)
-  std::atomic<uint64_t> oldest_unix_ns{0};       // creation time of the oldest segment; 0: none
+  std::atomic<uint64_t> segments_corrupt{0};       // torn or corrupt segments removed
+  std::atomic<uint64_t> spans_dropped_io{0};  // could not be written (disk full, read-only, gone)
+  std::atomic<uint64_t> bytes{0};             // segment bytes in the directory (last known)
+  std::atomic<uint64_t> oldest_unix_ns{0};    // creation time of the oldest segment; 0: none
   void reset();
 };
 SpoolCounters &spool_counters();
@@ -92,11 +94,50 @@ class Spool {
   void release(SpoolSegment *s);
 
   // Segments of dead writers nobody holds, as last seen (the directory is
-  // rescanned at most once a second).
+  // rescanned at most once a second). Claims of other processes are not
+  // seen: their segments count until removed.
   size_t orphans();
 
  private:
+  // A segment file as last seen in the directory (the index, keyed by file
+  // name: name order is creation order).
+  struct Entry {
+    uint64_t size = 0;
+    uint64_t writer = 0;
+    uint64_t created_unix_ns = 0;
+  };
+  enum class Claimed { kOk, kGone, kHeld, kCorrupt };
+
+  void close_all();
+  static bool make_lock(int dir, int *lock_fd, uint64_t *writer);
+  bool reattach(bool create);
+  void cleanup_dead();
+  void rescan();
+  void maybe_rescan();
+  bool writer_alive(uint64_t writer);
+  bool make_room(uint64_t size);
+  bool drop_oldest_unheld(uint64_t size);
+  int write_segment(std::string_view payload, Compression encoding, uint32_t spans,
+                    uint64_t created, uint32_t seq, const std::string &name, bool *crashed);
+  Claimed claim_file(const std::string &name, SpoolSegment *out);
+  void forget(const std::string &name);
+  bool ours(const SpoolSegment *s, size_t *at) const;
+  bool holds(const std::string &name) const;
+  void publish() const;
+  friend void spool_after_fork_child();
+
   int dir_fd_ = -1;
+  int lock_fd_ = -1;  // this writer's lock file, flock'ed
+  std::string path_;
+  uint64_t max_bytes_ = 0;
+  uint64_t writer_ = 0;
+  uint32_t seq_ = 0;
+  uint64_t last_created_ns_ = 0;
+  uint64_t scanned_ms_ = 0;  // monotonic time of the last rescan
+  std::map<std::string, Entry> index_;
+  uint64_t index_bytes_ = 0;
+  std::unordered_map<uint64_t, bool> alive_;         // writers seen since the last rescan
+  std::vector<std::pair<int, std::string>> claims_;  // descriptor and name of each claim
 };
 
 // In a fork child: closes every descriptor the spool layer holds (the

@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 build=${OTELAGENT_FUZZ_BUILD_DIR:-build-fuzz}
 seconds=${OTELAGENT_FUZZ_SECONDS:-60}
-targets=(record propagation config export_response grpc_status ring_file)
+targets=(record propagation config export_response grpc_status ring_file spool_segment)
 
 deps=()
 if [ -n "${OTELAGENT_DEPS_DIR:-}" ]; then deps=(-DOTELAGENT_DEPS_DIR="$OTELAGENT_DEPS_DIR"); fi
