@@ -418,6 +418,10 @@ bool map_ring(size_t capacity, Mapping *out) {
   if (g_dir.empty()) return false;
   auto *f = new (std::nothrow) RingFile();
   if (f == nullptr) return false;
+  // A second pair now, distinct from the base: a process killed before its
+  // exporter first notes the clock still leaves two points to convert its
+  // times with (a cold path: the thread's first span).
+  g_last = clock_pair();
   const char *what = "";
   const int err =
       make_file(g_dir, header_bytes_for(g_resource.size()), capacity, nullptr, f, &what);

@@ -306,6 +306,8 @@ TEST_F(RingFileTest, KillNineLosesNoPushedRecord) {
   EXPECT_EQ(corrupt, 0u);
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got[0].resource_body, "resource");
+  // Never noted (no exporter ran): the pair taken when the ring was made.
+  EXPECT_NE(got[0].last.unix_ns, kBase.unix_ns);
   // The kill may land between a push's return and its report: that one
   // record was pushed too.
   const auto &recs = got[0].records;
