@@ -198,10 +198,11 @@ void at_fork_child() {
   g_wake_pending.store(false);
   g_retry_at_ms.store(0);
   g_exporter_live.store(false);
+  // First: what follows may log, and the log's lock is re-made here.
+  log_reset_once();
   thread_states_after_fork_child();
   exporter_after_fork_child();
   export_counters().reset();
-  log_reset_once();
 }
 
 // Whether the spool directory holds segments or ring files (left by an

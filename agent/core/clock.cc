@@ -1,5 +1,6 @@
 #include "core/clock.h"
 
+#include <cstdint>
 #include <fstream>
 #include <string>
 
@@ -38,7 +39,22 @@ uint64_t tsc_to_unix(uint64_t tsc, const ClockPair &a, const ClockPair &b) {
   const __int128 dt = static_cast<__int128>(tsc) - static_cast<__int128>(a.tsc);
   const __int128 span_ns = static_cast<__int128>(b.unix_ns) - static_cast<__int128>(a.unix_ns);
   const __int128 span_tsc = static_cast<__int128>(b.tsc) - static_cast<__int128>(a.tsc);
-  return static_cast<uint64_t>(static_cast<__int128>(a.unix_ns) + dt * span_ns / span_tsc);
+  // Real pairs are within decades of each other (2^62 TSC ticks is 48 years
+  // at 3 GHz); values read back from a damaged ring file may be anything, and
+  // their product must not overflow: they get a saturated estimate instead.
+  constexpr __int128 kLim = static_cast<__int128>(1) << 62;
+  if (dt > kLim || dt < -kLim || span_ns > kLim || span_ns < -kLim) {
+    const long double est = static_cast<long double>(a.unix_ns) +
+                            static_cast<long double>(dt) * static_cast<long double>(span_ns) /
+                                static_cast<long double>(span_tsc);
+    if (!(est > 0)) return 0;
+    if (est >= 18446744073709551615.0L) return UINT64_MAX;
+    return static_cast<uint64_t>(est);
+  }
+  const __int128 r = static_cast<__int128>(a.unix_ns) + dt * span_ns / span_tsc;
+  if (r < 0) return 0;
+  if (r > static_cast<__int128>(UINT64_MAX)) return UINT64_MAX;
+  return static_cast<uint64_t>(r);
 }
 
 }  // namespace otelagent

@@ -346,8 +346,7 @@ void Exporter::recover_dead_rings() {
           // Not written: the file stays, and the next start tries again (what
           // was already written is then sent twice: at least once).
           if (spool_->append(b.payload, b.encoding, static_cast<uint32_t>(n), &name) !=
-                  Spool::Append::kOk ||
-              name.empty())
+              Spool::Append::kOk)
             return false;
           b.spans = static_cast<uint32_t>(n);
           b.seg.name = std::move(name);
@@ -370,25 +369,29 @@ void Exporter::recover_dead_rings() {
 
 bool Exporter::spool_batch(Batch &b) {
   std::string name;
-  if (spool_->append(b.payload, b.encoding, b.spans, &name) != Spool::Append::kOk) {
-    // Runs as without a spool for a while (the spool logged why).
-    add(g_counters.spool_write_failed, b.spans);
-    spool_broken_ = true;
-    spool_retry_ms_ = now_mono_ms() + kSpoolRetryMs;
-    return false;
-  }
-  if (name.empty()) {
-    // Larger than the whole spool: it can only be sent from memory.
-    add(g_counters.spool_write_failed, b.spans);
-    return false;
+  switch (spool_->append(b.payload, b.encoding, b.spans, &name)) {
+    case Spool::Append::kOk:
+      break;
+    case Spool::Append::kNoRoom:
+      // Larger than the cap, or the cap is all batches held in memory: this
+      // one is kept in memory only.
+      add(g_counters.spool_write_failed, b.spans);
+      return false;
+    case Spool::Append::kIoError:
+      // Runs as without a spool for a while (the spool logged why).
+      add(g_counters.spool_write_failed, b.spans);
+      spool_broken_ = true;
+      spool_retry_ms_ = now_mono_ms() + kSpoolRetryMs;
+      return false;
   }
   b.seg.name = std::move(name);
-  // In memory only when nothing of this process waits on disk before it (so
-  // batches leave in order) and there is room; else it waits on disk.
-  bool behind_disk = false;
+  // In memory only when nothing waits on disk before it (this process's
+  // batches, or those of processes that died: batches leave oldest first)
+  // and there is room; else it waits on disk.
+  bool behind_disk = spool_->orphans() != 0;
   for (const Batch &q : outbox_) behind_disk |= !q.done && q.on_disk && !q.foreign;
-  const size_t mem_cap = std::min(outbox_cap_, kMaxBatchesInMemory);
-  if (!stopping_ && !behind_disk && in_memory() < mem_cap) {
+  if (!stopping_ && !behind_disk && in_memory() < memory_cap() &&
+      claimed_bytes() + b.payload.size() <= cfg_.spool_max_bytes / 2) {
     // Claimed while held in memory: the spool's cap never drops it then.
     SpoolSegment seg;
     if (spool_->claim(b.seg.name, &seg)) {
@@ -413,11 +416,72 @@ void Exporter::to_current_encoding(Batch &b) {
   }
 }
 
-void Exporter::load_from_spool() {
-  const size_t mem_cap = std::min(outbox_cap_, kMaxBatchesInMemory);
-  size_t mem = in_memory();
+uint64_t Exporter::claimed_bytes() const {
+  // Held segments cannot be dropped at the cap: they may take half of it.
+  uint64_t n = 0;
+  for (const Batch &b : outbox_)
+    if (!b.done && !b.on_disk && b.seg.fd >= 0) n += b.payload.size();
+  return n;
+}
+
+size_t Exporter::memory_cap() const {
+  // While the collector fails, one batch (the one retried) is held; the
+  // others wait on disk unclaimed, where the cap may drop the oldest.
+  return retry_waiting_ ? 1 : std::min(outbox_cap_, kMaxBatchesInMemory);
+}
+
+void Exporter::demote_to_disk() {
+  bool kept = false;
   for (Batch &b : outbox_) {
-    if (mem >= mem_cap) return;
+    if (b.done || b.on_disk) continue;
+    if (!kept || b.request != 0) {
+      kept = true;
+      continue;
+    }
+    if (b.seg.name.empty()) {
+      // Kept in memory when the spool had no room: written now if it has.
+      std::string name;
+      if (!durable() || spool_->append(b.payload, b.encoding, b.spans, &name) != Spool::Append::kOk)
+        continue;
+      b.seg.name = std::move(name);
+      std::string().swap(b.payload);
+      b.on_disk = true;
+      if (!b.foreign) disk_spans_ += b.spans;
+      continue;
+    }
+    spool_->release(&b.seg);
+    std::string().swap(b.payload);
+    if (b.orphan) {
+      // Another process's: an orphan again, claimed anew when there is room.
+      b.done = true;
+      continue;
+    }
+    b.on_disk = true;
+    if (!b.foreign) disk_spans_ += b.spans;
+  }
+}
+
+void Exporter::load_from_spool() {
+  const size_t mem_cap = memory_cap();
+  size_t mem = in_memory();
+  // Segments of processes that died first: they are older than anything this
+  // process has on disk (it was started after they died).
+  while (mem < mem_cap && !retry_waiting_ && !stopping_ && spool_->orphans() != 0) {
+    Batch b;
+    if (!spool_->claim_orphan(&b.seg)) break;
+    b.payload = std::move(b.seg.payload);
+    b.encoding = b.seg.encoding;
+    b.spans = b.seg.spans;
+    to_current_encoding(b);
+    b.foreign = true;
+    b.orphan = true;
+    b.from_disk = true;
+    b.last_seq = outbox_.empty() ? completed_seq_ : outbox_.back().last_seq;
+    outbox_.push_back(std::move(b));
+    ++mem;
+  }
+  for (Batch &b : outbox_) {
+    if (mem >= mem_cap || (mem != 0 && claimed_bytes() >= cfg_.spool_max_bytes / 2)) return;
     if (b.done || !b.on_disk) continue;
     SpoolSegment seg;
     if (spool_->claim(b.seg.name, &seg)) {
@@ -434,28 +498,12 @@ void Exporter::load_from_spool() {
     // Dropped at the cap or found corrupt: the spool counted its spans.
     b.on_disk = false;
     b.seg = SpoolSegment{};
-    if (!b.foreign) disk_spans_ -= b.spans;
-    if (b.foreign) {
-      b.done = true;
-    } else {
+    b.done = true;
+    if (!b.foreign) {
+      disk_spans_ -= b.spans;
       add(g_counters.spool_lost, b.spans);
-      b.done = true;
       outbox_spans_ -= b.spans;
     }
-  }
-  // Segments of processes that died, oldest first, while there is room.
-  while (mem < mem_cap && !retry_waiting_ && !stopping_ && spool_->orphans() != 0) {
-    Batch b;
-    if (!spool_->claim_orphan(&b.seg)) break;
-    b.payload = std::move(b.seg.payload);
-    b.encoding = b.seg.encoding;
-    b.spans = b.seg.spans;
-    to_current_encoding(b);
-    b.foreign = true;
-    b.from_disk = true;
-    b.last_seq = outbox_.empty() ? completed_seq_ : outbox_.back().last_seq;
-    outbox_.push_back(std::move(b));
-    ++mem;
   }
 }
 
@@ -506,11 +554,19 @@ void Exporter::cut(size_t n) {
       }
       // Durable mode: the batch is in a segment before its records leave
       // the rings (false: the spool failed; it stays in memory only).
-      if (durable()) spool_batch(b);
-      if (b.on_disk) disk_spans_ += n;
-      outbox_.push_back(std::move(b));
-      outbox_spans_ += n;
-      queued = true;
+      if (durable() && !spool_batch(b) && held() + n > cfg_.max_queue_size) {
+        // Not on disk, and memory is full (the bound without a spool).
+        add(g_counters.queue_full, n);
+        log_warn_once(Once::kQueueFull,
+                      "the export queue is full (OTEL_BSP_MAX_QUEUE_SIZE=%u) and the spool has no "
+                      "room; spans are being dropped (counted in spans_dropped_queue_full)",
+                      cfg_.max_queue_size);
+      } else {
+        if (b.on_disk) disk_spans_ += n;
+        outbox_.push_back(std::move(b));
+        outbox_spans_ += n;
+        queued = true;
+      }
     }
   } catch (const std::exception &e) {
     log_warn_once(Once::kExporterFault,
@@ -682,6 +738,7 @@ void Exporter::retry_later(Batch &b, int64_t retry_after_ms) {
     return;
   }
   add(g_counters.retries, 1);
+  if (spool_) demote_to_disk();
   // Retry-After is a lower bound: the loop's clock is refreshed (it is
   // cached at the start of each iteration) and, being in whole
   // milliseconds, rounded up by one. Several calls that fail together wait

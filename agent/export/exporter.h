@@ -132,6 +132,7 @@ class Exporter {
     bool on_disk = false;
     bool from_disk = false;  // read back from the spool (counted as replayed)
     bool foreign = false;    // left by a process that died; not in this one's sequence
+    bool orphan = false;     // foreign, and its segment is that process's (claim_orphan)
   };
 
   void run();
@@ -164,6 +165,9 @@ class Exporter {
   void recover_dead_rings();
   bool spool_batch(Batch &b);
   void load_from_spool();
+  size_t memory_cap() const;
+  uint64_t claimed_bytes() const;
+  void demote_to_disk();
   void to_current_encoding(Batch &b);
   size_t in_memory() const;
   void release_rings();

@@ -687,15 +687,11 @@ Spool::Append Spool::append(std::string_view payload, Compression encoding, uint
   auto &c = spool_counters();
   try {
     const uint64_t size = kHeaderSize + payload.size();
-    if (size > max_bytes_) {
-      c.spans_dropped_full.fetch_add(spans, std::memory_order_relaxed);
-      return Append::kOk;
-    }
+    if (size > max_bytes_) return Append::kNoRoom;
     maybe_rescan();
     if (!make_room(size)) {
-      c.spans_dropped_full.fetch_add(spans, std::memory_order_relaxed);
       publish();
-      return Append::kOk;
+      return Append::kNoRoom;
     }
     // Strictly increasing per writer, so names sort in append order even if
     // the wall clock steps back.

@@ -53,7 +53,7 @@ struct SpoolSegment {
 
 class Spool {
  public:
-  enum class Append { kOk, kIoError };
+  enum class Append { kOk, kNoRoom, kIoError };
 
   Spool() = default;
   ~Spool();  // ends every claim and this writer's lock (files stay)
@@ -73,8 +73,9 @@ class Spool {
   // into place once whole) and sets *name. When the directory would then
   // hold more than max_bytes, the oldest segments nobody holds claimed are
   // removed first, this writer's included (their spans counted in
-  // spans_dropped_full); a segment larger than max_bytes alone is not written
-  // (counted there too; kOk with *name empty). kIoError: nothing was written
+  // spans_dropped_full). kNoRoom: not written, nothing counted, because the
+  // segment alone is larger than max_bytes or every other segment is held
+  // claimed (the caller keeps the batch in memory). kIoError: nothing was written
   // (disk full, directory read-only or removed: it is re-created once); the
   // spans are not counted (the caller decides what happens to them); one
   // warning per cause.

@@ -32,3 +32,19 @@ TEST(Clock, TscReadingsConvertToTheWallClock) {
 
 }  // namespace
 }  // namespace otelagent
+
+// Issue 8: pairs and times read back from a damaged ring file may be any
+// 64-bit values; converting them is defined (UBSan checks the arithmetic)
+// and saturates instead of wrapping.
+TEST(Clock, ConversionOfHostileValuesSaturates) {
+  const otelagent::ClockPair a{1, 1};
+  const otelagent::ClockPair b{2, UINT64_MAX};
+  EXPECT_EQ(otelagent::tsc_to_unix(UINT64_MAX, a, b), UINT64_MAX);
+  const otelagent::ClockPair c{UINT64_MAX, 0};
+  EXPECT_EQ(otelagent::tsc_to_unix(0, a, c), 1u);
+  EXPECT_EQ(otelagent::tsc_to_unix(0, a, b), 0u);
+  // Ordinary values are untouched by the guard.
+  const otelagent::ClockPair d{1000, 5000};
+  const otelagent::ClockPair e{2000, 6000};
+  EXPECT_EQ(otelagent::tsc_to_unix(1500, d, e), 5500u);
+}

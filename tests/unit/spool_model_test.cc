@@ -97,7 +97,7 @@ class ModelRun {
     // A payload-damaged segment is counted corrupt when read, or dropped at
     // the cap (its header still reads) when the cap came first.
     EXPECT_EQ(c.spans_dropped_full.load() + c.spans_dropped_corrupt.load(),
-              refused_spans_ + lost_clean + lost_payload_corrupt);
+              lost_clean + lost_payload_corrupt);
     EXPECT_GE(c.segments_corrupt.load(), corrupt_header_.size());
     EXPECT_LE(c.segments_corrupt.load(), corrupt_header_.size() + corrupt_payload_.size());
     EXPECT_LE(c.spans_dropped_corrupt.load(), lost_payload_corrupt);
@@ -141,11 +141,14 @@ class ModelRun {
     s.spans = 1 + static_cast<uint32_t>(pick(9));
     s.gen = gen_;
     const auto enc = static_cast<Compression>(pick(3));
-    ASSERT_EQ(spool_->append(s.payload, enc, s.spans, &s.name), Spool::Append::kOk);
-    if (s.name.empty()) {
-      refused_spans_ += s.spans;  // too big, or no room that is not held
+    const auto r = spool_->append(s.payload, enc, s.spans, &s.name);
+    if (r == Spool::Append::kNoRoom) {
+      // Too big, or no room that is not held: not written, not counted.
+      ASSERT_TRUE(s.name.empty());
       return;
     }
+    ASSERT_EQ(r, Spool::Append::kOk);
+    ASSERT_FALSE(s.name.empty());
     spooled_spans_ += s.spans;
     by_name_[s.name] = id;
     segs_[id] = std::move(s);
@@ -162,8 +165,9 @@ class ModelRun {
     std::string name = "x";
     const auto r = spool_->append(payload, Compression::kNone, 1, &name);
     testing::spool_disarm_write_fault();
-    // kOk: refused before any write (too big, or no room that is not held).
-    if (r == Spool::Append::kOk) refused_spans_ += 1;
+    // kNoRoom: refused before any write (too big, or no room that is not
+    // held), not counted.
+    EXPECT_NE(r, Spool::Append::kOk);
     EXPECT_TRUE(name.empty());
     // Only segments the cap made room with may be gone; nothing appears.
     const std::set<std::string> had(before.begin(), before.end());
@@ -185,10 +189,7 @@ class ModelRun {
     const auto r = spool_->append(s.payload, Compression::kGzip, s.spans, &name);
     testing::spool_disarm_write_fault();
     EXPECT_TRUE(name.empty());
-    if (r == Spool::Append::kOk) {  // refused before any write
-      refused_spans_ += s.spans;
-      return;
-    }
+    if (r == Spool::Append::kNoRoom) return;  // refused before any write, not counted
     crash();
     for (const auto &n : segments(dir_)) {
       if (by_name_.count(n)) continue;
@@ -321,7 +322,7 @@ class ModelRun {
   std::map<std::string, int> by_name_;
   std::map<int, SpoolSegment> held_;
   std::set<int> delivered_, corrupt_header_, corrupt_payload_;
-  uint64_t refused_spans_ = 0, spooled_spans_ = 0;
+  uint64_t spooled_spans_ = 0;
 };
 
 TEST_F(SpoolModel, RandomSequencesAgainstTheModel) {

@@ -260,19 +260,20 @@ TEST_F(SpoolTest, CapDropsOldestUnheldAndCounts) {
   EXPECT_EQ(c.spans_dropped_full.load(), 1u + 3u);
   EXPECT_EQ(segments(t.path()), (std::vector<std::string>{n[1], n[3], n[4]}));
 
-  // Larger than the cap alone: not written, counted, kOk with no name.
+  // Larger than the cap alone: not written and not counted (the caller
+  // keeps the batch in memory), kNoRoom with no name.
   std::string name = "x";
-  EXPECT_EQ(s.append(body(5, 3 * seg_size), Compression::kNone, 7, &name), Spool::Append::kOk);
+  EXPECT_EQ(s.append(body(5, 3 * seg_size), Compression::kNone, 7, &name), Spool::Append::kNoRoom);
   EXPECT_TRUE(name.empty());
-  EXPECT_EQ(c.spans_dropped_full.load(), 1u + 3u + 7u);
+  EXPECT_EQ(c.spans_dropped_full.load(), 1u + 3u);
 
-  // Everything held: no room, the new one is the one dropped.
+  // Everything held: no room; the new one is not written (nor counted).
   SpoolSegment h3, h4;
   ASSERT_TRUE(s.claim(n[3], &h3));
   ASSERT_TRUE(s.claim(n[4], &h4));
-  EXPECT_EQ(s.append(body(6), Compression::kNone, 11, &name), Spool::Append::kOk);
+  EXPECT_EQ(s.append(body(6), Compression::kNone, 11, &name), Spool::Append::kNoRoom);
   EXPECT_TRUE(name.empty());
-  EXPECT_EQ(c.spans_dropped_full.load(), 1u + 3u + 7u + 11u);
+  EXPECT_EQ(c.spans_dropped_full.load(), 1u + 3u);
   EXPECT_EQ(segments(t.path()).size(), 3u);
   EXPECT_EQ(c.spans_spooled.load(), 1u + 2u + 3u + 4u + 5u);
   s.release(&held);
