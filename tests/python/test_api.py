@@ -348,3 +348,44 @@ def test_a_signal_handler_runs_during_a_long_flush(tmp_path):
     # Without slices the handler could only run once the 120 s flush ended:
     # this run's own timeout (100 s) would have killed it first.
     assert r.stdout.startswith("handler ran after"), r.stdout + r.stderr
+
+
+def test_spool_statistics_and_a_restart_that_sends_the_backlog(sink, tmp_path):
+    """Issue 8 through the binding: with OTELAGENT_SPOOL_DIR and no collector,
+    the spans wait on disk (spans_spooled, nothing dropped); a second process
+    started with the same directory sends them (spans_replayed)."""
+    import subprocess
+    import sys
+    spool = str(tmp_path / "spool")
+    tag = uniq("spooled")
+    first = f"""
+import otelagent
+assert otelagent.start({{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1",
+                        "OTELAGENT_SPOOL_DIR": {spool!r}, "OTEL_BSP_SCHEDULE_DELAY": "20",
+                        "OTELAGENT_RETRY_INITIAL_MS": "10", "OTELAGENT_RETRY_MAX_MS": "50"}})
+for i in range(300):
+    with otelagent.start_as_current_span("{tag}-%d" % i):
+        pass
+otelagent.flush(500)  # cannot be delivered: the spans are written to the spool meanwhile
+otelagent.shutdown(200)
+st = otelagent.stats()
+dropped = sum(v for k, v in st.items() if k.startswith("spans_dropped_"))
+print(st["spans_spooled"], st["spans_exported"], dropped)
+"""
+    r = subprocess.run([sys.executable, "-c", first], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["300", "0", "0"], (r.stdout, r.stderr)
+    second = f"""
+import otelagent, time
+assert otelagent.start({{"OTEL_EXPORTER_OTLP_ENDPOINT": {sink.endpoint!r},
+                        "OTELAGENT_SPOOL_DIR": {spool!r}}})
+deadline = time.monotonic() + 30
+while otelagent.stats()["spans_replayed"] < 300 and time.monotonic() < deadline:
+    time.sleep(0.01)
+print(otelagent.stats()["spans_replayed"])
+otelagent.shutdown(1000)
+"""
+    r = subprocess.run([sys.executable, "-c", second], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "300", (r.stdout, r.stderr)
+    names = [s.name for s in sink.spans() if s.name.startswith(tag)]
+    assert sorted(names) == sorted(f"{tag}-{i}" for i in range(300))
