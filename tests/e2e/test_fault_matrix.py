@@ -138,7 +138,7 @@ class Progress:
             return struct.unpack("<Q", f.read(8))[0]
 
     def wait(self, count, emitter):
-        wait_for(lambda: self.read() >= count or emitter.proc.poll() is not None, 60,
+        wait_for(lambda: self.read() >= count or emitter.proc.poll() is not None, 60 + 2 * SECONDS,
                  f"the emitter to end {count} spans")
         assert self.read() >= count, f"the emitter exited early: {emitter.stderr[-3000:]}"
 
@@ -238,7 +238,7 @@ def test_fault_matrix(tmp_path, scenario, spool):
             em.wait(30)
             endpoint.set_mode("ok")
         else:
-            assert em.wait(120) == 0, em.stderr[-3000:]
+            assert em.wait(120 + SECONDS) == 0, em.stderr[-3000:]
             stats_list.append(em.stats())
         ended = progress.read()
 
@@ -252,10 +252,10 @@ def test_fault_matrix(tmp_path, scenario, spool):
             if expected is None:
                 first = stats_list[0]
                 expected_count = first["ended"] - dropped(first)
-                wait_for(lambda: len(endpoint.received()[0]) >= expected_count, 60,
+                wait_for(lambda: len(endpoint.received()[0]) >= expected_count, 60 + 2 * SECONDS,
                          "the resume process to send the spooled spans")
             else:
-                wait_for(lambda: endpoint.received()[0] >= expected, 60,
+                wait_for(lambda: endpoint.received()[0] >= expected, 60 + 2 * SECONDS,
                          "the resume process to send the spans of the killed one")
             resume.resume()
             assert resume.wait(60) == 0, resume.stderr[-3000:]
@@ -263,7 +263,7 @@ def test_fault_matrix(tmp_path, scenario, spool):
         if collector is not None:
             # What the collector acknowledged, it forwards.
             exported = stats_list[0]["exported"]
-            wait_for(lambda: len(endpoint.received()[0]) >= exported, 30,
+            wait_for(lambda: len(endpoint.received()[0]) >= exported, 30 + 2 * SECONDS,
                      f"the collector to forward {exported} spans")
     finally:
         for p in processes:  # left running by a failure
