@@ -495,8 +495,10 @@ void overload(int healthy_port) {
   std::vector<std::string> bases{""};  // "": no spool
   for (const std::string &b : spool_bases()) bases.push_back(b);
   double healthy_p50 = 0, healthy_p99 = 0;
-  for (const std::string &base : bases) {
-    for (const Mode &m : modes) {
+  // Rows with and without a spool next to each other in time, so that the
+  // load of a shared machine drifts less between the rows compared.
+  for (const Mode &m : modes) {
+    for (const std::string &base : bases) {
       const std::string dir = base.empty() ? "-" : make_spool_dir(base);
       if (dir.empty()) {
         std::fprintf(stderr, "bench: cannot make a directory in %s\n", base.c_str());
