@@ -426,6 +426,22 @@ std::string fmt_double(double v) {
   return b;
 }
 
+// CPU time (ns) the exporter thread of this process has used so far, from
+// /proc/self/task/*/schedstat; 0 if there is none.
+uint64_t exporter_cpu_ns() {
+  std::error_code ec;
+  for (const auto &task : std::filesystem::directory_iterator("/proc/self/task", ec)) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    if (!std::getline(comm, name) || name != "otelagent-exp") continue;
+    std::ifstream sched(task.path() / "schedstat");
+    uint64_t ns = 0;
+    sched >> ns;
+    return ns;
+  }
+  return 0;
+}
+
 // Child: one row of the host's cost table. Default settings (plus the spool
 // directory when not "-"); 1 thread paced at one span per 4 us; a warm-up of
 // n/4 spans brings the exporter to its steady state (for down and 503:
@@ -439,9 +455,15 @@ int child_host_row(int port, const std::string &dir, uint64_t n) {
   std::vector<uint64_t> lat;
   lat.reserve(n);
   otelagent_stats s0{};
+  uint64_t cpu0 = 0;
+  auto t0 = std::chrono::steady_clock::now();
   for (int phase = 0; phase < 2; ++phase) {
     const uint64_t count = phase == 0 ? n / 4 : n;  // warm-up, then measured
-    if (phase == 1) s0 = stats();
+    if (phase == 1) {
+      s0 = stats();
+      cpu0 = exporter_cpu_ns();
+      t0 = std::chrono::steady_clock::now();
+    }
     uint64_t next = ticks();
     for (uint64_t i = 0; i < count; ++i) {
       while (ticks() < next) {
@@ -454,9 +476,11 @@ int child_host_row(int port, const std::string &dir, uint64_t n) {
     }
   }
   otelagent_stats s1 = stats();
+  const double cpu = static_cast<double>(exporter_cpu_ns() - cpu0) / 1e9 /
+                     std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   Percentiles p = percentiles(lat);
   std::printf(
-      "%.3f %.3f %.3f %llu %llu %llu %llu %llu\n", p.p50, p.p99, p.p999,
+      "%.3f %.3f %.3f %.4f %llu %llu %llu %llu %llu\n", p.p50, p.p99, p.p999, cpu,
       static_cast<unsigned long long>(s1.spans_dropped_ring_full - s0.spans_dropped_ring_full),
       static_cast<unsigned long long>(s1.spans_dropped_queue_full - s0.spans_dropped_queue_full),
       static_cast<unsigned long long>(s1.spans_spooled - s0.spans_spooled),
@@ -480,10 +504,11 @@ void overload(int healthy_port) {
       "Each row in its own process. Spool: off, or OTELAGENT_SPOOL_DIR set to a new directory "
       "on the filesystem shown (the thread's ring is then a file mapping). Ratios are to the "
       "first row. Spooled: spans written to the spool while measuring; spool MB: its segment "
-      "bytes at the end of the row.\n\n"
+      "bytes at the end of the row. Exporter CPU: its thread's CPU time over the measured "
+      "spans' wall time (schedstat), in %% of one core.\n\n"
       "| collector | spool | p50 | p99 | p99.9 | p50 vs healthy | p99 vs healthy | dropped: ring "
-      "full | dropped: queue full | dropped: spool full | spooled | spool MB |\n"
-      "|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+      "full | dropped: queue full | dropped: spool full | spooled | spool MB | exporter CPU |\n"
+      "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
       static_cast<unsigned long long>(n));
   struct Mode {
     const char *name;
@@ -508,11 +533,11 @@ void overload(int healthy_port) {
           {"host", fmt_double(g_ns_per_tick), std::to_string(m.port), dir, std::to_string(n)}));
       const std::string spool = base.empty() ? "off" : fs_label(base);
       if (!base.empty()) std::filesystem::remove_all(dir);
-      double p50 = 0, p99 = 0, p999 = 0;
+      double p50 = 0, p99 = 0, p999 = 0, cpu = 0;
       unsigned long long ring_full = 0, queue_full = 0, spooled = 0, spool_full = 0, bytes = 0;
-      if (!(out >> p50 >> p99 >> p999 >> ring_full >> queue_full >> spooled >> spool_full >>
+      if (!(out >> p50 >> p99 >> p999 >> cpu >> ring_full >> queue_full >> spooled >> spool_full >>
             bytes)) {
-        std::printf("| %s | %s | (failed) | | | | | | | | | |\n", m.name, spool.c_str());
+        std::printf("| %s | %s | (failed) | | | | | | | | | | |\n", m.name, spool.c_str());
         continue;
       }
       if (healthy_p50 == 0) {
@@ -521,9 +546,9 @@ void overload(int healthy_port) {
       }
       std::printf(
           "| %s | %s | %.0f | %.0f | %.0f | %.2fx | %.2fx | %llu | %llu | %llu | %llu | "
-          "%.1f |\n",
+          "%.1f | %.0f%% |\n",
           m.name, spool.c_str(), p50, p99, p999, p50 / healthy_p50, p99 / healthy_p99, ring_full,
-          queue_full, spool_full, spooled, static_cast<double>(bytes) / 1e6);
+          queue_full, spool_full, spooled, static_cast<double>(bytes) / 1e6, cpu * 100);
     }
   }
 }
