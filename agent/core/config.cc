@@ -548,6 +548,10 @@ Config config_parse(const Settings &settings, std::vector<std::string> *warnings
   p.number({"OTELAGENT_RETRY_MAX_ELAPSED_MS"}, &c.retry_max_elapsed_ms, 0, 3600000);
   if (c.retry_max_ms < c.retry_initial_ms) c.retry_max_ms = c.retry_initial_ms;
   if (auto *v = p.get({"OTELAGENT_SPOOL_DIR"})) c.spool_dir = std::string(trim(*v));
+  // With a spool, records stay in the rings until their batch is on disk:
+  // a larger default ring keeps the same headroom for bursts.
+  if (!c.spool_dir.empty() && p.get({"OTELAGENT_RING_BYTES"}) == nullptr)
+    c.ring_bytes = kSpoolRingBytes;
   p.number64("OTELAGENT_SPOOL_MAX_BYTES", &c.spool_max_bytes, 64 * 1024, uint64_t{1} << 40);
   return c;
 }

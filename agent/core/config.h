@@ -74,6 +74,10 @@ struct Config {
   uint64_t spool_max_bytes = uint64_t{256} << 20;
 };
 
+// The default ring size when a spool is configured (OTELAGENT_RING_BYTES
+// unset).
+constexpr size_t kSpoolRingBytes = 1024u * 1024;
+
 using Settings = std::map<std::string, std::string, std::less<>>;
 
 // Longest key and value a setting may have (a longer environment value is

@@ -480,3 +480,17 @@ TEST(Config, HttpJsonIsRefusedWithAClearWarning) {
 
 }  // namespace
 }  // namespace otelagent
+
+// Issue 8: with a spool, records stay in the rings until their batch is on
+// disk, so the default ring is larger; an explicit size still wins.
+TEST(Config, ASpoolGetsLargerRingsUnlessTheSizeIsSet) {
+  std::vector<std::string> w;
+  EXPECT_EQ(otelagent::config_parse({}, &w).ring_bytes, 256u * 1024);
+  EXPECT_EQ(otelagent::config_parse({{"OTELAGENT_SPOOL_DIR", "/tmp/x"}}, &w).ring_bytes,
+            otelagent::kSpoolRingBytes);
+  EXPECT_EQ(otelagent::config_parse(
+                {{"OTELAGENT_SPOOL_DIR", "/tmp/x"}, {"OTELAGENT_RING_BYTES", "131072"}}, &w)
+                .ring_bytes,
+            131072u);
+  EXPECT_TRUE(w.empty());
+}
