@@ -183,6 +183,12 @@ void Exporter::run() {
       [](uv_timer_t *h) {
         auto *self = static_cast<Exporter *>(h->data);
         self->guarded([self] { self->report_drops(); });
+        // Ring files of processes that died meanwhile (a fork child killed,
+        // say) are picked up while this process lives, not only at start.
+        if (self->spool_) {
+          self->guarded([self] { self->recover_dead_rings(); });
+          self->guarded([self] { self->pump(); });
+        }
       },
       30000, 30000);
   if (!cfg_.spool_dir.empty() && cfg_.exporter == ExporterKind::kOtlp)
