@@ -231,12 +231,14 @@ void log_drop_summary() {
   const uint64_t dropped =
       s.spans_dropped_ring_full + s.spans_dropped_span_limit + s.spans_dropped_rejected +
       s.spans_dropped_export_failed + s.spans_dropped_shutdown + s.spans_dropped_thread_exit +
-      s.spans_dropped_queue_full + s.spans_dropped_spool_full + s.spans_dropped_spool_corrupt;
+      s.spans_dropped_queue_full + s.spans_dropped_spool_full + s.spans_dropped_spool_corrupt +
+      s.spans_dropped_spool_gone;
   if (dropped == 0 && s.spool_segments_corrupt == 0) return;
   log_warn(
       "shutdown: %llu spans were dropped in this process's life (ring full %llu, open-span limit "
       "%llu, queue full %llu, rejected %llu, export failed %llu, at shutdown %llu, thread exit "
-      "%llu, spool full %llu, spool corrupt %llu; corrupt segments %llu); %llu exported",
+      "%llu, spool full %llu, spool corrupt %llu, spool gone %llu; corrupt segments %llu); %llu "
+      "exported",
       static_cast<unsigned long long>(dropped),
       static_cast<unsigned long long>(s.spans_dropped_ring_full),
       static_cast<unsigned long long>(s.spans_dropped_span_limit),
@@ -247,6 +249,7 @@ void log_drop_summary() {
       static_cast<unsigned long long>(s.spans_dropped_thread_exit),
       static_cast<unsigned long long>(s.spans_dropped_spool_full),
       static_cast<unsigned long long>(s.spans_dropped_spool_corrupt),
+      static_cast<unsigned long long>(s.spans_dropped_spool_gone),
       static_cast<unsigned long long>(s.spool_segments_corrupt),
       static_cast<unsigned long long>(s.spans_exported));
 }
@@ -460,6 +463,7 @@ void stats_get(otelagent_stats *s) {
   s->spans_replayed = c.replayed.load(std::memory_order_relaxed);
   s->spans_dropped_spool_full = sc.spans_dropped_full.load(std::memory_order_relaxed);
   s->spans_dropped_spool_corrupt = sc.spans_dropped_corrupt.load(std::memory_order_relaxed);
+  s->spans_dropped_spool_gone = sc.spans_dropped_gone.load(std::memory_order_relaxed);
   s->spool_segments_corrupt = sc.segments_corrupt.load(std::memory_order_relaxed);
   s->spans_spool_write_failed = c.spool_write_failed.load(std::memory_order_relaxed);
   s->spool_bytes = sc.bytes.load(std::memory_order_relaxed);

@@ -24,6 +24,7 @@ enum class Once : uint32_t {
   kExporterFault,
   kQueueFull,
   kSpoolOpen,
+  kSpoolGone,
   kSpoolNoSpace,
   kSpoolNotWritable,
   kSpoolDirGone,

@@ -34,6 +34,8 @@ void add(std::atomic<uint64_t> &c, uint64_t n) {
 
 // Durable mode keeps at most this many batches in memory.
 constexpr size_t kMaxBatchesInMemory = 16;
+// How often dead processes' ring files are looked for while running.
+constexpr uint64_t kRecoveryEveryMs = 5000;
 // After a failed spool write, how long the exporter runs as without a spool
 // before it tries writing again.
 constexpr uint64_t kSpoolRetryMs = 5000;
@@ -48,7 +50,7 @@ uint64_t total_drops() {
   const SpoolCounters &sc = spool_counters();
   uint64_t n = g_counters.rejected.load() + g_counters.failed.load() +
                g_counters.queue_full.load() + sc.spans_dropped_full.load() +
-               sc.spans_dropped_corrupt.load();
+               sc.spans_dropped_corrupt.load() + sc.spans_dropped_gone.load();
   for (ThreadState *s = thread_states(); s != nullptr; s = s->next)
     n += s->ring_full.get() + s->span_limit.get();
   return n;
@@ -175,6 +177,13 @@ void Exporter::run() {
       [](uv_timer_t *h) {
         auto *self = static_cast<Exporter *>(h->data);
         self->timer_fired_ = true;
+        // Ring files of processes that died meanwhile (a fork child or a
+        // sibling sharing the directory, killed) are picked up while this
+        // process lives, not only at start: every 5 s at most.
+        if (self->spool_ && now_mono_ms() >= self->next_recovery_ms_) {
+          self->next_recovery_ms_ = now_mono_ms() + kRecoveryEveryMs;
+          self->guarded([self] { self->recover_dead_rings(); });
+        }
         self->guarded([self] { self->pump(); });
       },
       cfg_.schedule_delay_ms, cfg_.schedule_delay_ms);
@@ -183,12 +192,7 @@ void Exporter::run() {
       [](uv_timer_t *h) {
         auto *self = static_cast<Exporter *>(h->data);
         self->guarded([self] { self->report_drops(); });
-        // Ring files of processes that died meanwhile (a fork child killed,
-        // say) are picked up while this process lives, not only at start.
-        if (self->spool_) {
-          self->guarded([self] { self->recover_dead_rings(); });
-          self->guarded([self] { self->pump(); });
-        }
+
       },
       30000, 30000);
   if (!cfg_.spool_dir.empty() && cfg_.exporter == ExporterKind::kOtlp)
@@ -486,11 +490,14 @@ void Exporter::load_from_spool() {
     outbox_.push_back(std::move(b));
     ++mem;
   }
+  uint64_t held_bytes = claimed_bytes();
   for (Batch &b : outbox_) {
-    if (mem >= mem_cap || (mem != 0 && claimed_bytes() >= cfg_.spool_max_bytes / 2)) return;
+    if (mem >= mem_cap || (mem != 0 && held_bytes >= cfg_.spool_max_bytes / 2)) return;
     if (b.done || !b.on_disk) continue;
     SpoolSegment seg;
-    if (spool_->claim(b.seg.name, &seg)) {
+    const Spool::OwnClaim r = spool_->claim_own(b.seg.name, &seg);
+    if (r == Spool::OwnClaim::kBusy) return;  // not now (no descriptor left, ...): later
+    if (r == Spool::OwnClaim::kOk) {
       b.payload = std::move(seg.payload);
       b.encoding = seg.encoding;
       to_current_encoding(b);
@@ -498,14 +505,23 @@ void Exporter::load_from_spool() {
       b.on_disk = false;
       b.from_disk = true;
       if (!b.foreign) disk_spans_ -= b.spans;
+      held_bytes += b.payload.size();
       ++mem;
       continue;
     }
-    // Dropped at the cap or found corrupt: the spool counted its spans.
+    // Gone: dropped at the cap or found corrupt (the spool counted its
+    // spans), or removed by someone else (counted here).
+    if (r == Spool::OwnClaim::kVanished) {
+      spool_counters().spans_dropped_gone.fetch_add(b.spans, std::memory_order_relaxed);
+      log_warn_once(Once::kSpoolGone,
+                    "spooled batches were removed from %s before they were sent (counted in "
+                    "spans_dropped_spool_gone)",
+                    cfg_.spool_dir.c_str());
+    }
     b.on_disk = false;
     b.seg = SpoolSegment{};
     b.done = true;
-    if (!b.foreign) {
+    if (!b.foreign) {  // foreign spans were never in this process's counts
       disk_spans_ -= b.spans;
       add(g_counters.spool_lost, b.spans);
       outbox_spans_ -= b.spans;

@@ -199,6 +199,7 @@ class Exporter {
   bool read_unreleased_ = false;   // records read from the rings wait for release
   bool stopping_ = false;          // shutting down: new batches go to disk only
   size_t disk_spans_ = 0;          // spans of this process in entries on disk
+  uint64_t next_recovery_ms_ = 0;  // next look for dead processes' ring files
   std::vector<SpscRing *> rings_;  // drain_rings' scratch list
   size_t drain_start_ = 0;         // round-robin start of the next drain
   std::atomic<bool> *wake_pending_;

@@ -393,7 +393,8 @@ bool dir_removed(int dir) {
 
 // ---- Counters -------------------------------------------------------------------------
 void SpoolCounters::reset() {
-  for (auto *c : {&spans_spooled, &spans_dropped_full, &spans_dropped_corrupt, &segments_corrupt,
+  for (auto *c : {&spans_spooled, &spans_dropped_full, &spans_dropped_corrupt, &spans_dropped_gone,
+                  &segments_corrupt,
                   &spans_dropped_io, &bytes, &oldest_unix_ns})
     c->store(0, std::memory_order_relaxed);
 }
@@ -470,6 +471,7 @@ const char *Spool::open(const std::string &dir, uint64_t max_bytes) {
       close_all();
       return "the spool directory is not writable";
     }
+    ids_.assign(1, writer_);
     cleanup_dead();
     rescan();
     return nullptr;
@@ -511,6 +513,7 @@ bool Spool::reattach(bool create) {
   dir_fd_ = d.release();
   lock_fd_ = lock_fd;
   writer_ = writer;
+  if (ids_.size() < 64) ids_.push_back(writer);
   seq_ = 0;
   rescan();
   return true;
@@ -523,7 +526,7 @@ void Spool::cleanup_dead() {
   for (const auto &n : names) {
     uint64_t w;
     if (!parse_lock_name(n, &w) || w == writer_) continue;
-    Fd f(openat(dir_fd_, n.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    Fd f(openat(dir_fd_, n.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
     if (f && flock(f.get(), LOCK_EX | LOCK_NB) == 0 && linked(dir_fd_, n, f.get()))
       unlinkat(dir_fd_, n.c_str(), 0);
   }
@@ -567,7 +570,7 @@ bool Spool::writer_alive(uint64_t writer) {
   if (writer == writer_) return true;
   if (auto it = alive_.find(writer); it != alive_.end()) return it->second;
   const std::string name = lock_name(writer);
-  Fd f(openat(dir_fd_, name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  Fd f(openat(dir_fd_, name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
   // A lock file we cannot open (not ours to read) is taken as alive: its
   // segments are left alone rather than risked.
   const bool alive = f ? flock(f.get(), LOCK_EX | LOCK_NB) != 0 : errno != ENOENT;
@@ -609,7 +612,7 @@ bool Spool::drop_oldest_unheld(uint64_t size) {
   for (auto it = index_.begin(); it != index_.end() && index_bytes_ + size > max_bytes_; ++it) {
     const std::string &name = it->first;
     if (holds(name)) continue;
-    Fd f(openat(dir_fd_, name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    Fd f(openat(dir_fd_, name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
     if (!f && errno != ENOENT) continue;
     if (f && flock(f.get(), LOCK_EX | LOCK_NB) != 0) continue;  // someone sends it now
     if (f && linked(dir_fd_, name, f.get())) {
@@ -617,6 +620,9 @@ bool Spool::drop_oldest_unheld(uint64_t size) {
       unsigned char h[kHeaderSize];
       Header hd;
       if (unlinkat(dir_fd_, name.c_str(), 0) != 0) continue;
+      // The exporter learns of it when it claims the name (claim_own).
+      if (std::find(ids_.begin(), ids_.end(), it->second.writer) != ids_.end())
+        dropped_own_.insert(name);
       if (fstat(f.get(), &st) == 0 && read_all(f.get(), h, kHeaderSize, 0) &&
           parse_header(h, static_cast<uint64_t>(st.st_size), &hd)) {
         c.spans_dropped_full.fetch_add(hd.spans, std::memory_order_relaxed);
@@ -735,7 +741,7 @@ Spool::Append Spool::append(std::string_view payload, Compression encoding, uint
 }
 
 Spool::Claimed Spool::claim_file(const std::string &name, SpoolSegment *out) {
-  Fd f(openat(dir_fd_, name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  Fd f(openat(dir_fd_, name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
   if (!f) return errno == ENOENT ? Claimed::kGone : Claimed::kHeld;
   if (auto hook = g_after_open.load(std::memory_order_relaxed)) hook(name);
   if (flock(f.get(), LOCK_EX | LOCK_NB) != 0) return Claimed::kHeld;
@@ -745,9 +751,14 @@ Spool::Claimed Spool::claim_file(const std::string &name, SpoolSegment *out) {
   struct stat st;
   unsigned char h[kHeaderSize];
   Header hd;
-  const bool header_ok = fstat(f.get(), &st) == 0 && read_all(f.get(), h, kHeaderSize, 0) &&
+  // Not a regular file (a FIFO, say), or a payload larger than the whole
+  // spool may hold: not a segment this spool wrote, whatever its header says.
+  const bool header_ok = fstat(f.get(), &st) == 0 && S_ISREG(st.st_mode) &&
+                         read_all(f.get(), h, kHeaderSize, 0) &&
                          parse_header(h, static_cast<uint64_t>(st.st_size), &hd);
-  if (header_ok) {
+  if (header_ok && hd.payload_len > max_bytes_) {
+    c.spans_dropped_corrupt.fetch_add(hd.spans, std::memory_order_relaxed);
+  } else if (header_ok) {
     out->payload.resize(hd.payload_len);
     if (read_all(f.get(), out->payload.data(), out->payload.size(), kHeaderSize) &&
         crc(out->payload.data(), out->payload.size()) == hd.payload_crc) {
@@ -773,16 +784,36 @@ Spool::Claimed Spool::claim_file(const std::string &name, SpoolSegment *out) {
 }
 
 bool Spool::claim(const std::string &name, SpoolSegment *out) {
-  if (dir_fd_ < 0 || out == nullptr) return false;
+  return claim_own(name, out) == OwnClaim::kOk;
+}
+
+Spool::OwnClaim Spool::claim_own(const std::string &name, SpoolSegment *out) {
+  if (dir_fd_ < 0 || out == nullptr) return OwnClaim::kBusy;
   try {
     uint64_t created, writer;
-    if (!parse_segment_name(name, &created, &writer) || writer != writer_) return false;
+    // This writer's, under any id it has had (the directory may have been
+    // re-created under it).
+    if (!parse_segment_name(name, &created, &writer) ||
+        std::find(ids_.begin(), ids_.end(), writer) == ids_.end())
+      return OwnClaim::kVanished;
     const Claimed r = claim_file(name, out);
     if (r == Claimed::kGone) forget(name);
     publish();
-    return r == Claimed::kOk;
+    switch (r) {
+      case Claimed::kOk:
+        return OwnClaim::kOk;
+      case Claimed::kHeld:
+        return OwnClaim::kBusy;
+      case Claimed::kCorrupt:
+        return OwnClaim::kCounted;
+      case Claimed::kGone:
+        break;
+    }
+    // Dropped at the cap by this spool (counted then), or removed by
+    // someone else (counted by nobody yet).
+    return dropped_own_.erase(name) != 0 ? OwnClaim::kCounted : OwnClaim::kVanished;
   } catch (const std::exception &) {
-    return false;
+    return OwnClaim::kBusy;
   }
 }
 

@@ -18,6 +18,7 @@
 #include <atomic>
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -33,6 +34,7 @@ struct SpoolCounters {
   std::atomic<uint64_t> spans_spooled{0};          // spans written in segments
   std::atomic<uint64_t> spans_dropped_full{0};     // oldest dropped at the size cap, or no room
   std::atomic<uint64_t> spans_dropped_corrupt{0};  // in segments whose header still read
+  std::atomic<uint64_t> spans_dropped_gone{0};  // own segments removed by someone else
   std::atomic<uint64_t> segments_corrupt{0};       // torn or corrupt segments removed
   std::atomic<uint64_t> spans_dropped_io{0};  // could not be written (disk full, read-only, gone)
   std::atomic<uint64_t> bytes{0};             // segment bytes in the directory (last known)
@@ -82,9 +84,13 @@ class Spool {
   Append append(std::string_view payload, Compression encoding, uint32_t spans, std::string *name);
 
   // Claims one of this writer's segments by name, reads and verifies it.
-  // False when it is gone (dropped at the cap: already counted) or corrupt
-  // (counted and removed).
-  bool claim(const std::string &name, SpoolSegment *out);
+  // kBusy: not now (held for an instant by another process, no descriptor
+  // left...): try again later. kCounted: gone, and its spans counted by the
+  // spool (dropped at the cap, or corrupt and removed). kVanished: removed
+  // by someone else (the directory deleted, say): counted by nobody.
+  enum class OwnClaim { kOk, kBusy, kCounted, kVanished };
+  OwnClaim claim_own(const std::string &name, SpoolSegment *out);
+  bool claim(const std::string &name, SpoolSegment *out);  // claim_own() == kOk
   // Claims the oldest segment of a writer that is no longer alive (its lock
   // file is not held: it exited or was killed), reads and verifies it.
   // Corrupt ones are counted, removed and skipped. False when there is none.
@@ -132,6 +138,8 @@ class Spool {
   std::string path_;
   uint64_t max_bytes_ = 0;
   uint64_t writer_ = 0;
+  std::vector<uint64_t> ids_;          // every id this writer has had
+  std::set<std::string> dropped_own_;  // own segments the cap dropped, until claimed
   uint32_t seq_ = 0;
   uint64_t last_created_ns_ = 0;
   uint64_t scanned_ms_ = 0;  // monotonic time of the last rescan

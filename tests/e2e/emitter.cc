@@ -56,6 +56,7 @@ concept HasSpoolStats = requires(S s) {
   s.spool_oldest_age_ms;
   s.export_latency_us_last;
   s.export_latency_us_max;
+  s.spans_dropped_spool_gone;
 };
 
 template <typename S>
@@ -66,7 +67,7 @@ std::string spool_fields(const S &s) {
                   ",\"spooled\":%llu,\"replayed\":%llu,\"spool_full\":%llu,"
                   "\"spool_corrupt\":%llu,\"segments_corrupt\":%llu,\"spool_write_failed\":%llu,"
                   "\"spool_bytes\":%llu,\"spool_oldest_age_ms\":%llu,\"latency_us_last\":%llu,"
-                  "\"latency_us_max\":%llu",
+                  "\"latency_us_max\":%llu,\"spool_gone\":%llu",
                   (unsigned long long)s.spans_spooled, (unsigned long long)s.spans_replayed,
                   (unsigned long long)s.spans_dropped_spool_full,
                   (unsigned long long)s.spans_dropped_spool_corrupt,
@@ -74,7 +75,8 @@ std::string spool_fields(const S &s) {
                   (unsigned long long)s.spans_spool_write_failed, (unsigned long long)s.spool_bytes,
                   (unsigned long long)s.spool_oldest_age_ms,
                   (unsigned long long)s.export_latency_us_last,
-                  (unsigned long long)s.export_latency_us_max);
+                  (unsigned long long)s.export_latency_us_max,
+                  (unsigned long long)s.spans_dropped_spool_gone);
     return buf;
   } else {
     return "";

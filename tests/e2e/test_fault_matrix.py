@@ -40,7 +40,7 @@ BASE_ENV = {
     "OTELAGENT_E2E_FLUSH_MS": "30000",
 }
 DROP_COUNTERS = ("ring_full", "span_limit", "rejected", "failed", "shutdown_dropped",
-                 "thread_exit", "queue_full", "spool_full", "spool_corrupt")
+                 "thread_exit", "queue_full", "spool_full", "spool_corrupt", "spool_gone")
 NO_SUCH_HOST = "http://otelagent-no-such-host.invalid:4318"
 # What a fault of the spool's own disk may cost: spans dropped at its cap, or
 # (once it cannot be written) that found no room in memory either.

@@ -70,7 +70,7 @@ class Stats(Structure):
             "spans_spooled", "spans_replayed", "spans_dropped_spool_full",
             "spans_dropped_spool_corrupt", "spool_segments_corrupt", "spans_spool_write_failed",
             "spool_bytes", "spool_oldest_age_ms", "export_latency_us_last",
-            "export_latency_us_max")]
+            "export_latency_us_max", "spans_dropped_spool_gone")]
 
 
 class _Buffers(threading.local):

@@ -699,6 +699,9 @@ typedef struct otelagent_stats {
   uint64_t spool_oldest_age_ms;    /**< age of the oldest segment; 0: none */
   uint64_t export_latency_us_last; /**< the last export request, sent to answered */
   uint64_t export_latency_us_max;  /**< the slowest export request so far */
+  /** In segments of this process removed by someone else before they were
+   *  sent (the spool directory deleted, say). */
+  uint64_t spans_dropped_spool_gone;
 } otelagent_stats;
 
 /*! otelagent_stats_get() :
