@@ -8,6 +8,12 @@
 // converts their times with the clock pairs saved in the file's header, and
 // spools them.
 //
+// Liveness is per process: a process's rings are files named after it
+// (ring-<procid>-<n>.ring) and it holds an flock on its lock file
+// (ringproc-<procid>.lock) through one descriptor for its whole life; a
+// ring's own descriptor is closed as soon as it is mapped, so a host with
+// many threads spends one descriptor on all of them.
+//
 // Which side runs what: ring_files_configure and the creation of a backed
 // ring are cold paths of a host thread (agent start; a thread's first span);
 // ring_files_note_clock and ring_files_recover run on the exporter thread.
@@ -42,17 +48,21 @@ struct RecoveredRing {
   std::vector<std::string> records;  // packed span records, as pushed
 };
 
-// Every ring file in `dir` whose owner is no longer alive (its flock is
-// free): calls fn with what it holds; when fn returns true the file is
-// removed. A file that is not a ring file of ours, or is damaged, is counted
-// in *corrupt (when not null) and removed. Returns the number of files read.
+// Every ring file in `dir` whose process is no longer alive (its lock file's
+// flock is free, or the lock file is gone): calls fn with what it holds;
+// when fn returns true the file is removed. A file that is not a ring file
+// of ours, or is damaged, is counted in *corrupt (when not null) and
+// removed. A dead process's lock file is removed with its last ring file.
+// Two recoverers never both read a file (each takes the file's flock).
+// Returns the number of files read.
 size_t ring_files_recover(const std::string &dir,
                           const std::function<bool(const RecoveredRing &)> &fn, uint64_t *corrupt);
 
-// In a fork child, before any other thread exists: the rings the child
-// inherited are shared mappings of the parent's files; each is replaced (at
-// the same address) by a file of the child's own, empty. Descriptors
-// inherited from the parent are closed.
+// In a fork child, before any other thread exists: the child takes a procid
+// and lock file of its own (the parent's lock descriptor is closed, which
+// leaves the parent's lock alone). The rings the child inherited are shared
+// mappings of the parent's files; each is replaced (at the same address) by
+// a file of the child's own, empty.
 void ring_files_after_fork_child();
 
 // The ring-file format, for the fuzzer and the tests: parses one whole file.

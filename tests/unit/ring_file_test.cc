@@ -17,6 +17,7 @@
 #include <cstring>
 #include <deque>
 #include <fstream>
+#include <memory>
 #include <set>
 #include <sstream>
 #include <string>
@@ -139,7 +140,8 @@ TEST(SpscRingTwoPhase, ReadReleaseUnderConcurrency) {
 
 // ---- Rings backed by files --------------------------------------------------
 
-std::vector<std::string> ring_names(const std::string &dir) {
+// Every entry of `dir` but . and ..
+std::vector<std::string> all_names(const std::string &dir) {
   std::vector<std::string> out;
   if (DIR *d = opendir(dir.c_str())) {
     while (dirent *e = readdir(d))
@@ -150,6 +152,33 @@ std::vector<std::string> ring_names(const std::string &dir) {
                            [](const std::string &n) { return n == ".." || n == "."; }),
             out.end());
   return out;
+}
+
+bool is_lock_file(const std::string &n) {
+  return n.rfind("ringproc-", 0) == 0 && n.size() > 5 && n.substr(n.size() - 5) == ".lock";
+}
+
+// The entries of `dir` but the processes' lock files.
+std::vector<std::string> ring_names(const std::string &dir) {
+  auto out = all_names(dir);
+  out.erase(std::remove_if(out.begin(), out.end(), is_lock_file), out.end());
+  return out;
+}
+
+std::vector<std::string> lock_names(const std::string &dir) {
+  auto out = all_names(dir);
+  out.erase(std::remove_if(out.begin(), out.end(), [](auto &n) { return !is_lock_file(n); }),
+            out.end());
+  return out;
+}
+
+size_t open_descriptors() {
+  size_t n = 0;
+  if (DIR *d = opendir("/proc/self/fd")) {
+    while (readdir(d) != nullptr) ++n;
+    closedir(d);
+  }
+  return n;
 }
 
 std::string slurp(const std::string &path) {
@@ -174,7 +203,7 @@ class RingFileTest : public ::testing::Test {
   }
   void TearDown() override {
     ring_files_configure("", "", {});
-    for (const auto &n : ring_names(dir_)) unlink((dir_ + "/" + n).c_str());
+    for (const auto &n : all_names(dir_)) unlink((dir_ + "/" + n).c_str());
     rmdir(dir_.c_str());
   }
 
@@ -317,6 +346,51 @@ TEST_F(RingFileTest, KillNineLosesNoPushedRecord) {
   EXPECT_TRUE(ring_names(dir_).empty());
 }
 
+// A descriptor per ring would be one per host thread that ever emitted: a
+// host with a few hundred threads would hit its descriptor limit (EMFILE in
+// its own open()). All of a process's rings cost one descriptor, its lock.
+TEST_F(RingFileTest, RingsShareOneDescriptor) {
+  ring_files_configure(dir_, "resource", kBase);
+  const size_t before = open_descriptors();
+  std::vector<std::unique_ptr<SpscRing>> rings;
+  for (int i = 0; i < 64; ++i) {
+    rings.push_back(std::make_unique<SpscRing>());
+    ASSERT_TRUE(rings.back()->init_exact(4096));
+    ASSERT_NE(rings.back()->file(), nullptr);
+    ASSERT_TRUE(push(*rings.back(), "ring " + std::to_string(i)));
+  }
+  EXPECT_LE(open_descriptors(), before + 1);
+  EXPECT_EQ(ring_names(dir_).size(), 64u);
+  EXPECT_EQ(lock_names(dir_).size(), 1u);
+  // The files still hold what is pushed, through the mappings alone.
+  RecoveredRing r;
+  ASSERT_TRUE(parse_ring_file(slurp(ring_file_detail::ring_path(rings[7]->file())), &r));
+  EXPECT_EQ(r.records, std::vector<std::string>{"ring 7"});
+  // This process is alive: none of its rings is taken.
+  EXPECT_EQ(ring_files_recover(
+                dir_, [](const RecoveredRing &) { return true; }, nullptr),
+            0u);
+  EXPECT_EQ(ring_names(dir_).size(), 64u);
+}
+
+// A dead process's lock file goes with the last of its ring files, and not
+// before.
+TEST_F(RingFileTest, DeadProcessesLockFileGoesWithItsLastRing) {
+  make_dead_rings(3);
+  ASSERT_EQ(ring_names(dir_).size(), 3u);
+  ASSERT_EQ(lock_names(dir_).size(), 1u);
+  size_t calls = 0;
+  EXPECT_EQ(ring_files_recover(
+                dir_, [&](const RecoveredRing &) { return ++calls == 1; }, nullptr),
+            3u);
+  EXPECT_EQ(ring_names(dir_).size(), 2u);
+  EXPECT_EQ(lock_names(dir_).size(), 1u);
+  EXPECT_EQ(ring_files_recover(
+                dir_, [](const RecoveredRing &) { return true; }, nullptr),
+            2u);
+  EXPECT_TRUE(all_names(dir_).empty());
+}
+
 TEST_F(RingFileTest, LiveOwnersFilesAreSkipped) {
   ring_files_configure(dir_, "resource", kBase);
   SpscRing mine;
@@ -348,8 +422,11 @@ TEST_F(RingFileTest, LiveOwnersFilesAreSkipped) {
             0u);
   EXPECT_EQ(calls, 0u);
   EXPECT_EQ(corrupt, 0u);
-  // Ours, theirs, and the child's replacement of the ring it inherited.
+  // Ours, theirs, and the child's replacement of the ring it inherited; a
+  // lock file each.
   EXPECT_EQ(ring_names(dir_).size(), 3u);
+  const auto locks = lock_names(dir_);
+  EXPECT_EQ(locks.size(), 2u);
   // Once the other process has exited, its files are recovered; ours stays.
   close(hold[1]);
   int status = 0;
@@ -368,6 +445,7 @@ TEST_F(RingFileTest, LiveOwnersFilesAreSkipped) {
   EXPECT_EQ(
       ring_names(dir_),
       std::vector<std::string>{ring_file_detail::ring_path(mine.file()).substr(dir_.size() + 1)});
+  EXPECT_EQ(lock_names(dir_).size(), 1u);
   close(ready[0]);
   close(ready[1]);
 }
