@@ -484,7 +484,7 @@ size_t ring_files_recover(const std::string &dir,
   return n;
 }
 
-void ring_files_after_fork_child() {
+void ring_files_after_fork_child(const void *keep) {
   // The parent's lock may have been held by a thread that does not exist
   // here; this runs before any other thread does.
   new (&g_mu) std::mutex();
@@ -504,20 +504,31 @@ void ring_files_after_fork_child() {
   for (RingFile *f = g_files; f != nullptr; f = f->next) {
     if (f->path.empty()) continue;
     f->path.clear();
-    const std::string dir = f->dir;
+    const size_t bytes = f->header_bytes + f->capacity;
     const char *what = "";
-    const int err = make_file(dir, f->header_bytes, f->capacity, f->base, f, &what);
+    // Only the forking thread's ring gets a file: the others belong to
+    // threads that do not exist here, and making a file per ring at every
+    // fork would cost the host a file's making per thread per fork (and
+    // leave the files of children that never emit).
+    const int err =
+        f == keep ? make_file(f->dir, f->header_bytes, f->capacity, f->base, f, &what) : -1;
     if (err == 0) continue;
     // Private anonymous memory at the same address: the ring's pointers stay
     // valid and none of the child's stores reaches the parent's file.
+    // Populated, as an anonymous ring is from the start (SpscRing::init).
     const bool anon =
-        mmap(f->base, f->header_bytes + f->capacity, PROT_READ | PROT_WRITE,
+        mmap(f->base, bytes, PROT_READ | PROT_WRITE,
              MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0) != MAP_FAILED;
-    if (!g_warned_fork.exchange(true))
-      log_warn("fork child: cannot make a ring file in %s (%s: %s); %s", dir.c_str(), what,
+    if (err > 0 && !g_warned_fork.exchange(true))
+      log_warn("fork child: cannot make a ring file in %s (%s: %s); %s", f->dir.c_str(), what,
                std::strerror(err),
                anon ? "the child's rings use anonymous memory and are lost if it is killed"
                     : "nor map anonymous memory: the child's spans overwrite the parent's ring");
+    else if (!anon && !g_warned_fork.exchange(true))
+      log_warn(
+          "fork child: cannot map anonymous memory over an inherited ring (%s); the child's "
+          "spans may overwrite the parent's ring",
+          std::strerror(errno));
   }
 }
 

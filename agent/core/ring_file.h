@@ -61,9 +61,14 @@ size_t ring_files_recover(const std::string &dir,
 // In a fork child, before any other thread exists: the child takes a procid
 // and lock file of its own (the parent's lock descriptor is closed, which
 // leaves the parent's lock alone). The rings the child inherited are shared
-// mappings of the parent's files; each is replaced (at the same address) by
-// a file of the child's own, empty.
-void ring_files_after_fork_child();
+// mappings of the parent's files. The ring whose registration is `keep` (the
+// forking thread's, nullptr when it has none) is replaced, at the same
+// address, by a file of the child's own, empty. Every other one becomes
+// private anonymous memory at the same address: those rings belong to
+// threads that do not exist in the child, so a thread of the child that
+// later adopts one of their states has an anonymous ring, and its spans are
+// lost if the child is killed (they are exported as usual otherwise).
+void ring_files_after_fork_child(const void *keep);
 
 // The ring-file format, for the fuzzer and the tests: parses one whole file.
 bool parse_ring_file(std::string_view file, RecoveredRing *out);
