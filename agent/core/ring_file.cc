@@ -532,6 +532,25 @@ void ring_files_after_fork_child(const void *keep) {
   }
 }
 
+void ring_files_at_exit() {
+  std::lock_guard<std::mutex> lk(g_mu);
+  // The rings' files first: a recoverer that sees them without their lock
+  // file takes the process for dead (it is, but for these last moments).
+  for (RingFile *f = g_files; f != nullptr; f = f->next) {
+    if (f->path.empty()) continue;
+    unlink(f->path.c_str());
+    f->path.clear();
+  }
+  for (const ProcLock &l : g_locks) {
+    unlink(l.path.c_str());
+    close(l.fd);
+  }
+  g_locks.clear();
+  // Rings made from now on (a thread's first span during exit) are
+  // anonymous: their files would have no live owner to remove them.
+  g_dir.clear();
+}
+
 namespace ring_file_detail {
 
 bool map_ring(size_t capacity, Mapping *out) {

@@ -70,6 +70,14 @@ size_t ring_files_recover(const std::string &dir,
 // lost if the child is killed (they are exported as usual otherwise).
 void ring_files_after_fork_child(const void *keep);
 
+// At the process's exit, after the final shutdown (the exporter has
+// drained and spooled everything): removes this process's ring files and
+// its lock file. The mappings stay valid; what is pushed afterwards is not
+// recoverable, and rings made afterwards are anonymous. Without this, the
+// files of every process that exits normally (fork children included) stay
+// until the next process's recovery.
+void ring_files_at_exit();
+
 // The ring-file format, for the fuzzer and the tests: parses one whole file.
 bool parse_ring_file(std::string_view file, RecoveredRing *out);
 

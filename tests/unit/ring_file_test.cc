@@ -620,6 +620,35 @@ TEST_F(RingFileTest, FileSizeLimitFallsBackToAnonymousMemory) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
 }
 
+// A process that exits normally (its exporter has spooled everything)
+// leaves no file behind, and its rings keep working to the end.
+TEST_F(RingFileTest, AtExitRemovesThisProcesssFiles) {
+  make_dead_rings(1);  // another process's: not ours to remove
+  auto theirs = all_names(dir_);
+  std::sort(theirs.begin(), theirs.end());
+  ASSERT_EQ(theirs.size(), 2u);
+  ring_files_configure(dir_, "resource", kBase);
+  SpscRing a, b;
+  ASSERT_TRUE(a.init_exact(4096));
+  ASSERT_TRUE(b.init_exact(4096));
+  ASSERT_EQ(all_names(dir_).size(), 5u);
+  ring_files_at_exit();
+  auto left = all_names(dir_);
+  std::sort(left.begin(), left.end());
+  EXPECT_EQ(left, theirs);
+  EXPECT_EQ(ring_file_detail::ring_path(a.file()), "");
+  ring_files_note_clock(kBase);
+  for (uint32_t i = 0; i < 1000; ++i) {
+    ASSERT_TRUE(push(a, make_record(i)));
+    ASSERT_EQ(read_all(a), std::vector<std::string>{make_record(i)});
+    a.release();
+  }
+  SpscRing later;
+  ASSERT_TRUE(later.init_exact(4096));
+  EXPECT_EQ(later.file(), nullptr);
+  EXPECT_EQ(all_names(dir_).size(), 2u);
+}
+
 // fork() without the pthread_atfork handlers: when an earlier test of this
 // binary started the agent, its handler would move the rings (keeping the
 // file of the forking thread's state, which is not the test's ring) before
