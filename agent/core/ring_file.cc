@@ -18,6 +18,7 @@
 #include <new>
 
 #include "core/log.h"
+#include "core/record.h"
 
 namespace otelagent {
 namespace {
@@ -351,29 +352,59 @@ bool parse_ring_file(std::string_view f, RecoveredRing *out) {
   // Indices move by whole 8-byte units; the producer never gets more than a
   // ring ahead of the released tail.
   if (tail > head || head - tail > cap || head % 8 != 0 || tail % 8 != 0) return false;
+  // The consumer's walk, with every step checked: a record never wraps, the
+  // producer published head only after the bytes below it, and a record
+  // holds at least a record header. First to count, then to copy.
+  const std::string_view ring = f.substr(header_bytes);
+  size_t count = 0, bytes = 0;
+  const auto walk = [&](auto &&take) {
+    for (uint64_t t = tail; t != head;) {
+      const uint64_t pos = t & (cap - 1);
+      const uint64_t contiguous = cap - pos;  // at least 8: pos is a multiple of 8
+      const uint32_t len = get<uint32_t>(ring, pos);
+      if (len == kPadding) {
+        if (head - t < contiguous) return false;
+        t += contiguous;
+        continue;
+      }
+      const uint64_t need = kRecordHdr + ((uint64_t{len} + 7) & ~uint64_t{7});
+      if (len < rec::kHeader || need > contiguous || need > head - t) return false;
+      take(ring.substr(pos + kRecordHdr, len));
+      t += need;
+    }
+    return true;
+  };
+  if (!walk([&](std::string_view rec) { ++count, bytes += rec.size(); })) return false;
   RecoveredRing r;
+  try {
+    r.storage_.reserve(bytes);
+    r.records.reserve(count);
+  } catch (const std::bad_alloc &) {
+    return false;
+  }
+  walk([&](std::string_view rec) {
+    const size_t at = r.storage_.size();
+    r.storage_.insert(r.storage_.end(), rec.begin(), rec.end());
+    r.records.emplace_back(r.storage_.data() + at, rec.size());
+  });
   r.resource_body.assign(f.substr(kOffResource, resource_len));
   r.base = get<ClockPair>(f, kOffBase);
   r.last = get<ClockPair>(f, kOffLast + last * sizeof(ClockPair));
-  const std::string_view ring = f.substr(header_bytes);
-  // The consumer's walk, with every step checked: a record never wraps, and
-  // the producer published head only after the bytes below it.
-  for (uint64_t t = tail; t != head;) {
-    const uint64_t pos = t & (cap - 1);
-    const uint64_t contiguous = cap - pos;  // at least 8: pos is a multiple of 8
-    const uint32_t len = get<uint32_t>(ring, pos);
-    if (len == kPadding) {
-      if (head - t < contiguous) return false;
-      t += contiguous;
-      continue;
-    }
-    const uint64_t need = kRecordHdr + ((uint64_t{len} + 7) & ~uint64_t{7});
-    if (need > contiguous || need > head - t) return false;
-    r.records.emplace_back(ring.substr(pos + kRecordHdr, len));
-    t += need;
-  }
   *out = std::move(r);
   return true;
+}
+
+RecoveredRing &RecoveredRing::operator=(const RecoveredRing &o) {
+  if (this == &o) return *this;
+  resource_body = o.resource_body;
+  base = o.base;
+  last = o.last;
+  storage_ = o.storage_;
+  records.clear();
+  records.reserve(o.records.size());
+  for (const std::string_view v : o.records)
+    records.emplace_back(storage_.data() + (v.data() - o.storage_.data()), v.size());
+  return *this;
 }
 
 namespace {

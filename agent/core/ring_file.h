@@ -42,10 +42,23 @@ void ring_files_configure(const std::string &dir, std::string_view resource_body
 void ring_files_note_clock(const ClockPair &now);
 
 // The content of a dead process's ring, read with every length bounded.
+// Its records are views into one buffer the object owns (a string per record
+// cost 4x a file of small records and more); a copy has its own buffer.
 struct RecoveredRing {
   std::string resource_body;
   ClockPair base, last;
-  std::vector<std::string> records;  // packed span records, as pushed
+  std::vector<std::string_view> records;  // packed span records, as pushed
+
+  RecoveredRing() = default;
+  RecoveredRing(const RecoveredRing &o) { *this = o; }
+  RecoveredRing &operator=(const RecoveredRing &o);
+  // A vector's move keeps its buffer: the views stay valid.
+  RecoveredRing(RecoveredRing &&) = default;
+  RecoveredRing &operator=(RecoveredRing &&) = default;
+
+ private:
+  friend bool parse_ring_file(std::string_view file, RecoveredRing *out);
+  std::vector<char> storage_;
 };
 
 // Every ring file in `dir` whose process is no longer alive (its lock file's
