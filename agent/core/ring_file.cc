@@ -317,6 +317,24 @@ void ring_files_configure(const std::string &dir, std::string_view resource_body
   }
   g_dir = dir;
   g_resource.assign(resource_body);
+  // A restart with another resource: the rings of threads registered under
+  // the previous configuration keep their files, whose spans belong to this
+  // one now. Producers never touch this region of the header.
+  bool unfit = false;
+  for (RingFile *f = g_files; f != nullptr && !dir.empty(); f = f->next) {
+    if (f->path.empty()) continue;
+    if (kOffResource + g_resource.size() > f->header_bytes) {
+      unfit = true;
+      continue;
+    }
+    std::memcpy(f->base + kOffResource, g_resource.data(), g_resource.size());
+    put<uint32_t>(f->base, kOffResourceLen, static_cast<uint32_t>(g_resource.size()));
+  }
+  if (unfit)
+    log_warn(
+        "the new resource (%zu bytes) does not fit in the headers of ring files made before "
+        "the restart; spans recovered from them after a crash carry the previous resource",
+        g_resource.size());
   // Made if missing, private to this user; when it cannot be, the first
   // ring's creation warns.
   if (!dir.empty()) mkdir(dir.c_str(), 0700);

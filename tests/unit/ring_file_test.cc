@@ -673,6 +673,20 @@ TEST_F(RingFileTest, FileSizeLimitFallsBackToAnonymousMemory) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
 }
 
+// A restart with another resource: recovered spans of rings made before it
+// carry the current resource, not the first one.
+TEST_F(RingFileTest, ReconfigurationRewritesTheResourceInExistingFiles) {
+  ring_files_configure(dir_, "first", kBase);
+  SpscRing ring;
+  ASSERT_TRUE(ring.init_exact(4096));
+  ASSERT_TRUE(push(ring, make_record(0)));
+  ring_files_configure(dir_, "the second resource", kBase);
+  RecoveredRing r;
+  ASSERT_TRUE(parse_ring_file(slurp(ring_file_detail::ring_path(ring.file())), &r));
+  EXPECT_EQ(r.resource_body, "the second resource");
+  EXPECT_EQ(strings(r.records), std::vector<std::string>{make_record(0)});
+}
+
 // A process that exits normally (its exporter has spooled everything)
 // leaves no file behind, and its rings keep working to the end.
 TEST_F(RingFileTest, AtExitRemovesThisProcesssFiles) {
