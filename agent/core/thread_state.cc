@@ -213,9 +213,10 @@ void thread_states_after_fork_child() {
   // not exist here.
   new (&g_register_mu) pthread_mutex_t(PTHREAD_MUTEX_INITIALIZER);
   // Before the rings are emptied: a ring backed by the parent's file is
-  // moved to one of the child's own, so that emptying it (and every later
-  // push) leaves the parent's ring alone.
-  ring_files_after_fork_child();
+  // moved (this thread's to a file of the child's own, the others to
+  // anonymous memory), so that emptying it (and every later push) leaves the
+  // parent's ring alone.
+  ring_files_after_fork_child(mine != nullptr ? mine->ring.file() : nullptr);
   for (ThreadState *s = thread_states(); s != nullptr; s = s->next) {
     s->ring.reset();
     s->since_wake = 0;
