@@ -16,7 +16,6 @@
 // take the lock only with try_lock, from cold paths: they never wait on it.
 #include "agent.h"
 
-#include <dirent.h>
 #include <limits.h>
 #include <pthread.h>
 #include <unistd.h>
@@ -205,25 +204,6 @@ void at_fork_child() {
   export_counters().reset();
 }
 
-// Whether the spool directory holds segments or ring files (left by an
-// earlier process): then the exporter starts at once to send them, rather
-// than with this process's first span.
-bool spool_has_backlog(const std::string &dir) {
-  DIR *d = opendir(dir.c_str());
-  if (d == nullptr) return false;
-  bool found = false;
-  while (const dirent *e = readdir(d)) {
-    const std::string_view name(e->d_name);
-    if ((name.size() > 4 && name.substr(name.size() - 4) == ".seg") ||
-        (name.size() > 5 && name.substr(0, 5) == "ring-")) {
-      found = true;
-      break;
-    }
-  }
-  closedir(d);
-  return found;
-}
-
 // One line at shutdown when anything was dropped, by reason.
 void log_drop_summary() {
   otelagent_stats s{};
@@ -262,6 +242,9 @@ void at_exit() {
     timeout_ms = g_life.rt->cfg.shutdown_timeout_ms;
   }
   shutdown(timeout_ms);
+  // Everything was drained and spooled: this process's ring files go (their
+  // mappings stay valid for anything that still runs).
+  ring_files_at_exit();
 }
 
 }  // namespace
@@ -353,8 +336,10 @@ int start(const std::map<std::string, std::string, std::less<>> &settings) {
   g_exporter_live.store(false, std::memory_order_relaxed);
   // Release: the runtime is complete before any thread can see it.
   g_runtime.store(rt, std::memory_order_release);
-  if (!rt->disabled && !rt->cfg.spool_dir.empty() && spool_has_backlog(rt->cfg.spool_dir))
-    start_exporter_locked();
+  // With a spool the exporter starts at once, not with the first span: it
+  // sends what earlier or killed processes left in the directory (and keeps
+  // looking for it), whether or not this one ever emits.
+  if (!rt->disabled && !rt->cfg.spool_dir.empty()) start_exporter_locked();
   return rt->disabled ? OTELAGENT_E_DISABLED : OTELAGENT_OK;
 }
 

@@ -1,5 +1,7 @@
-"""Review of issue 8's spool (adversarial reproducers). Each test states the
-promise it checks; a failure is a finding.
+"""The adversarial review of issue 8's spool, kept as regression tests: a
+spool directory deleted during an outage (its spans were lost uncounted) and
+a killed sibling's ring file (never sent while the live process ran). Each
+failed before its fix.
 
 Uses the fault matrix's machinery (FaultEndpoint, the steady emitter and its
 progress file)."""
@@ -55,10 +57,9 @@ def test_spool_directory_deleted_during_an_outage_is_counted(tmp_path):
 def test_a_live_process_sends_what_a_killed_sibling_left(tmp_path):
     """Two processes share the directory; one is killed with spans ended
     that are still in its ring file (not yet in a segment), the other lives
-    on. Its segments become orphans and the live process sends them; its
-    ring file is recovered only by an exporter that starts after the death
-    (recover_dead_rings runs once, in open_spool), so while the live process
-    runs, those spans are not sent."""
+    on. Its segments become orphans and the live process sends them, and its
+    ring file too: the live process looks for dead processes' ring files
+    every 5 s (before the fix, only when its exporter started)."""
     spool_dir = str(tmp_path / "spool")
     progress = Progress(str(tmp_path / "progress"))
     env = dict(BASE_ENV, OTELAGENT_SPOOL_DIR=spool_dir)
