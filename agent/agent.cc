@@ -208,11 +208,11 @@ void at_fork_child() {
 void log_drop_summary() {
   otelagent_stats s{};
   stats_get(&s);
-  const uint64_t dropped =
-      s.spans_dropped_ring_full + s.spans_dropped_span_limit + s.spans_dropped_rejected +
-      s.spans_dropped_export_failed + s.spans_dropped_shutdown + s.spans_dropped_thread_exit +
-      s.spans_dropped_queue_full + s.spans_dropped_spool_full + s.spans_dropped_spool_corrupt +
-      s.spans_dropped_spool_gone;
+  const uint64_t dropped = s.spans_dropped_ring_full + s.spans_dropped_span_limit +
+                           s.spans_dropped_rejected + s.spans_dropped_export_failed +
+                           s.spans_dropped_shutdown + s.spans_dropped_thread_exit +
+                           s.spans_dropped_queue_full + s.spans_dropped_spool_full +
+                           s.spans_dropped_spool_corrupt + s.spans_dropped_spool_gone;
   if (dropped == 0 && s.spool_segments_corrupt == 0) return;
   log_warn(
       "shutdown: %llu spans were dropped in this process's life (ring full %llu, open-span limit "

@@ -192,7 +192,6 @@ void Exporter::run() {
       [](uv_timer_t *h) {
         auto *self = static_cast<Exporter *>(h->data);
         self->guarded([self] { self->report_drops(); });
-
       },
       30000, 30000);
   if (!cfg_.spool_dir.empty() && cfg_.exporter == ExporterKind::kOtlp)

@@ -394,8 +394,7 @@ bool dir_removed(int dir) {
 // ---- Counters -------------------------------------------------------------------------
 void SpoolCounters::reset() {
   for (auto *c : {&spans_spooled, &spans_dropped_full, &spans_dropped_corrupt, &spans_dropped_gone,
-                  &segments_corrupt,
-                  &spans_dropped_io, &bytes, &oldest_unix_ns})
+                  &segments_corrupt, &spans_dropped_io, &bytes, &oldest_unix_ns})
     c->store(0, std::memory_order_relaxed);
 }
 

@@ -34,7 +34,7 @@ struct SpoolCounters {
   std::atomic<uint64_t> spans_spooled{0};          // spans written in segments
   std::atomic<uint64_t> spans_dropped_full{0};     // oldest dropped at the size cap, or no room
   std::atomic<uint64_t> spans_dropped_corrupt{0};  // in segments whose header still read
-  std::atomic<uint64_t> spans_dropped_gone{0};  // own segments removed by someone else
+  std::atomic<uint64_t> spans_dropped_gone{0};     // own segments removed by someone else
   std::atomic<uint64_t> segments_corrupt{0};       // torn or corrupt segments removed
   std::atomic<uint64_t> spans_dropped_io{0};  // could not be written (disk full, read-only, gone)
   std::atomic<uint64_t> bytes{0};             // segment bytes in the directory (last known)
