@@ -17,71 +17,17 @@
 #include "bench/discard_server.h"
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb.h"
 #include "support/agent_stats.h"
+#include "support/spool_support.h"
 
 namespace {
 
 using otelagent_bench::DiscardServer;
 using otelagent_test::stats;
+using Received = otelagent_test::SeqReceiver;
+using otelagent_test::emit_seq;
+using otelagent_test::start_spooled;
 using otelagent_test::wait_until;
 namespace pb = opentelemetry::proto;
-
-int start(const std::string &endpoint, const std::string &spool,
-          std::vector<std::pair<std::string, std::string>> extra = {}) {
-  otelagent_config *cfg = otelagent_config_new();
-  auto set = [&](const std::string &k, const std::string &v) {
-    EXPECT_EQ(otelagent_config_set(cfg, k.data(), k.size(), v.data(), v.size()), OTELAGENT_OK);
-  };
-  set("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint);
-  set("OTELAGENT_SPOOL_DIR", spool);
-  set("OTEL_BSP_SCHEDULE_DELAY", "20");
-  set("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "100");
-  set("OTELAGENT_RETRY_INITIAL_MS", "10");
-  set("OTELAGENT_RETRY_MAX_MS", "50");
-  // Room for a burst: the tests emit in tight loops.
-  set("OTELAGENT_RING_BYTES", "4194304");
-  for (auto &[k, v] : extra) set(k, v);
-  int rc = otelagent_start(cfg);
-  otelagent_config_free(cfg);
-  return rc;
-}
-
-// Spans carrying `seq` (and optionally a padding attribute, to fill disk).
-void emit(int from, int to, size_t padding = 0) {
-  const std::string pad(padding, 'p');
-  for (int i = from; i < to; ++i) {
-    otelagent_span *s = nullptr;
-    ASSERT_EQ(otelagent_span_start("durable", 7, nullptr, &s), OTELAGENT_OK);
-    ASSERT_EQ(otelagent_span_set_int64(s, "seq", 3, i), OTELAGENT_OK);
-    if (padding != 0) {
-      ASSERT_EQ(otelagent_span_set_str(s, "pad", 3, pad.data(), pad.size()), OTELAGENT_OK);
-    }
-    ASSERT_EQ(otelagent_span_end(s, 0), OTELAGENT_OK);
-  }
-}
-
-// Decodes every request and keeps each span's seq, counting repeats.
-struct Received {
-  std::mutex mu;
-  std::multiset<int64_t> seqs;
-  void add(std::string_view body) {
-    pb::collector::trace::v1::ExportTraceServiceRequest req;
-    ASSERT_TRUE(req.ParseFromArray(body.data(), static_cast<int>(body.size())));
-    std::lock_guard<std::mutex> lk(mu);
-    for (auto &rs : req.resource_spans())
-      for (auto &ss : rs.scope_spans())
-        for (auto &sp : ss.spans())
-          for (auto &kv : sp.attributes())
-            if (kv.key() == "seq") seqs.insert(kv.value().int_value());
-  }
-  size_t size() {
-    std::lock_guard<std::mutex> lk(mu);
-    return seqs.size();
-  }
-  size_t unique() {
-    std::lock_guard<std::mutex> lk(mu);
-    return std::set<int64_t>(seqs.begin(), seqs.end()).size();
-  }
-};
 
 // Shuts the agent down when it goes out of scope: declared after a local
 // server, so that the agent has let go of its connection before the
@@ -123,8 +69,8 @@ class Durable : public ::testing::Test {
 };
 
 TEST_F(Durable, CollectorDownKeepsEverySpanOnDiskForTheNextAgent) {
-  ASSERT_EQ(start("http://127.0.0.1:1", spool_), OTELAGENT_OK);
-  emit(0, 3000);
+  ASSERT_EQ(start_spooled("http://127.0.0.1:1", spool_), OTELAGENT_OK);
+  emit_seq(0, 3000);
   ASSERT_TRUE(wait_until([&] { return since().spans_spooled >= 3000; }))
       << since().spans_spooled << " spooled";
   EXPECT_EQ(otelagent_shutdown(200), OTELAGENT_E_TIMEOUT);  // nothing was answered
@@ -139,7 +85,8 @@ TEST_F(Durable, CollectorDownKeepsEverySpanOnDiskForTheNextAgent) {
   Received got;
   DiscardServer server(200, 0, [&](std::string_view b) { got.add(b); });
   AgentScope agent_scope;
-  ASSERT_EQ(start("http://127.0.0.1:" + std::to_string(server.port()), spool_), OTELAGENT_OK);
+  ASSERT_EQ(start_spooled("http://127.0.0.1:" + std::to_string(server.port()), spool_),
+            OTELAGENT_OK);
   // The new agent has no span of its own: it finds the segments of the one
   // before (its writer lock is free) and sends them.
   ASSERT_TRUE(wait_until([&] { return got.size() >= 3000; })) << got.size() << " received";
@@ -164,15 +111,15 @@ TEST_F(Durable, TheBacklogGoesFirstThenNewSpansAndNothingTwice) {
         req.resource_spans(0).scope_spans(0).spans(0).attributes(0).value().int_value());
   });
   AgentScope agent_scope;
-  ASSERT_EQ(start("http://127.0.0.1:1", spool_), OTELAGENT_OK);
-  emit(0, 2000);  // the collector is away: all of it waits on disk
+  ASSERT_EQ(start_spooled("http://127.0.0.1:1", spool_), OTELAGENT_OK);
+  emit_seq(0, 2000);  // the collector is away: all of it waits on disk
   ASSERT_TRUE(wait_until([&] { return since().spans_spooled >= 2000; }));
   EXPECT_EQ(since().spans_exported, 0u);
   otelagent_shutdown(100);
   // The same directory, the collector back: the backlog goes first, then
   // the new spans, and nothing twice.
-  ASSERT_EQ(start("http://127.0.0.1:" + std::to_string(ok.port()), spool_), OTELAGENT_OK);
-  emit(2000, 3000);
+  ASSERT_EQ(start_spooled("http://127.0.0.1:" + std::to_string(ok.port()), spool_), OTELAGENT_OK);
+  emit_seq(2000, 3000);
   ASSERT_EQ(otelagent_flush(30000), OTELAGENT_OK);
   ASSERT_TRUE(wait_until([&] { return got.size() >= 3000; })) << got.size();
   EXPECT_EQ(got.unique(), 3000u);
@@ -183,10 +130,10 @@ TEST_F(Durable, TheBacklogGoesFirstThenNewSpansAndNothingTwice) {
 }
 
 TEST_F(Durable, TheCapDropsTheOldestAndCountsThem) {
-  ASSERT_EQ(start("http://127.0.0.1:1", spool_, {{"OTELAGENT_SPOOL_MAX_BYTES", "65536"}}),
+  ASSERT_EQ(start_spooled("http://127.0.0.1:1", spool_, {{"OTELAGENT_SPOOL_MAX_BYTES", "65536"}}),
             OTELAGENT_OK);
   // About 300 KB of padding: far over the 64 KiB cap (compression none).
-  emit(0, 2000, 150);
+  emit_seq(0, 2000, 150);
   ASSERT_TRUE(wait_until([&] {
     const otelagent_stats s = since();
     return s.spans_spooled + s.spans_spool_write_failed >= 2000;
@@ -201,7 +148,8 @@ TEST_F(Durable, TheCapDropsTheOldestAndCountsThem) {
   Received got;
   DiscardServer server(200, 0, [&](std::string_view b) { got.add(b); });
   AgentScope agent_scope;
-  ASSERT_EQ(start("http://127.0.0.1:" + std::to_string(server.port()), spool_), OTELAGENT_OK);
+  ASSERT_EQ(start_spooled("http://127.0.0.1:" + std::to_string(server.port()), spool_),
+            OTELAGENT_OK);
   ASSERT_TRUE(wait_until([&] { return segments() == 0; }));
   ASSERT_TRUE(wait_until([&] { return got.size() + first.spans_dropped_spool_full >= 2000; }));
   // Lost is exactly what was counted: the newest survived.
@@ -220,9 +168,9 @@ TEST_F(Durable, AnUnusableDirectoryMeansNoSpoolAndAWorkingAgent) {
   Received got;
   DiscardServer server(200, 0, [&](std::string_view b) { got.add(b); });
   AgentScope agent_scope;
-  ASSERT_EQ(start("http://127.0.0.1:" + std::to_string(server.port()), file + "/spool"),
+  ASSERT_EQ(start_spooled("http://127.0.0.1:" + std::to_string(server.port()), file + "/spool"),
             OTELAGENT_OK);
-  emit(0, 50);
+  emit_seq(0, 50);
   ASSERT_EQ(otelagent_flush(30000), OTELAGENT_OK);
   EXPECT_EQ(got.unique(), 50u);
   EXPECT_EQ(since().spans_spooled, 0u);

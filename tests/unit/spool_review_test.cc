@@ -32,65 +32,18 @@
 #include "export/spool.h"
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb.h"
 #include "support/agent_stats.h"
+#include "support/spool_support.h"
 
 namespace {
 
 using otelagent_bench::DiscardServer;
 using otelagent_test::NoNewFds;
 using otelagent_test::stats;
+using Received = otelagent_test::SeqReceiver;
+using otelagent_test::emit_seq;
+using otelagent_test::start_spooled;
 using otelagent_test::wait_until;
 namespace pb = opentelemetry::proto;
-
-int start(const std::string &endpoint, const std::string &spool,
-          std::vector<std::pair<std::string, std::string>> extra = {}) {
-  otelagent_config *cfg = otelagent_config_new();
-  auto set = [&](const std::string &k, const std::string &v) {
-    EXPECT_EQ(otelagent_config_set(cfg, k.data(), k.size(), v.data(), v.size()), OTELAGENT_OK);
-  };
-  set("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint);
-  if (!spool.empty()) set("OTELAGENT_SPOOL_DIR", spool);
-  set("OTEL_BSP_SCHEDULE_DELAY", "20");
-  set("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "100");
-  set("OTELAGENT_RETRY_INITIAL_MS", "10");
-  set("OTELAGENT_RETRY_MAX_MS", "50");
-  set("OTELAGENT_RING_BYTES", "4194304");
-  for (auto &[k, v] : extra) set(k, v);
-  int rc = otelagent_start(cfg);
-  otelagent_config_free(cfg);
-  return rc;
-}
-
-void emit(int from, int to, size_t padding = 0) {
-  const std::string pad(padding, 'p');
-  for (int i = from; i < to; ++i) {
-    otelagent_span *s = nullptr;
-    ASSERT_EQ(otelagent_span_start("review", 6, nullptr, &s), OTELAGENT_OK);
-    ASSERT_EQ(otelagent_span_set_int64(s, "seq", 3, i), OTELAGENT_OK);
-    if (padding != 0) {
-      ASSERT_EQ(otelagent_span_set_str(s, "pad", 3, pad.data(), pad.size()), OTELAGENT_OK);
-    }
-    ASSERT_EQ(otelagent_span_end(s, 0), OTELAGENT_OK);
-  }
-}
-
-struct Received {
-  std::mutex mu;
-  std::multiset<int64_t> seqs;
-  void add(std::string_view body) {
-    pb::collector::trace::v1::ExportTraceServiceRequest req;
-    if (!req.ParseFromArray(body.data(), static_cast<int>(body.size()))) return;
-    std::lock_guard<std::mutex> lk(mu);
-    for (auto &rs : req.resource_spans())
-      for (auto &ss : rs.scope_spans())
-        for (auto &sp : ss.spans())
-          for (auto &kv : sp.attributes())
-            if (kv.key() == "seq") seqs.insert(kv.value().int_value());
-  }
-  size_t unique() {
-    std::lock_guard<std::mutex> lk(mu);
-    return std::set<int64_t>(seqs.begin(), seqs.end()).size();
-  }
-};
 
 // A collector on a fixed loopback port that is down (bound, not listening:
 // connections are refused) until up() is called; then it answers 200.
@@ -197,8 +150,8 @@ class ReviewSpool : public ::testing::Test {
   // Leaves `n` spans in the spool as a dead writer's segments (an agent that
   // could not reach its collector and shut down).
   void leave_orphans(int from, int to) {
-    ASSERT_EQ(start("http://127.0.0.1:1", spool_), OTELAGENT_OK);
-    emit(from, to);
+    ASSERT_EQ(start_spooled("http://127.0.0.1:1", spool_), OTELAGENT_OK);
+    emit_seq(from, to);
     ASSERT_TRUE(wait_until([&] { return since().spans_spooled >= uint64_t(to); }));
     otelagent_shutdown(100);
   }
@@ -217,8 +170,9 @@ TEST_F(ReviewSpool, AFifoNamedLikeALockFileDoesNotHangTheExporter) {
   ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
   Received got;
   DiscardServer server(200, 0, [&](std::string_view b) { got.add(b); });
-  ASSERT_EQ(start("http://127.0.0.1:" + std::to_string(server.port()), spool_), OTELAGENT_OK);
-  emit(0, 10);
+  ASSERT_EQ(start_spooled("http://127.0.0.1:" + std::to_string(server.port()), spool_),
+            OTELAGENT_OK);
+  emit_seq(0, 10);
   const int flushed = otelagent_flush(3000);
   // Unblocks the exporter thread (stuck in open() of the FIFO, waiting for a
   // writer), so that the rest of the suite runs.
@@ -253,7 +207,8 @@ TEST_F(ReviewSpool, AHugeSparseSegmentDoesNotWedgeTheOrphansBehindIt) {
 
   Received got;
   DiscardServer server(200, 0, [&](std::string_view b) { got.add(b); });
-  ASSERT_EQ(start("http://127.0.0.1:" + std::to_string(server.port()), spool_), OTELAGENT_OK);
+  ASSERT_EQ(start_spooled("http://127.0.0.1:" + std::to_string(server.port()), spool_),
+            OTELAGENT_OK);
   const bool sent = wait_until([&] { return got.unique() >= 300; }, 10);
   otelagent_shutdown(1000);
   unlink(bad.c_str());
@@ -271,8 +226,8 @@ TEST_F(ReviewSpool, AHugeSparseSegmentDoesNotWedgeTheOrphansBehindIt) {
 TEST_F(ReviewSpool, AFailedClaimOfAnOwnSegmentLeavesItOnDiskForLater) {
   Received got;
   LateCollector collector(&got);
-  ASSERT_EQ(start(collector.endpoint(), spool_), OTELAGENT_OK);
-  emit(0, 1000);  // ten batches: one held in memory, nine on disk
+  ASSERT_EQ(start_spooled(collector.endpoint(), spool_), OTELAGENT_OK);
+  emit_seq(0, 1000);  // ten batches: one held in memory, nine on disk
   ASSERT_TRUE(wait_until([&] { return since().spans_spooled >= 1000; }));
   ASSERT_TRUE(wait_until([&] { return segments().size() >= 10; }));
   {
@@ -326,10 +281,11 @@ size_t ring_files_in(const std::string &dir) {
 
 TEST_F(ReviewSpool, ForkedChildrenThatExitLeaveNoRingFilesBehind) {
   DiscardServer server;
-  ASSERT_EQ(start("http://127.0.0.1:" + std::to_string(server.port()), spool_), OTELAGENT_OK);
-  std::thread host([] { emit(0, 1); });  // a thread of its own: a ring file of its own
+  ASSERT_EQ(start_spooled("http://127.0.0.1:" + std::to_string(server.port()), spool_),
+            OTELAGENT_OK);
+  std::thread host([] { emit_seq(0, 1); });  // a thread of its own: a ring file of its own
   host.join();
-  emit(1, 2);
+  emit_seq(1, 2);
   ASSERT_EQ(otelagent_flush(10000), OTELAGENT_OK);
   const size_t before = ring_files_in(spool_);
   ASSERT_GE(before, 1u);
@@ -343,7 +299,7 @@ TEST_F(ReviewSpool, ForkedChildrenThatExitLeaveNoRingFilesBehind) {
   // Each child had a file for the forking thread's ring (and only that
   // one); the parent, which lives on, finds the dead children's files (it
   // looks every 5 s) and removes them.
-  emit(2, 3);
+  emit_seq(2, 3);
   ASSERT_EQ(otelagent_flush(10000), OTELAGENT_OK);
   EXPECT_TRUE(wait_until([&] { return ring_files_in(spool_) == before; }, 30))
       << "ten children that exited left " << ring_files_in(spool_) - before
