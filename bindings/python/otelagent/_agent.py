@@ -64,6 +64,8 @@ def _choose_fast_path():
     ids = (setting("OTELAGENT_ID_GENERATOR") or "random").strip()
     simple = sampler in ("always_on", "parentbased_always_on") and ids == "random"
     _tracing.set_fast_path(simple, sampler == "parentbased_always_on")
+    from . import propagation
+    propagation.propagators()  # parsed now: the native server path reads them
 
 
 def setting(name, default=None):

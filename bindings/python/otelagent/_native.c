@@ -36,6 +36,14 @@
 
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
+
+#if PY_VERSION_HEX < 0x030A0000
+static inline PyObject *Py_NewRef(PyObject *o) {
+  Py_INCREF(o);
+  return o;
+}
+#endif
 
 #ifdef Py_GIL_DISABLED
 #error "the native packer relies on the GIL; the pure-Python packer serves free-threaded builds"
@@ -354,6 +362,1206 @@ static PyObject *native_bind(PyObject *self, PyObject *args) {
   Py_RETURN_NONE;
 }
 
+/* ------------------------------------------------------------------------
+   Server spans: the per-request work of the ASGI and WSGI middlewares
+   (integrations/asgi.py, integrations/wsgi.py) in a few C calls.
+
+   A traced request costs the middleware: reading the trace headers, the
+   sampling decision, the span object, a dozen attributes, making the span
+   current, noting the response status, and ending the span. In Python that
+   is a few µs of interpreted work per request, more than the framework's
+   own routing in a small service. Here Server.begin() does it all up to the
+   application call, and returns a ServerCall that stands in for the
+   application's `send` (ASGI) or `start_response` (WSGI), notes the status,
+   iterates a streamed WSGI body with the span current, and ends the span
+   in finish() or close().
+
+   It writes the same span objects the Python path writes (the Span and
+   NonRecordingSpan classes of _tracing, their slots filled through the
+   member descriptors' offsets) with the same attributes and the same
+   sampling calls, so the rest of the package sees no difference; the tests
+   run every integration test with and without this module. Anything it does
+   not expect (header values that are not bytes, a repeated tracestate or
+   baggage header, a non-dict environ, the OpenTelemetry bridge's span
+   classes) makes begin() return NotImplemented, and the middleware takes its
+   Python path for that request. */
+
+/* PyMemberDef (Python < 3.12 declares it here). Included this late because
+   it defines T_STRING and the like as macros, names the packer above uses. */
+#include <structmember.h>
+
+typedef int (*normalize_fn)(const char *value, size_t len, char *buf, size_t cap, size_t *written);
+
+enum {
+  SLOT_NAME,
+  SLOT_CTX,
+  SLOT_PARENT,
+  SLOT_TRACESTATE,
+  SLOT_KIND,
+  SLOT_START,
+  SLOT_SCOPE,
+  SLOT_ATTRS,
+  SLOT_STATUS,
+  SLOT_ENDED,
+  SLOT_X,
+  SLOT_TOKEN,
+  SLOT_FORKS,
+  N_SLOTS,
+  NORMALIZED_MAX = 8192 + 1, /* the Python side's buffer (_ffi._Buffers.text) */
+  EXCLUDED_CACHE_MAX = 4096,
+  OBJECT_SLOT = 16, /* T_OBJECT_EX: the member type of a __slots__ entry */
+};
+
+static const char *const k_slot_names[N_SLOTS] = {
+    "_name",  "_ctx",    "_parent", "_tracestate", "_kind",  "_start", "_scope",
+    "_attrs", "_status", "_ended",  "_x",          "_token", "_forks"};
+
+static normalize_fn g_tracestate_norm, g_baggage_norm;
+static Py_ssize_t g_off[N_SLOTS];    /* Span's slot offsets */
+static Py_ssize_t g_nr_ctx, g_nr_ts; /* NonRecordingSpan's */
+static PyTypeObject *g_span_type, *g_nonrec_type;
+static PyObject *g_classes;      /* _tracing._classes: the span classes in use */
+static PyObject *g_current;      /* _tracing._current (ContextVar) */
+static PyObject *g_baggage_var;  /* propagation._baggage (ContextVar) */
+static PyObject *g_tracing_dict; /* _tracing's globals (its _forks counter) */
+static PyObject *g_hosts;        /* _http.hosts: Host header -> (address, port) */
+static PyObject *g_server_host;  /* _http.server_host */
+static PyObject *g_redact;       /* _http.redact_query */
+static PyObject *g_known;        /* _http.KNOWN_METHODS */
+static PyObject *g_failed;       /* _http.failed(span, exc): an exception escaped */
+/* OTEL_PROPAGATORS as the agent was started (propagation.propagators()). */
+static int g_prop_tc = 1, g_prop_xray = 0, g_prop_bag = 1;
+
+/* Interned strings, made at import. */
+static PyObject *s_type, *s_http, *s_websocket, *s_path, *s_headers, *s_method, *s_GET, *s_HTTP,
+    *s_scheme, *s_http_scheme, *s_https, *s_wss, *s_query_string, *s_server, *s_client,
+    *s_http_version, *s_v11, *s_route, *s_path_format, *s_status, *s_response_start, *s_forks,
+    *s_span_key, *s_empty, *s_slash, *s_set_status, *s_end, *s_close, *s_search, *s_excluded,
+    *s_WEBSOCKET, *s_request_method, *s_path_info, *s_url_scheme_env, *s_query_env, *s_host_env,
+    *s_server_name, *s_server_port, *s_remote_addr, *s_ua_env, *s_protocol_env, *s_tp_env,
+    *s_ts_env, *s_bag_env, *s_xray_env, *s_HTTP_prefix, *a_method, *a_method_original, *a_other,
+    *a_url_path, *a_url_scheme, *a_url_query, *a_server_address, *a_server_port, *a_client_address,
+    *a_user_agent, *a_protocol, *a_route, *a_status_code, *a_error_type;
+static PyObject *g_kind_server, *g_zero, *g_port_80, *g_port_443, *g_invalid_ctx;
+
+static const struct {
+  PyObject **obj;
+  const char *text;
+} k_strings[] = {
+    {&s_type, "type"},
+    {&s_http, "http"},
+    {&s_websocket, "websocket"},
+    {&s_path, "path"},
+    {&s_headers, "headers"},
+    {&s_method, "method"},
+    {&s_GET, "GET"},
+    {&s_HTTP, "HTTP"},
+    {&s_scheme, "scheme"},
+    {&s_http_scheme, "http"},
+    {&s_https, "https"},
+    {&s_wss, "wss"},
+    {&s_query_string, "query_string"},
+    {&s_server, "server"},
+    {&s_client, "client"},
+    {&s_http_version, "http_version"},
+    {&s_v11, "1.1"},
+    {&s_route, "route"},
+    {&s_path_format, "path_format"},
+    {&s_status, "status"},
+    {&s_response_start, "http.response.start"},
+    {&s_forks, "_forks"},
+    {&s_span_key, "otelagent.server_span"},
+    {&s_empty, ""},
+    {&s_slash, "/"},
+    {&s_set_status, "set_status"},
+    {&s_end, "end"},
+    {&s_close, "close"},
+    {&s_search, "search"},
+    {&s_excluded, "excluded"},
+    {&s_WEBSOCKET, "WEBSOCKET"},
+    {&s_request_method, "REQUEST_METHOD"},
+    {&s_path_info, "PATH_INFO"},
+    {&s_url_scheme_env, "wsgi.url_scheme"},
+    {&s_query_env, "QUERY_STRING"},
+    {&s_host_env, "HTTP_HOST"},
+    {&s_server_name, "SERVER_NAME"},
+    {&s_server_port, "SERVER_PORT"},
+    {&s_remote_addr, "REMOTE_ADDR"},
+    {&s_ua_env, "HTTP_USER_AGENT"},
+    {&s_protocol_env, "SERVER_PROTOCOL"},
+    {&s_tp_env, "HTTP_TRACEPARENT"},
+    {&s_ts_env, "HTTP_TRACESTATE"},
+    {&s_bag_env, "HTTP_BAGGAGE"},
+    {&s_xray_env, "HTTP_X_AMZN_TRACE_ID"},
+    {&s_HTTP_prefix, "HTTP/"},
+    {&a_method, "http.request.method"},
+    {&a_method_original, "http.request.method_original"},
+    {&a_other, "_OTHER"},
+    {&a_url_path, "url.path"},
+    {&a_url_scheme, "url.scheme"},
+    {&a_url_query, "url.query"},
+    {&a_server_address, "server.address"},
+    {&a_server_port, "server.port"},
+    {&a_client_address, "client.address"},
+    {&a_user_agent, "user_agent.original"},
+    {&a_protocol, "network.protocol.version"},
+    {&a_route, "http.route"},
+    {&a_status_code, "http.response.status_code"},
+    {&a_error_type, "error.type"},
+};
+
+static int make_strings(void) {
+  for (size_t i = 0; i < sizeof k_strings / sizeof k_strings[0]; i++) {
+    *k_strings[i].obj = PyUnicode_InternFromString(k_strings[i].text);
+    if (*k_strings[i].obj == NULL) return -1;
+  }
+  g_kind_server = PyLong_FromLong(2);
+  g_zero = PyLong_FromLong(0);
+  g_port_80 = PyLong_FromLong(80);
+  g_port_443 = PyLong_FromLong(443);
+  static const char zeros[32] = {0};
+  g_invalid_ctx = PyBytes_FromStringAndSize(zeros, 32);
+  return g_kind_server && g_zero && g_port_80 && g_port_443 && g_invalid_ctx ? 0 : -1;
+}
+
+/* getattr(o, name, None) that lets only AttributeError through as "absent":
+   1 (found), 0 (absent) or -1 (error set). */
+static int optional_attr(PyObject *o, PyObject *name, PyObject **out) {
+  *out = PyObject_GetAttr(o, name);
+  if (*out != NULL) return 1;
+  if (!PyErr_ExceptionMatches(PyExc_AttributeError)) return -1;
+  PyErr_Clear();
+  return 0;
+}
+
+static PyObject *slot_get(PyObject *o, Py_ssize_t off) {
+  return *(PyObject **)((char *)o + off); /* borrowed; NULL when unset */
+}
+
+static void slot_set(PyObject *o, Py_ssize_t off, PyObject *v) {
+  PyObject **p = (PyObject **)((char *)o + off);
+  PyObject *old = *p;
+  Py_INCREF(v);
+  *p = v;
+  Py_XDECREF(old);
+}
+
+/* The offset of a __slots__ member of `type`; -1 (error set) when it is not
+   an object slot. */
+static Py_ssize_t slot_offset(PyTypeObject *type, const char *name) {
+  PyObject *d = PyObject_GetAttrString((PyObject *)type, name);
+  if (d == NULL) return -1;
+  Py_ssize_t off = -1;
+  if (Py_IS_TYPE(d, &PyMemberDescr_Type)) {
+    PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+    if (m->type == OBJECT_SLOT) off = m->offset;
+  }
+  Py_DECREF(d);
+  if (off < 0) PyErr_Format(PyExc_TypeError, "%s.%s is not an object slot", type->tp_name, name);
+  return off;
+}
+
+static PyObject *now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts); /* what time.time_ns() reads */
+  return PyLong_FromUnsignedLongLong((unsigned long long)ts.tv_sec * 1000000000ULL +
+                                     (unsigned long long)ts.tv_nsec);
+}
+
+static PyObject *new_nonrecording(PyObject *ctx, PyObject *tracestate) {
+  PyObject *o = g_nonrec_type->tp_alloc(g_nonrec_type, 0);
+  if (o == NULL) return NULL;
+  slot_set(o, g_nr_ctx, ctx);
+  slot_set(o, g_nr_ts, tracestate);
+  return o;
+}
+
+/* A new server span under `parent` (a 32-byte context or NULL), as
+   _tracing._make_span makes it with the native sampler call. */
+static PyObject *new_span(PyObject *parent, PyObject *tracestate, PyObject *name,
+                          PyObject *scope_entries, int *recording) {
+  unsigned char out[32];
+  *recording = 0;
+  if (g_context(parent ? PyBytes_AS_STRING(parent) : NULL, out) != 0)
+    return new_nonrecording(parent ? parent : g_invalid_ctx, tracestate);
+  PyObject *ctx = PyBytes_FromStringAndSize((const char *)out, 32);
+  if (ctx == NULL) return NULL;
+  if (!(out[24] & 1)) {
+    PyObject *o = new_nonrecording(ctx, tracestate);
+    Py_DECREF(ctx);
+    return o;
+  }
+  PyObject *forks = PyDict_GetItemWithError(g_tracing_dict, s_forks);
+  PyObject *start = forks ? now_ns() : NULL;
+  PyObject *attrs = start ? PyDict_New() : NULL;
+  PyObject *o = attrs ? g_span_type->tp_alloc(g_span_type, 0) : NULL;
+  if (o != NULL) {
+    slot_set(o, g_off[SLOT_NAME], name);
+    slot_set(o, g_off[SLOT_CTX], ctx);
+    slot_set(o, g_off[SLOT_PARENT], parent ? parent : Py_None);
+    slot_set(o, g_off[SLOT_TRACESTATE], tracestate);
+    slot_set(o, g_off[SLOT_KIND], g_kind_server);
+    slot_set(o, g_off[SLOT_START], start);
+    slot_set(o, g_off[SLOT_SCOPE], scope_entries);
+    slot_set(o, g_off[SLOT_ATTRS], attrs);
+    slot_set(o, g_off[SLOT_STATUS], g_zero);
+    slot_set(o, g_off[SLOT_ENDED], Py_False);
+    slot_set(o, g_off[SLOT_X], Py_None);
+    slot_set(o, g_off[SLOT_TOKEN], Py_None);
+    slot_set(o, g_off[SLOT_FORKS], forks);
+    *recording = 1;
+  } else if (forks == NULL && !PyErr_Occurred()) {
+    PyErr_SetString(PyExc_RuntimeError, "_native: _tracing._forks is missing");
+  }
+  Py_DECREF(ctx);
+  Py_XDECREF(start);
+  Py_XDECREF(attrs);
+  return o;
+}
+
+/* Ends a Span: packed and recorded here in the common case; anything else
+   (events, links, values the packer leaves over, a fork since it started, the
+   buffer in use) through its own end(), which decides as it always does.
+   0, or -1 with an exception set. */
+static int end_span(PyObject *span) {
+  if (slot_get(span, g_off[SLOT_ENDED]) == Py_True) return 0;
+  PyObject *forks = PyDict_GetItemWithError(g_tracing_dict, s_forks);
+  if (forks == NULL) return PyErr_Occurred() ? -1 : 0;
+  PyObject *end = now_ns();
+  if (end == NULL) return -1;
+  Py_ssize_t len = 0;
+  if (!g_busy && slot_get(span, g_off[SLOT_X]) == Py_None &&
+      slot_get(span, g_off[SLOT_FORKS]) == forks) {
+    PyObject *args[10] = {slot_get(span, g_off[SLOT_SCOPE]),
+                          slot_get(span, g_off[SLOT_NAME]),
+                          slot_get(span, g_off[SLOT_CTX]),
+                          slot_get(span, g_off[SLOT_PARENT]),
+                          slot_get(span, g_off[SLOT_TRACESTATE]),
+                          slot_get(span, g_off[SLOT_KIND]),
+                          slot_get(span, g_off[SLOT_STATUS]),
+                          slot_get(span, g_off[SLOT_START]),
+                          end,
+                          slot_get(span, g_off[SLOT_ATTRS])};
+    int complete = 1;
+    for (int i = 0; i < 10; i++) complete &= args[i] != NULL;
+    if (complete) len = pack(args);
+  }
+  if (len == 0) {
+    PyObject *r = PyObject_CallMethodOneArg(span, s_end, end);
+    Py_DECREF(end);
+    if (r == NULL) return -1;
+    Py_DECREF(r);
+    return 0;
+  }
+  Py_DECREF(end);
+  slot_set(span, g_off[SLOT_ENDED], Py_True);
+  g_busy = 1;
+  (void)g_record(g_buf, (size_t)len); /* RING_FULL and the like: counted by the library */
+  g_busy = 0;
+  return 0;
+}
+
+/* The context var reset, ignoring a token of another context (the Python
+   path catches that ValueError too). */
+static void reset_var(PyObject *var, PyObject **token) {
+  if (*token == NULL) return;
+  if (PyContextVar_Reset(var, *token) != 0) PyErr_Clear();
+  Py_CLEAR(*token);
+}
+
+/* --- Server: one middleware's settings ----------------------------------- */
+
+typedef struct {
+  PyObject_HEAD PyObject *scope_entries; /* the packed instrumentation scope of its spans */
+  PyObject *excluded;                    /* the _http.ExcludedUrls, or NULL when there is none */
+  PyObject *search;                      /* its compiled pattern's search */
+  PyObject *full_url;                    /* the middleware's _full_url(scope or environ) */
+  PyObject *cache;                       /* path -> whether the pattern finds it */
+  int needs_full;
+  int wsgi;
+} Server;
+
+static PyTypeObject ServerCall_Type;
+
+typedef struct {
+  PyObject_HEAD PyObject *span; /* Span or NonRecordingSpan */
+  PyObject *token;              /* the current-span token until reset */
+  PyObject *bag_token;          /* the baggage token, if baggage came */
+  PyObject *target;             /* ASGI send, or WSGI start_response */
+  PyObject *scope;              /* ASGI scope or WSGI environ */
+  PyObject *method;             /* the request method (for the ASGI span name) */
+  PyObject *first_name;         /* the span's name at start: a name set since is kept */
+  PyObject *status;             /* ASGI: the response status, NULL before it starts */
+  PyObject *result;             /* WSGI: the application's iterable, while it streams */
+  PyObject *iter;               /* ...and its iterator */
+  char wsgi, websocket, recording, ended;
+} ServerCall;
+
+/* Whether `path` is excluded: 1, 0, or -1 with an exception set. */
+static int server_excludes(Server *self, PyObject *path, PyObject *request) {
+  PyObject *hit = PyDict_GetItemWithError(self->cache, path);
+  int found;
+  if (hit != NULL) {
+    found = hit == Py_True;
+  } else {
+    if (PyErr_Occurred()) return -1;
+    PyObject *m = PyObject_CallOneArg(self->search, path);
+    if (m == NULL) return -1;
+    found = m != Py_None;
+    Py_DECREF(m);
+    if (PyDict_GET_SIZE(self->cache) < EXCLUDED_CACHE_MAX &&
+        PyDict_SetItem(self->cache, path, found ? Py_True : Py_False) != 0)
+      return -1;
+  }
+  if (found || !self->needs_full) return found;
+  /* A pattern that needs the full URL: the Python method tries it. */
+  PyObject *r =
+      PyObject_CallMethodObjArgs(self->excluded, s_excluded, path, self->full_url, request, NULL);
+  if (r == NULL) return -1;
+  found = PyObject_IsTrue(r);
+  Py_DECREF(r);
+  return found;
+}
+
+/* A header value as bytes for the library's parsers: `v` itself when bytes
+   (ASGI), the Latin-1 bytes of a str (WSGI); NULL when it is neither, or a
+   str beyond Latin-1 (the Python path encodes those with replacement). */
+static int header_bytes(PyObject *v, const char **data, Py_ssize_t *len) {
+  if (PyBytes_CheckExact(v)) {
+    *data = PyBytes_AS_STRING(v);
+    *len = PyBytes_GET_SIZE(v);
+    return 1;
+  }
+  if (PyUnicode_CheckExact(v) && PyUnicode_KIND(v) == PyUnicode_1BYTE_KIND) {
+    *data = (const char *)PyUnicode_1BYTE_DATA(v);
+    *len = PyUnicode_GET_LENGTH(v);
+    return 1;
+  }
+  return 0;
+}
+
+static PyObject *normalized(normalize_fn fn, const char *data, Py_ssize_t len) {
+  char buf[NORMALIZED_MAX];
+  size_t written = 0;
+  if (fn(data, (size_t)len, buf, sizeof buf, &written) != 0) return Py_NewRef(s_empty);
+  return PyUnicode_DecodeASCII(buf, (Py_ssize_t)written, "replace");
+}
+
+/* The trace headers of a request, borrowed (NULL when absent). */
+typedef struct {
+  PyObject *tp, *ts, *bag, *xray;
+} TraceHeaders;
+
+/* The remote parent and baggage from the trace headers, as
+   propagation.extract_values finds them. Sets *parent (a 32-byte context,
+   new reference, or NULL), *tracestate (new reference) and *baggage (new
+   reference, "" when none). 1; 0 when a value is not one this code reads
+   (the Python path takes the request); -1 with an exception set. */
+static int extract(const TraceHeaders *h, PyObject **parent, PyObject **tracestate,
+                   PyObject **baggage) {
+  const char *d;
+  Py_ssize_t n;
+  unsigned char out[32];
+  *parent = NULL;
+  *tracestate = Py_NewRef(s_empty);
+  *baggage = Py_NewRef(s_empty);
+  if (h->tp != NULL && g_prop_tc) {
+    if (!header_bytes(h->tp, &d, &n)) return 0;
+    if (n > 0 && g_traceparent(d, (size_t)n, out) == 0) {
+      *parent = PyBytes_FromStringAndSize((const char *)out, 32);
+      if (*parent == NULL) return -1;
+      if (h->ts != NULL) {
+        if (!header_bytes(h->ts, &d, &n)) return 0;
+        if (n > 0) {
+          Py_SETREF(*tracestate, normalized(g_tracestate_norm, d, n));
+          if (*tracestate == NULL) return -1;
+        }
+      }
+    }
+  }
+  if (*parent == NULL && h->xray != NULL && g_prop_xray) {
+    if (!header_bytes(h->xray, &d, &n)) return 0;
+    if (n > 0 && g_xray(d, (size_t)n, out) == 0) {
+      *parent = PyBytes_FromStringAndSize((const char *)out, 32);
+      if (*parent == NULL) return -1;
+    }
+  }
+  if (h->bag != NULL && g_prop_bag) {
+    if (!header_bytes(h->bag, &d, &n)) return 0;
+    if (n > 0) {
+      Py_SETREF(*baggage, normalized(g_baggage_norm, d, n));
+      if (*baggage == NULL) return -1;
+    }
+  }
+  return 1;
+}
+
+/* attrs[key] = value, value a new reference (NULL: the error is passed on). */
+static int put(PyObject *attrs, PyObject *key, PyObject *value) {
+  if (value == NULL) return -1;
+  int rc = PyDict_SetItem(attrs, key, value);
+  Py_DECREF(value);
+  return rc;
+}
+
+/* server.address and server.port from a Host header, through _http's cache. */
+static int put_host(PyObject *attrs, PyObject *host, PyObject *default_port) {
+  PyObject *hp = PyDict_GetItemWithError(g_hosts, host);
+  if (hp != NULL) {
+    Py_INCREF(hp);
+  } else {
+    if (PyErr_Occurred()) return -1;
+    hp = PyObject_CallFunctionObjArgs(g_server_host, host, default_port, NULL);
+    if (hp == NULL) return -1;
+  }
+  int rc = -1;
+  if (PyTuple_Check(hp) && PyTuple_GET_SIZE(hp) == 2) {
+    rc = PyDict_SetItem(attrs, a_server_address, PyTuple_GET_ITEM(hp, 0)) ||
+                 PyDict_SetItem(attrs, a_server_port, PyTuple_GET_ITEM(hp, 1))
+             ? -1
+             : 0;
+  } else {
+    PyErr_SetString(PyExc_TypeError, "_http.server_host did not return a pair");
+  }
+  Py_DECREF(hp);
+  return rc;
+}
+
+static int put_method(PyObject *attrs, PyObject *method, int known) {
+  if (known) return PyDict_SetItem(attrs, a_method, method);
+  if (PyDict_SetItem(attrs, a_method, a_other) != 0) return -1;
+  return PyDict_SetItem(attrs, a_method_original, method);
+}
+
+static int put_query(PyObject *attrs, PyObject *query) {
+  return put(attrs, a_url_query, PyObject_CallOneArg(g_redact, query));
+}
+
+/* dict.get(key, default) with a borrowed result; NULL only on error. */
+static PyObject *get_or(PyObject *d, PyObject *key, PyObject *dflt) {
+  PyObject *v = PyDict_GetItemWithError(d, key);
+  if (v == NULL && !PyErr_Occurred()) return dflt;
+  return v;
+}
+
+/* The ASGI request's attributes (asgi.py's Python path writes the same). */
+static int asgi_attrs(PyObject *attrs, PyObject *scope, PyObject *method, int known, PyObject *path,
+                      PyObject *host, PyObject *ua) {
+  PyObject *scheme = get_or(scope, s_scheme, s_http_scheme);
+  PyObject *q = scheme ? get_or(scope, s_query_string, Py_None) : NULL;
+  PyObject *server = q ? get_or(scope, s_server, Py_None) : NULL;
+  PyObject *client = server ? get_or(scope, s_client, Py_None) : NULL;
+  PyObject *proto = client ? get_or(scope, s_http_version, s_v11) : NULL;
+  if (proto == NULL) return -1;
+  if (put_method(attrs, method, known) || PyDict_SetItem(attrs, a_url_path, path) ||
+      PyDict_SetItem(attrs, a_url_scheme, scheme))
+    return -1;
+  int t = PyObject_IsTrue(q);
+  if (t < 0) return -1;
+  if (t) {
+    if (!PyBytes_Check(q)) {
+      PyErr_SetString(PyExc_TypeError, "scope['query_string'] is not bytes");
+      return -1;
+    }
+    PyObject *text = PyUnicode_DecodeLatin1(PyBytes_AS_STRING(q), PyBytes_GET_SIZE(q), NULL);
+    if (text == NULL) return -1;
+    int rc = put_query(attrs, text);
+    Py_DECREF(text);
+    if (rc) return -1;
+  }
+  int has_server = PyObject_IsTrue(server);
+  if (has_server < 0) return -1;
+  if (host != NULL) {
+    PyObject *port;
+    if (has_server) {
+      port = PySequence_GetItem(server, 1);
+    } else {
+      int tls = PyObject_RichCompareBool(scheme, s_https, Py_EQ);
+      if (tls == 0) tls = PyObject_RichCompareBool(scheme, s_wss, Py_EQ);
+      if (tls < 0) return -1;
+      port = Py_NewRef(tls ? g_port_443 : g_port_80);
+    }
+    if (port == NULL) return -1;
+    int rc = put_host(attrs, host, port);
+    Py_DECREF(port);
+    if (rc) return -1;
+  } else if (has_server) {
+    if (put(attrs, a_server_address, PySequence_GetItem(server, 0)) ||
+        put(attrs, a_server_port, PySequence_GetItem(server, 1)))
+      return -1;
+  }
+  t = PyObject_IsTrue(client);
+  if (t < 0 || (t && put(attrs, a_client_address, PySequence_GetItem(client, 0)))) return -1;
+  if (ua != NULL && put(attrs, a_user_agent,
+                        PyUnicode_DecodeLatin1(PyBytes_AS_STRING(ua), PyBytes_GET_SIZE(ua), NULL)))
+    return -1;
+  return PyDict_SetItem(attrs, a_protocol, proto);
+}
+
+/* The WSGI request's attributes (wsgi.py's Python path writes the same). */
+static int wsgi_attrs(PyObject *attrs, PyObject *environ, PyObject *method, int known,
+                      PyObject *path) {
+  PyObject *scheme = get_or(environ, s_url_scheme_env, s_http_scheme);
+  if (scheme == NULL || put_method(attrs, method, known) ||
+      PyDict_SetItem(attrs, a_url_path, path) || PyDict_SetItem(attrs, a_url_scheme, scheme))
+    return -1;
+  PyObject *v = get_or(environ, s_query_env, Py_None);
+  int t = v ? PyObject_IsTrue(v) : -1;
+  if (t < 0 || (t && put_query(attrs, v))) return -1;
+  v = get_or(environ, s_host_env, Py_None);
+  t = v ? PyObject_IsTrue(v) : -1;
+  if (t < 0) return -1;
+  if (t) {
+    int tls = PyObject_RichCompareBool(scheme, s_https, Py_EQ);
+    if (tls < 0 || put_host(attrs, v, tls ? g_port_443 : g_port_80)) return -1;
+  } else {
+    PyObject *name = get_or(environ, s_server_name, s_empty);
+    PyObject *port = name ? get_or(environ, s_server_port, g_zero) : NULL;
+    if (port == NULL || PyDict_SetItem(attrs, a_server_address, name)) return -1;
+    PyObject *n = PyNumber_Long(port);
+    if (n == NULL) {
+      if (!PyErr_ExceptionMatches(PyExc_ValueError)) return -1;
+      PyErr_Clear(); /* not a number: no server.port, as in Python */
+    } else if (put(attrs, a_server_port, n)) {
+      return -1;
+    }
+  }
+  v = get_or(environ, s_remote_addr, Py_None);
+  t = v ? PyObject_IsTrue(v) : -1;
+  if (t < 0 || (t && PyDict_SetItem(attrs, a_client_address, v))) return -1;
+  v = get_or(environ, s_ua_env, Py_None);
+  t = v ? PyObject_IsTrue(v) : -1;
+  if (t < 0 || (t && PyDict_SetItem(attrs, a_user_agent, v))) return -1;
+  v = get_or(environ, s_protocol_env, s_empty);
+  if (v == NULL) return -1;
+  if (PyUnicode_Check(v)) {
+    Py_ssize_t m = PyUnicode_Tailmatch(v, s_HTTP_prefix, 0, PY_SSIZE_T_MAX, -1);
+    if (m < 0) return -1;
+    if (m && put(attrs, a_protocol, PyUnicode_Substring(v, 5, PyUnicode_GET_LENGTH(v)))) return -1;
+  }
+  return 0;
+}
+
+/* Scans ASGI headers (an iterable of [name, value] pairs, lower-case bytes
+   names). 1; 0 when something about them sends the request to the Python
+   path; -1 with an exception set. */
+static int asgi_headers(PyObject *headers, TraceHeaders *h, PyObject **host, PyObject **ua) {
+  /* Other iterables: the Python path, which iterates them itself. */
+  if (!PyList_CheckExact(headers) && !PyTuple_CheckExact(headers)) return 0;
+  Py_ssize_t n = PySequence_Fast_GET_SIZE(headers);
+  PyObject **items = PySequence_Fast_ITEMS(headers);
+  int rc = 1;
+  for (Py_ssize_t i = 0; i < n && rc == 1; i++) {
+    PyObject *pair = items[i], *k, *v;
+    if (PyTuple_CheckExact(pair) && PyTuple_GET_SIZE(pair) == 2) {
+      k = PyTuple_GET_ITEM(pair, 0);
+      v = PyTuple_GET_ITEM(pair, 1);
+    } else if (PyList_CheckExact(pair) && PyList_GET_SIZE(pair) == 2) {
+      k = PyList_GET_ITEM(pair, 0);
+      v = PyList_GET_ITEM(pair, 1);
+    } else {
+      rc = 0;
+      break;
+    }
+    if (!PyBytes_CheckExact(k)) {
+      rc = 0;
+      break;
+    }
+    const char *name = PyBytes_AS_STRING(k);
+    PyObject **slot = NULL;
+    int repeat_ok = 1;
+    switch (PyBytes_GET_SIZE(k)) {
+      case 4:
+        if (memcmp(name, "host", 4) == 0) slot = host;
+        break;
+      case 7:
+        if (memcmp(name, "baggage", 7) == 0) slot = &h->bag, repeat_ok = 0;
+        break;
+      case 10:
+        if (memcmp(name, "user-agent", 10) == 0)
+          slot = ua;
+        else if (memcmp(name, "tracestate", 10) == 0)
+          slot = &h->ts, repeat_ok = 0;
+        break;
+      case 11:
+        if (memcmp(name, "traceparent", 11) == 0) slot = &h->tp;
+        break;
+      case 15:
+        if (memcmp(name, "x-amzn-trace-id", 15) == 0) slot = &h->xray;
+        break;
+      default:
+        break;
+    }
+    if (slot == NULL) continue;
+    /* Values joined with "," (tracestate, baggage) and values that are not
+       bytes: the Python path. A repeated header otherwise: the last wins. */
+    if (!PyBytes_CheckExact(v) || (*slot != NULL && !repeat_ok)) rc = 0;
+    *slot = v;
+  }
+  return rc;
+}
+
+static ServerCall *new_call(int wsgi) {
+  ServerCall *c = PyObject_GC_New(ServerCall, &ServerCall_Type);
+  if (c == NULL) return NULL;
+  c->span = c->token = c->bag_token = c->target = c->scope = NULL;
+  c->method = c->first_name = c->status = c->result = c->iter = NULL;
+  c->wsgi = (char)wsgi;
+  c->websocket = c->recording = c->ended = 0;
+  PyObject_GC_Track((PyObject *)c);
+  return c;
+}
+
+/* Undoes what begin() did when it fails half-way (the request then goes on
+   untraced or through the Python path). */
+static void unwind_call(ServerCall *c) {
+  reset_var(g_current, &c->token);
+  reset_var(g_baggage_var, &c->bag_token);
+  if (c->scope != NULL && PyDict_Check(c->scope) &&
+      PyDict_GetItemWithError(c->scope, s_span_key) == c->span && c->span != NULL)
+    (void)PyDict_DelItem(c->scope, s_span_key);
+  PyErr_Clear();
+}
+
+/* Server.begin(scope, send) / begin(environ, start_response): the request's
+   ServerCall (to pass on as its send / start_response), None when it is not
+   traced (not http or websocket, excluded, or an outer middleware traces
+   it), NotImplemented when the Python path must take it. */
+static PyObject *server_begin(Server *self, PyObject *const *args, Py_ssize_t nargs) {
+  if (nargs != 2) {
+    PyErr_SetString(PyExc_TypeError, "Server.begin(scope, send) takes 2 arguments");
+    return NULL;
+  }
+  PyObject *scope = args[0], *target = args[1];
+  if (g_span_type == NULL || g_context == NULL) {
+    PyErr_SetString(PyExc_RuntimeError, "_native: bind_server() was not called");
+    return NULL;
+  }
+  /* The OpenTelemetry bridge's classes (and its current-span storage). */
+  if (PyList_GET_SIZE(g_classes) != 2 || PyList_GET_ITEM(g_classes, 0) != (PyObject *)g_span_type ||
+      PyList_GET_ITEM(g_classes, 1) != (PyObject *)g_nonrec_type || !PyDict_CheckExact(scope))
+    Py_RETURN_NOTIMPLEMENTED;
+  int websocket = 0;
+  PyObject *path, *method;
+  TraceHeaders h = {NULL, NULL, NULL, NULL};
+  PyObject *host = NULL, *ua = NULL; /* borrowed */
+  if (!self->wsgi) {
+    PyObject *typ = PyDict_GetItemWithError(scope, s_type);
+    if (typ == NULL) return PyErr_Occurred() ? NULL : Py_NewRef(Py_NotImplemented);
+    if (typ == s_websocket || PyObject_RichCompareBool(typ, s_websocket, Py_EQ) == 1)
+      websocket = 1;
+    else if (typ != s_http && PyObject_RichCompareBool(typ, s_http, Py_EQ) != 1) {
+      PyErr_Clear();
+      Py_RETURN_NONE; /* lifespan: the middleware passes it on */
+    }
+    path = PyDict_GetItemWithError(scope, s_path);
+    if (path == NULL || !PyUnicode_CheckExact(path)) {
+      if (PyErr_Occurred()) return NULL;
+      Py_RETURN_NOTIMPLEMENTED;
+    }
+  } else {
+    path = get_or(scope, s_path_info, s_empty);
+    if (path == NULL) return NULL;
+    if (!PyUnicode_CheckExact(path)) Py_RETURN_NOTIMPLEMENTED;
+    if (PyUnicode_GET_LENGTH(path) == 0) path = s_slash;
+  }
+  int nested = PyDict_Contains(scope, s_span_key);
+  if (nested != 0) return nested < 0 ? NULL : Py_NewRef(Py_None);
+  if (self->excluded != NULL) {
+    int ex = server_excludes(self, path, scope);
+    if (ex != 0) return ex < 0 ? NULL : Py_NewRef(Py_None);
+  }
+  if (!self->wsgi) {
+    PyObject *headers = PyDict_GetItemWithError(scope, s_headers);
+    if (headers == NULL) return PyErr_Occurred() ? NULL : Py_NewRef(Py_NotImplemented);
+    int rc = asgi_headers(headers, &h, &host, &ua);
+    if (rc <= 0) return rc < 0 ? NULL : Py_NewRef(Py_NotImplemented);
+    method = websocket ? s_GET : get_or(scope, s_method, s_GET);
+  } else {
+    if ((h.tp = get_or(scope, s_tp_env, NULL)) == NULL && PyErr_Occurred()) return NULL;
+    if ((h.ts = get_or(scope, s_ts_env, NULL)) == NULL && PyErr_Occurred()) return NULL;
+    if ((h.bag = get_or(scope, s_bag_env, NULL)) == NULL && PyErr_Occurred()) return NULL;
+    if ((h.xray = get_or(scope, s_xray_env, NULL)) == NULL && PyErr_Occurred()) return NULL;
+    method = get_or(scope, s_request_method, s_GET);
+  }
+  if (method == NULL) return NULL;
+  int known = PySet_Contains(g_known, method);
+  if (known < 0) {
+    PyErr_Clear(); /* unhashable: the Python path decides */
+    Py_RETURN_NOTIMPLEMENTED;
+  }
+
+  PyObject *parent, *tracestate, *baggage;
+  int rc = extract(&h, &parent, &tracestate, &baggage);
+  if (rc <= 0) {
+    Py_XDECREF(parent);
+    Py_DECREF(tracestate);
+    Py_DECREF(baggage);
+    return rc < 0 ? NULL : Py_NewRef(Py_NotImplemented);
+  }
+  ServerCall *c = new_call(self->wsgi);
+  if (c == NULL) goto fail;
+  c->websocket = (char)websocket;
+  c->target = Py_NewRef(target);
+  c->scope = Py_NewRef(scope);
+  c->method = Py_NewRef(method);
+  if (PyUnicode_GET_LENGTH(baggage) > 0) {
+    c->bag_token = PyContextVar_Set(g_baggage_var, baggage);
+    if (c->bag_token == NULL) goto fail;
+  }
+  int recording;
+  c->first_name = Py_NewRef(known ? method : s_HTTP);
+  c->span = new_span(parent, tracestate, c->first_name, self->scope_entries, &recording);
+  if (c->span == NULL || PyDict_SetItem(scope, s_span_key, c->span) != 0) goto fail;
+  c->token = PyContextVar_Set(g_current, c->span);
+  if (c->token == NULL) goto fail;
+  c->recording = (char)recording;
+  if (recording) {
+    PyObject *attrs = slot_get(c->span, g_off[SLOT_ATTRS]);
+    if ((self->wsgi ? wsgi_attrs(attrs, scope, method, known, path)
+                    : asgi_attrs(attrs, scope, method, known, path, host, ua)) != 0)
+      goto fail;
+  }
+  Py_XDECREF(parent);
+  Py_DECREF(tracestate);
+  Py_DECREF(baggage);
+  return (PyObject *)c;
+
+fail:
+  /* Nothing of this request is left current; the caller raises. */
+  if (c != NULL) {
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    unwind_call(c);
+    PyErr_Restore(type, value, tb);
+    Py_DECREF(c);
+  }
+  Py_XDECREF(parent);
+  Py_DECREF(tracestate);
+  Py_DECREF(baggage);
+  return NULL;
+}
+
+static int server_init(Server *self, PyObject *args, PyObject *kwds) {
+  static char *kwlist[] = {"wsgi", "scope_entries", "excluded", "full_url", NULL};
+  int wsgi;
+  PyObject *entries, *excluded, *full_url;
+  if (!PyArg_ParseTupleAndKeywords(args, kwds, "pO!OO", kwlist, &wsgi, &PyBytes_Type, &entries,
+                                   &excluded, &full_url))
+    return -1;
+  self->wsgi = wsgi;
+  Py_XSETREF(self->scope_entries, Py_NewRef(entries));
+  Py_XSETREF(self->full_url, Py_NewRef(full_url));
+  Py_XSETREF(self->cache, PyDict_New());
+  if (self->cache == NULL) return -1;
+  Py_CLEAR(self->excluded);
+  Py_CLEAR(self->search);
+  if (excluded != Py_None) {
+    PyObject *re = PyObject_GetAttrString(excluded, "_re");
+    PyObject *full = re ? PyObject_GetAttrString(excluded, "_needs_full") : NULL;
+    if (full == NULL) {
+      Py_XDECREF(re);
+      return -1;
+    }
+    self->needs_full = PyObject_IsTrue(full);
+    Py_DECREF(full);
+    if (re != Py_None) {
+      self->search = PyObject_GetAttr(re, s_search);
+      self->excluded = Py_NewRef(excluded);
+    }
+    Py_DECREF(re);
+    if (self->needs_full < 0 || (re != Py_None && self->search == NULL)) return -1;
+  }
+  return 0;
+}
+
+static int server_traverse(Server *self, visitproc visit, void *arg) {
+  Py_VISIT(self->excluded);
+  Py_VISIT(self->search);
+  Py_VISIT(self->full_url);
+  Py_VISIT(self->cache);
+  return 0;
+}
+
+static int server_clear(Server *self) {
+  Py_CLEAR(self->scope_entries);
+  Py_CLEAR(self->excluded);
+  Py_CLEAR(self->search);
+  Py_CLEAR(self->full_url);
+  Py_CLEAR(self->cache);
+  return 0;
+}
+
+static void server_dealloc(Server *self) {
+  PyObject_GC_UnTrack(self);
+  server_clear(self);
+  Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMethodDef k_server_methods[] = {
+    {"begin", (PyCFunction)(void (*)(void))server_begin, METH_FASTCALL,
+     "begin(scope, send) or begin(environ, start_response) -> ServerCall, None "
+     "(not traced) or NotImplemented (the Python path takes it)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject Server_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "otelagent._native.Server",
+    .tp_basicsize = sizeof(Server),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Server(wsgi, scope_entries, excluded, full_url): one middleware's settings.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)server_init,
+    .tp_traverse = (traverseproc)server_traverse,
+    .tp_clear = (inquiry)server_clear,
+    .tp_dealloc = (destructor)server_dealloc,
+    .tp_methods = k_server_methods,
+};
+
+/* --- ServerCall: one traced request -------------------------------------- */
+
+/* The ASGI span's name and route, then its status, as asgi.py's Python path
+   sets them at the end. */
+static int asgi_conclude(ServerCall *c) {
+  PyObject *span = c->span, *attrs = slot_get(span, g_off[SLOT_ATTRS]);
+  PyObject *route = PyDict_GetItemWithError(c->scope, s_route);
+  PyObject *template = NULL;
+  if (route != NULL) {
+    if (optional_attr(route, s_path_format, &template) < 0) return -1;
+    int t = template ? PyObject_IsTrue(template) : 0;
+    if (t <= 0) {
+      Py_CLEAR(template);
+      if (t < 0 || optional_attr(route, s_path, &template) < 0) return -1;
+      t = template ? PyObject_IsTrue(template) : 0;
+      if (t <= 0) Py_CLEAR(template);
+      if (t < 0) return -1;
+    }
+  } else if (PyErr_Occurred()) {
+    return -1;
+  }
+  /* A name the application set (update_name) is kept. */
+  int rename = slot_get(span, g_off[SLOT_NAME]) == c->first_name;
+  if (template != NULL) {
+    int rc = PyDict_SetItem(attrs, a_route, template);
+    if (rc == 0 && rename) {
+      PyObject *name =
+          PyUnicode_FromFormat("%S %S", c->websocket ? s_WEBSOCKET : c->method, template);
+      if (name == NULL)
+        rc = -1;
+      else {
+        slot_set(span, g_off[SLOT_NAME], name);
+        Py_DECREF(name);
+      }
+    }
+    Py_DECREF(template);
+    if (rc) return -1;
+  } else if (c->websocket && rename) {
+    slot_set(span, g_off[SLOT_NAME], s_WEBSOCKET);
+  }
+  return 0;
+}
+
+/* http.response.status_code, and ERROR for a 5xx (both paths). */
+static int note_status(ServerCall *c, PyObject *code) {
+  PyObject *span = c->span, *attrs = slot_get(span, g_off[SLOT_ATTRS]);
+  if (PyDict_SetItem(attrs, a_status_code, code) != 0) return -1;
+  PyObject *limit = PyLong_FromLong(500);
+  int server_error = limit ? PyObject_RichCompareBool(code, limit, Py_GE) : -1;
+  Py_XDECREF(limit);
+  if (server_error <= 0) return server_error;
+  PyObject *st = slot_get(span, g_off[SLOT_STATUS]);
+  if (PyLong_CheckExact(st) && PyLong_AsLong(st) != 2) {
+    PyObject *two = PyLong_FromLong(2);
+    PyObject *r = two ? PyObject_CallMethodOneArg(span, s_set_status, two) : NULL;
+    Py_XDECREF(two);
+    if (r == NULL) return -1;
+    Py_DECREF(r);
+  }
+  if (PyDict_GetItemWithError(attrs, a_error_type) != NULL) return 0;
+  if (PyErr_Occurred()) return -1;
+  return put(attrs, a_error_type, PyObject_Str(code));
+}
+
+/* Ends the span once (records it); the current span and baggage are reset
+   first if they were not. */
+static int call_end(ServerCall *c) {
+  reset_var(g_current, &c->token);
+  reset_var(g_baggage_var, &c->bag_token);
+  if (c->ended) return 0;
+  c->ended = 1;
+  if (!c->recording) return 0;
+  if (!c->wsgi) {
+    if (asgi_conclude(c) != 0) return -1;
+    if (c->status != NULL && note_status(c, c->status) != 0) return -1;
+  }
+  return end_span(c->span);
+}
+
+/* finish(): after the application returned or raised (ASGI), or raised
+   (WSGI). */
+static PyObject *call_finish(ServerCall *c, PyObject *unused) {
+  (void)unused;
+  if (call_end(c) != 0) return NULL;
+  Py_RETURN_NONE;
+}
+
+/* closing(result) (WSGI): what to return to the server. A body given whole
+   ends the span at once; a streamed one when the server closes it. */
+static PyObject *call_closing(ServerCall *c, PyObject *result) {
+  reset_var(g_current, &c->token);
+  reset_var(g_baggage_var, &c->bag_token);
+  if (!c->recording || c->ended) {
+    c->ended = 1;
+    return Py_NewRef(result);
+  }
+  if (PyList_CheckExact(result) || PyTuple_CheckExact(result)) {
+    if (call_end(c) != 0) return NULL;
+    return Py_NewRef(result);
+  }
+  Py_XSETREF(c->result, Py_NewRef(result));
+  return Py_NewRef((PyObject *)c);
+}
+
+/* close() of a streamed WSGI body: the application's close(), then the span
+   ends whatever that did. */
+static PyObject *call_close(ServerCall *c, PyObject *unused) {
+  (void)unused;
+  PyObject *r = Py_None;
+  Py_INCREF(r);
+  if (c->result != NULL) {
+    PyObject *close;
+    if (optional_attr(c->result, s_close, &close) < 0) {
+      Py_CLEAR(r);
+    } else if (close != NULL) {
+      Py_SETREF(r, PyObject_CallNoArgs(close));
+      Py_DECREF(close);
+    }
+  }
+  PyObject *type, *value, *tb;
+  PyErr_Fetch(&type, &value, &tb);
+  int rc = call_end(c);
+  if (type != NULL) {
+    if (rc != 0) PyErr_Clear(); /* the application's error is the one to see */
+    PyErr_Restore(type, value, tb);
+    return NULL;
+  }
+  if (rc != 0) {
+    Py_XDECREF(r);
+    return NULL;
+  }
+  return r;
+}
+
+static PyObject *call_iter(ServerCall *c) {
+  if (c->result == NULL) {
+    PyErr_SetString(PyExc_TypeError, "ServerCall: not a streamed body");
+    return NULL;
+  }
+  if (c->iter == NULL && (c->iter = PyObject_GetIter(c->result)) == NULL) return NULL;
+  return Py_NewRef((PyObject *)c);
+}
+
+/* The next chunk, made with the span current (spans the application starts
+   while it streams are its children) and only then. */
+static PyObject *call_next(ServerCall *c) {
+  if (c->iter == NULL) {
+    PyErr_SetString(PyExc_TypeError, "ServerCall: iterated before iter()");
+    return NULL;
+  }
+  PyObject *token = PyContextVar_Set(g_current, c->span);
+  if (token == NULL) return NULL;
+  PyObject *chunk = PyIter_Next(c->iter);
+  PyObject *type, *value, *tb;
+  PyErr_Fetch(&type, &value, &tb);
+  reset_var(g_current, &token);
+  if (type != NULL && PyErr_GivenExceptionMatches(type, PyExc_Exception)) {
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL && value != NULL) PyException_SetTraceback(value, tb);
+    PyObject *r = PyObject_CallFunctionObjArgs(g_failed, c->span, value ? value : Py_None, NULL);
+    if (r == NULL) PyErr_Clear(); /* the application's error is the one to see */
+    Py_XDECREF(r);
+  }
+  PyErr_Restore(type, value, tb);
+  return chunk;
+}
+
+/* ASGI send(message), or WSGI start_response(status, headers, exc_info=None),
+   noting the status on the way. */
+static PyObject *call_call(ServerCall *c, PyObject *args, PyObject *kwargs) {
+  Py_ssize_t n = PyTuple_GET_SIZE(args);
+  if (!c->wsgi) {
+    if (c->status == NULL && n == 1 && PyDict_Check(PyTuple_GET_ITEM(args, 0))) {
+      PyObject *msg = PyTuple_GET_ITEM(args, 0);
+      PyObject *typ = PyDict_GetItemWithError(msg, s_type);
+      if (typ != NULL && (typ == s_response_start ||
+                          PyObject_RichCompareBool(typ, s_response_start, Py_EQ) == 1)) {
+        PyObject *status = PyDict_GetItemWithError(msg, s_status);
+        if (status != NULL) c->status = Py_NewRef(status);
+      }
+      if (PyErr_Occurred()) return NULL;
+    }
+  } else if (c->recording && !c->ended && n >= 1) {
+    PyObject *status = PyTuple_GET_ITEM(args, 0);
+    PyObject *code = NULL;
+    if (PyUnicode_CheckExact(status) && PyUnicode_GET_LENGTH(status) >= 3 &&
+        PyUnicode_KIND(status) == PyUnicode_1BYTE_KIND) {
+      const Py_UCS1 *d = PyUnicode_1BYTE_DATA(status);
+      if (d[0] >= '0' && d[0] <= '9' && d[1] >= '0' && d[1] <= '9' && d[2] >= '0' && d[2] <= '9')
+        code = PyLong_FromLong((d[0] - '0') * 100 + (d[1] - '0') * 10 + (d[2] - '0'));
+    }
+    if (code == NULL && !PyErr_Occurred()) {
+      /* int(status[:3]), 0 when that is not a number (as in Python). */
+      PyObject *head = PySequence_GetSlice(status, 0, 3);
+      code = head ? PyNumber_Long(head) : NULL;
+      Py_XDECREF(head);
+      if (code == NULL && PyErr_ExceptionMatches(PyExc_ValueError)) {
+        PyErr_Clear();
+        code = Py_NewRef(g_zero);
+      }
+    }
+    if (code == NULL) return NULL;
+    int rc = note_status(c, code);
+    Py_DECREF(code);
+    if (rc != 0) return NULL;
+  }
+  return PyObject_Call(c->target, args, kwargs);
+}
+
+static PyObject *call_get_status(ServerCall *c, void *closure) {
+  (void)closure;
+  return Py_NewRef(c->status ? c->status : Py_None);
+}
+
+static int call_set_status(ServerCall *c, PyObject *v, void *closure) {
+  (void)closure;
+  Py_XSETREF(c->status, v == NULL || v == Py_None ? NULL : Py_NewRef(v));
+  return 0;
+}
+
+static PyObject *call_get_span(ServerCall *c, void *closure) {
+  (void)closure;
+  return Py_NewRef(c->span ? c->span : Py_None);
+}
+
+static int call_traverse(ServerCall *c, visitproc visit, void *arg) {
+  Py_VISIT(c->span);
+  Py_VISIT(c->token);
+  Py_VISIT(c->bag_token);
+  Py_VISIT(c->target);
+  Py_VISIT(c->scope);
+  Py_VISIT(c->method);
+  Py_VISIT(c->first_name);
+  Py_VISIT(c->status);
+  Py_VISIT(c->result);
+  Py_VISIT(c->iter);
+  return 0;
+}
+
+static int call_clear(ServerCall *c) {
+  Py_CLEAR(c->span);
+  Py_CLEAR(c->token);
+  Py_CLEAR(c->bag_token);
+  Py_CLEAR(c->target);
+  Py_CLEAR(c->scope);
+  Py_CLEAR(c->method);
+  Py_CLEAR(c->first_name);
+  Py_CLEAR(c->status);
+  Py_CLEAR(c->result);
+  Py_CLEAR(c->iter);
+  return 0;
+}
+
+static void call_dealloc(ServerCall *c) {
+  PyObject_GC_UnTrack(c);
+  call_clear(c);
+  PyObject_GC_Del(c);
+}
+
+static PyMethodDef k_call_methods[] = {
+    {"finish", (PyCFunction)call_finish, METH_NOARGS,
+     "finish(): resets the current span and ends the span (once)"},
+    {"closing", (PyCFunction)call_closing, METH_O,
+     "closing(result) -> what the WSGI server gets (the span ends when it is closed)"},
+    {"close", (PyCFunction)call_close, METH_NOARGS, "close() of a streamed WSGI body"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef k_call_getset[] = {
+    {"status", (getter)call_get_status, (setter)call_set_status,
+     "the ASGI response status (None before it starts)", NULL},
+    {"span", (getter)call_get_span, NULL, "the request's span", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject ServerCall_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "otelagent._native.ServerCall",
+    .tp_basicsize = sizeof(ServerCall),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "One traced request (made by Server.begin).",
+    .tp_call = (ternaryfunc)call_call,
+    .tp_iter = (getiterfunc)call_iter,
+    .tp_iternext = (iternextfunc)call_next,
+    .tp_traverse = (traverseproc)call_traverse,
+    .tp_clear = (inquiry)call_clear,
+    .tp_dealloc = (destructor)call_dealloc,
+    .tp_methods = k_call_methods,
+    .tp_getset = k_call_getset,
+};
+
+/* bind_server(Span, NonRecordingSpan, _tracing._classes, _tracing._current,
+   propagation._baggage, _tracing's globals, _http.hosts, _http.server_host,
+   _http.redact_query, _http.KNOWN_METHODS, _http.failed, addresses of
+   otelagent_tracestate_normalize and otelagent_baggage_normalize). */
+static PyObject *native_bind_server(PyObject *self, PyObject *args) {
+  (void)self;
+  PyTypeObject *span, *nonrec;
+  PyObject *classes, *current, *baggage, *globals, *hosts, *server_host, *redact, *known, *failed;
+  unsigned long long ts_norm, bag_norm;
+  if (!PyArg_ParseTuple(args, "O!O!O!O!O!O!O!OOO!OKK", &PyType_Type, &span, &PyType_Type, &nonrec,
+                        &PyList_Type, &classes, &PyContextVar_Type, &current, &PyContextVar_Type,
+                        &baggage, &PyDict_Type, &globals, &PyDict_Type, &hosts, &server_host,
+                        &redact, &PyFrozenSet_Type, &known, &failed, &ts_norm, &bag_norm))
+    return NULL;
+  if (ts_norm == 0 || bag_norm == 0) {
+    PyErr_SetString(PyExc_ValueError, "_native.bind_server: a null function address");
+    return NULL;
+  }
+  Py_ssize_t off[N_SLOTS];
+  for (int i = 0; i < N_SLOTS; i++)
+    if ((off[i] = slot_offset(span, k_slot_names[i])) < 0) return NULL;
+  Py_ssize_t nr_ctx = slot_offset(nonrec, "_ctx"), nr_ts = slot_offset(nonrec, "_tracestate");
+  if (nr_ctx < 0 || nr_ts < 0) return NULL;
+  memcpy(g_off, off, sizeof off);
+  g_nr_ctx = nr_ctx;
+  g_nr_ts = nr_ts;
+  Py_XSETREF(g_span_type, (PyTypeObject *)Py_NewRef((PyObject *)span));
+  Py_XSETREF(g_nonrec_type, (PyTypeObject *)Py_NewRef((PyObject *)nonrec));
+  Py_XSETREF(g_classes, Py_NewRef(classes));
+  Py_XSETREF(g_current, Py_NewRef(current));
+  Py_XSETREF(g_baggage_var, Py_NewRef(baggage));
+  Py_XSETREF(g_tracing_dict, Py_NewRef(globals));
+  Py_XSETREF(g_hosts, Py_NewRef(hosts));
+  Py_XSETREF(g_server_host, Py_NewRef(server_host));
+  Py_XSETREF(g_redact, Py_NewRef(redact));
+  Py_XSETREF(g_known, Py_NewRef(known));
+  Py_XSETREF(g_failed, Py_NewRef(failed));
+  g_tracestate_norm = (normalize_fn)(uintptr_t)ts_norm;
+  g_baggage_norm = (normalize_fn)(uintptr_t)bag_norm;
+  Py_RETURN_NONE;
+}
+
+/* set_propagators(tracecontext, xray, baggage): OTEL_PROPAGATORS as the
+   agent was started with it. */
+static PyObject *native_set_propagators(PyObject *self, PyObject *args) {
+  (void)self;
+  int tc, xray, bag;
+  if (!PyArg_ParseTuple(args, "ppp", &tc, &xray, &bag)) return NULL;
+  g_prop_tc = tc;
+  g_prop_xray = xray;
+  g_prop_bag = bag;
+  Py_RETURN_NONE;
+}
+
 static PyMethodDef k_methods[] = {
     {"bind", native_bind, METH_VARARGS,
      "bind(packed_class, record_span, span_context_new, traceparent_parse, xray_parse)"},
@@ -364,6 +1572,12 @@ static PyMethodDef k_methods[] = {
      "record(scope, name, ctx, parent, tracestate, kind, status, start, end, attrs)"},
     {"pack", (PyCFunction)(void (*)(void))native_pack, METH_FASTCALL,
      "pack(scope, name, ctx, parent, tracestate, kind, status, start, end, attrs)"},
+    {"bind_server", native_bind_server, METH_VARARGS,
+     "bind_server(Span, NonRecordingSpan, classes, current, baggage, globals, hosts, "
+     "server_host, redact_query, known_methods, failed, tracestate_normalize, "
+     "baggage_normalize)"},
+    {"set_propagators", native_set_propagators, METH_VARARGS,
+     "set_propagators(tracecontext, xray, baggage)"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -380,9 +1594,17 @@ static struct PyModuleDef k_module = {
 };
 
 PyMODINIT_FUNC PyInit__native(void) {
+  if (make_strings() != 0 || PyType_Ready(&Server_Type) != 0 || PyType_Ready(&ServerCall_Type) != 0)
+    return NULL;
   PyObject *m = PyModule_Create(&k_module);
+  if (m == NULL) return NULL;
   /* The interface version _tracing._load_native() checks: a stale build of
      an older _native.c is not used. */
-  if (m != NULL && PyModule_AddIntConstant(m, "INTERFACE", 2) != 0) Py_CLEAR(m);
+  Py_INCREF(&Server_Type);
+  Py_INCREF(&ServerCall_Type);
+  if (PyModule_AddIntConstant(m, "INTERFACE", 3) != 0 ||
+      PyModule_AddObject(m, "Server", (PyObject *)&Server_Type) != 0 ||
+      PyModule_AddObject(m, "ServerCall", (PyObject *)&ServerCall_Type) != 0)
+    Py_CLEAR(m); /* a failed PyModule_AddObject leaves its reference: a type, kept */
   return m;
 }

@@ -30,7 +30,11 @@ def propagators():
     """The configured propagators, parsed once per start()."""
     if _cached[0] != _agent.generation[0]:
         value = _agent.setting("OTEL_PROPAGATORS", "tracecontext,baggage")
-        _cached[1] = frozenset(p.strip().lower() for p in value.split(",") if p.strip())
+        props = frozenset(p.strip().lower() for p in value.split(",") if p.strip())
+        if T.native is not None:  # its server-span path extracts headers itself
+            T.native.set_propagators("tracecontext" in props, "xray" in props,
+                                     "baggage" in props)
+        _cached[1] = props
         _cached[0] = _agent.generation[0]
     return _cached[1]
 

@@ -4,7 +4,9 @@ redaction, method names, and the span scope entries."""
 import os
 import re
 
+from .. import _ffi
 from .. import _record as R
+from .. import _tracing as T
 
 # Stable HTTP semantic conventions: known methods; others are "_OTHER".
 KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS",
@@ -138,3 +140,32 @@ def claim_app(app, log):
                         "not adding a second server span", app)
         return False
     return True
+
+
+def failed(span, exc):
+    """An exception escaped the application while the span was current."""
+    span.record_exception(exc)
+    span.set_status(2, f"{type(exc).__name__}: {exc}")
+
+
+def _bind_native():
+    """The native module's server-span path (see _native.c), bound to this
+    package's span classes, context variables and caches; None without it."""
+    native = T.native
+    if native is None:
+        return None
+    import ctypes
+
+    from .. import propagation
+    native.bind_server(T.Span, T.NonRecordingSpan, T._classes, T._current,
+                       propagation._baggage, vars(T), hosts, server_host, redact_query,
+                       KNOWN_METHODS, failed,
+                       *(ctypes.cast(fn, ctypes.c_void_p).value
+                         for fn in (_ffi.tracestate_normalize, _ffi.baggage_normalize)))
+    propagation.propagators()
+    return native.Server
+
+
+# Server(wsgi, scope_entries, excluded, full_url): one middleware's native
+# request path, or None.
+NativeServer = _bind_native()

@@ -24,8 +24,31 @@ class OtelAgentMiddleware:
         self.app = app
         excluded = _http.ExcludedUrls(excluded_urls_var, excluded_urls)
         self.excluded = excluded if excluded else None  # None: no pattern to try
+        # The native request path (_native.c), or None: the Python one below.
+        self._begin = (_http.NativeServer(False, _SCOPE, self.excluded, _full_url).begin
+                       if _http.NativeServer is not None else None)
 
     async def __call__(self, scope, receive, send):
+        if self._begin is not None:
+            call = self._begin(scope, send)
+            if call is None:  # not traced: lifespan, excluded, or traced outside
+                if scope["type"] == "lifespan":
+                    send = _flushing_lifespan_send(send)
+                return await self.app(scope, receive, send)
+            if call is not NotImplemented:
+                # The call is the application's send (it notes the status);
+                # finish() resets the current span and ends the span.
+                try:
+                    await self.app(scope, receive, call)
+                except Exception as exc:
+                    _failed(call.span, exc, call)
+                    raise
+                finally:
+                    call.finish()
+                return
+        await self._python_path(scope, receive, send)
+
+    async def _python_path(self, scope, receive, send):
         typ = scope["type"]
         if (typ != "http" and typ != "websocket") or _SPAN_KEY in scope:
             # Lifespan, or another instance of this middleware is outside.
@@ -59,8 +82,8 @@ class OtelAgentMiddleware:
                 bag_token = _baggage.set(baggage)
 
         method = scope.get("method", "GET") if typ == "http" else "GET"
-        span = T._make_span(_SCOPE, method if method in _http.KNOWN_METHODS else "HTTP", parent,
-                            _SERVER, None, None, None)
+        first_name = method if method in _http.KNOWN_METHODS else "HTTP"
+        span = T._make_span(_SCOPE, first_name, parent, _SERVER, None, None, None)
         scope[_SPAN_KEY] = span
         token = T._cur_set(span)
         recording = span._records
@@ -98,11 +121,7 @@ class OtelAgentMiddleware:
             await self.app(scope, receive, send_wrapper)
         except Exception as exc:
             if recording:
-                span.record_exception(exc)
-                span.set_status(2, f"{type(exc).__name__}: {exc}")
-                span._attrs["error.type"] = type(exc).__qualname__
-                if send_wrapper.status is None:
-                    send_wrapper.status = 500
+                _failed(span, exc, send_wrapper)
             raise
         finally:
             try:
@@ -117,10 +136,14 @@ class OtelAgentMiddleware:
             if recording:
                 route = scope.get("route")
                 template = getattr(route, "path_format", None) or getattr(route, "path", None)
+                # A name the application set (update_name) is kept.
+                rename = span._name is first_name
                 if template:
                     span._attrs["http.route"] = P_ROUTE(template)
-                    span._name = f"{method} {template}" if typ == "http" else f"WEBSOCKET {template}"
-                elif typ == "websocket":
+                    if rename:
+                        span._name = (f"{method} {template}" if typ == "http"
+                                      else f"WEBSOCKET {template}")
+                elif typ == "websocket" and rename:
                     span._name = "WEBSOCKET"
                 code = send_wrapper.status
                 if code is not None:
@@ -130,6 +153,16 @@ class OtelAgentMiddleware:
                             span.set_status(2)
                         span._attrs.setdefault("error.type", str(code))
                 span.end()
+
+
+def _failed(span, exc, call):
+    """An exception escaped the application: recorded, ERROR, and a 500 when
+    no response had started."""
+    if span._records:
+        _http.failed(span, exc)
+        span._attrs["error.type"] = type(exc).__qualname__
+        if call.status is None:
+            call.status = 500
 
 
 def _flushing_lifespan_send(send):

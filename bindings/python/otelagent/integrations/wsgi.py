@@ -24,8 +24,29 @@ class OtelAgentWSGIMiddleware:
         excluded = _http.ExcludedUrls(excluded_urls_var, excluded_urls)
         self.excluded = excluded if excluded else None  # None: no pattern to try
         self.scope = scope
+        # The native request path (_native.c), or None: the Python one below.
+        self._begin = (_http.NativeServer(True, scope, self.excluded, _full_url).begin
+                       if _http.NativeServer is not None else None)
 
     def __call__(self, environ, start_response):
+        if self._begin is not None:
+            call = self._begin(environ, start_response)
+            if call is None:  # not traced: excluded, or traced outside
+                return self.wsgi_app(environ, start_response)
+            if call is not NotImplemented:
+                # The call is the application's start_response (it notes the
+                # status) and, for a streamed body, what the server iterates
+                # and closes (the span ends then).
+                try:
+                    result = self.wsgi_app(environ, call)
+                except Exception as exc:
+                    _failed(call.span, exc)
+                    call.finish()
+                    raise
+                return call.closing(result)
+        return self._python_path(environ, start_response)
+
+    def _python_path(self, environ, start_response):
         if SPAN_KEY in environ:  # another instance of this middleware is outside
             return self.wsgi_app(environ, start_response)
         path = environ.get("PATH_INFO", "") or "/"
@@ -91,17 +112,16 @@ class OtelAgentWSGIMiddleware:
             except ValueError:
                 code = 0
             a["http.response.status_code"] = P_STATUS(code)
-            if code >= 500 and span._status != 2:
-                span.set_status(2)
+            if code >= 500:
+                if span._status != 2:
+                    span.set_status(2)
                 a.setdefault("error.type", str(code))
             return start_response(status, headers, exc_info)
 
         try:
             result = self.wsgi_app(environ, _start_response)
         except Exception as exc:
-            span.record_exception(exc)
-            span.set_status(2, f"{type(exc).__name__}: {exc}")
-            a["error.type"] = type(exc).__qualname__
+            _failed(span, exc)
             span.end()
             _reset(token, bag_token)
             raise
@@ -112,6 +132,12 @@ class OtelAgentWSGIMiddleware:
         # A streamed body: the span ends when the server closes the iterable,
         # after the last chunk.
         return _ClosingIterable(result, span)
+
+
+def _failed(span, exc):
+    if span._records:
+        _http.failed(span, exc)
+        span._attrs["error.type"] = type(exc).__qualname__
 
 
 def _reset(token, bag_token):
@@ -143,8 +169,7 @@ class _ClosingIterable:
             except StopIteration:
                 return
             except Exception as exc:
-                span.record_exception(exc)
-                span.set_status(2, f"{type(exc).__name__}: {exc}")
+                _http.failed(span, exc)
                 raise
             finally:
                 T._cur_reset(token)
