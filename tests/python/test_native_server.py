@@ -1,0 +1,279 @@
+"""The native server-span path (_native.c: Server.begin, ServerCall) against
+the middlewares' Python path: the same requests through both, the exported
+spans (decoded by the official opentelemetry-proto) compared field by field,
+and what the handler saw (current span, baggage, its child's parent)."""
+
+import asyncio
+import uuid
+
+import pytest
+
+from conftest import attrs
+
+T = pytest.importorskip("otelagent._tracing")
+if T.native is None:
+    pytest.skip("the native module is not in use", allow_module_level=True)
+
+TRACE_SAMPLED = "00-{}-00f067aa0ba902b7-01"
+TRACE_UNSAMPLED = "00-{}-00f067aa0ba902b7-00"
+
+
+class Route:
+    path_format = "/items/{item_id}"
+
+
+def _handler_view(seen):
+    import otelagent
+    from otelagent.propagation import get_baggage
+    cur = otelagent.get_current_span()
+    seen["recording"] = cur.is_recording()
+    seen["trace"] = cur.get_span_context().trace_id
+    seen["baggage"] = get_baggage()
+    with otelagent.start_as_current_span("child") as child:
+        seen["child_parent"] = child._parent[16:24] if getattr(child, "_parent", None) else None
+
+
+def asgi_app(seen, status=200, exc=None, rename=None, route=None):
+    async def app(scope, receive, send):
+        _handler_view(seen)
+        if rename:
+            import otelagent
+            otelagent.get_current_span().update_name(rename)
+        if route is not None:
+            scope["route"] = route
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.accept"})
+            await send({"type": "websocket.close"})
+            return
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b"x"})
+        if exc is not None:
+            raise exc
+    return app
+
+
+def wsgi_app(seen, status="200 OK", exc=None, stream=False, stream_exc=None):
+    def app(environ, start_response):
+        _handler_view(seen)
+        if exc is not None:
+            raise exc
+        start_response(status, [("Content-Type", "text/plain")])
+        if not stream:
+            return [b"x"]
+
+        def body():
+            import otelagent
+            with otelagent.start_as_current_span("chunk"):
+                yield b"a"
+            if stream_exc is not None:
+                raise stream_exc
+            yield b"b"
+        return body()
+    return app
+
+
+def run_asgi(mw, path, headers=(), method="GET", typ="http", query=b"", host=True, server=True):
+    hdrs = [(b"user-agent", b"pytest/1"), (b"accept", b"*/*")]
+    if host:
+        hdrs.append((b"host", b"svc.example:8080"))
+    hdrs += [(k.encode(), v.encode()) for k, v in headers]
+    scope = {"type": typ, "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
+             "scheme": "http" if typ == "http" else "ws", "path": path,
+             "raw_path": path.encode(), "root_path": "", "query_string": query,
+             "headers": hdrs, "client": ("10.1.2.3", 50000),
+             "server": ("127.0.0.1", 8000) if server else None}
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        pass
+
+    async def go():
+        try:
+            await mw(scope, receive, send)
+        except Exception as e:  # the middleware lets the app's exception through
+            return e
+        return None
+    return asyncio.run(go())
+
+
+def run_wsgi(mw, path, headers=(), method="GET", query=""):
+    environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": query,
+               "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000",
+               "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": "http",
+               "HTTP_HOST": "svc.example:8080", "HTTP_USER_AGENT": "pytest/1",
+               "REMOTE_ADDR": "10.1.2.3"}
+    for k, v in headers:
+        environ["HTTP_" + k.upper().replace("-", "_")] = v
+    statuses = []
+    try:
+        result = mw(environ, lambda s, h, e=None: statuses.append(s))
+    except Exception as e:
+        return e
+    try:
+        chunks = list(result)
+    except Exception as e:
+        return e
+    finally:
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+    assert chunks
+    return None
+
+
+def _shape(span, path):
+    """What must match between the two paths (ids and times aside)."""
+    a = attrs(span)
+    if a.get("url.path") == path:
+        a["url.path"] = "<path>"
+    return {"name": span.name.replace(path, "<path>"), "kind": span.kind,
+            "status": (span.status.code, span.status.message), "attrs": a,
+            "events": [(e.name, sorted(attrs(e))) for e in span.events],
+            "has_parent": bool(span.parent_span_id), "trace_state": span.trace_state,
+            "flags": span.flags}
+
+
+def _both(exported, make_mw, run, case_headers, **kw):
+    """The request through the native path and the Python path; returns the
+    two (server span shape, what the handler saw, the exception the caller
+    got) triples."""
+    out = []
+    for native in (True, False):
+        seen = {}
+        trace = uuid.uuid4().hex
+        headers = [(k, v.format(trace, t8=trace[:8], t24=trace[8:])) for k, v in case_headers]
+        path = f"/items/{uuid.uuid4().hex[:8]}"
+        mw = make_mw(seen)
+        if not native:
+            mw._begin = None
+        exc = run(mw, path, headers, **kw)
+        from otelagent.propagation import get_baggage
+        import otelagent
+        assert otelagent.get_current_span() is otelagent.INVALID_SPAN  # nothing leaked
+        assert get_baggage() == ""
+        spans = [s for s in exported.spans() if attrs(s).get("url.path") == path]
+        if not seen.get("recording"):
+            assert spans == [], "an unsampled request was exported"
+            # The unsampled decision is current (the trace goes on downstream).
+            assert seen.pop("trace") == int(trace, 16)
+            seen.pop("child_parent")
+            out.append((None, seen, type(exc)))
+            continue
+        exported.wait(["child"], bytes.fromhex(f"{seen['trace']:032x}"))
+        spans = [s for s in exported.spans() if attrs(s).get("url.path") == path]
+        assert len(spans) == 1, spans
+        server = spans[0]
+        child = exported.wait(["child"], server.trace_id)["child"][0]
+        assert child.parent_span_id == server.span_id
+        assert seen["child_parent"] == server.span_id
+        seen.pop("trace")
+        seen.pop("child_parent")
+        out.append((_shape(server, path), seen, type(exc)))
+    assert out[0] == out[1]
+    return out[0]
+
+
+ASGI_CASES = {
+    "root": ([], {}, {}),
+    "sampled parent, tracestate, baggage": (
+        [("traceparent", TRACE_SAMPLED), ("tracestate", "vendor=a1,other=b2"),
+         ("baggage", "user=alice,tier=gold")], {}, {}),
+    "unsampled parent": ([("traceparent", TRACE_UNSAMPLED)], {}, {}),
+    "x-ray": ([("x-amzn-trace-id",
+                "Root=1-{t8}-{t24};Parent=53995c3f42cd8ad8;Sampled=1")],
+              {}, {}),
+    "invalid traceparent": ([("traceparent", "00-zz-zz-01")], {}, {}),
+    "unknown method and secret query": ([], {}, {"method": "BREW",
+                                                 "query": b"token=abc&page=2&Password=x"}),
+    "503 and route": ([], {"status": 503, "route": Route()}, {}),
+    "exception after the response": ([], {"exc": ValueError("late")}, {}),
+    "exception before the response": ([], {"exc": KeyError("k"), "status": 200}, {}),
+    "renamed in the handler": ([], {"rename": "custom name", "route": Route()}, {}),
+    "no host header": ([], {}, {"host": False}),
+    "no host header, no server": ([], {}, {"host": False, "server": False}),
+    "websocket": ([], {"route": Route()}, {"typ": "websocket"}),
+}
+
+
+@pytest.mark.parametrize("case", list(ASGI_CASES))
+def test_asgi_native_and_python_paths_export_the_same(agent, exported, case):
+    from otelagent.integrations.asgi import OtelAgentMiddleware
+    headers, app_kw, run_kw = ASGI_CASES[case]
+    shape, seen, exc = _both(exported, lambda seen: OtelAgentMiddleware(asgi_app(seen, **app_kw)),
+                             run_asgi, headers, **run_kw)
+    if "baggage" in case:
+        assert seen["baggage"] == "user=alice,tier=gold"
+    if "unsampled" in case:
+        assert shape is None and seen["recording"] is False
+    else:
+        assert shape is not None
+    if case == "exception before the response":
+        assert exc is KeyError
+
+
+WSGI_CASES = {
+    "root": ([], {}, {}),
+    "sampled parent, tracestate, baggage": (
+        [("traceparent", TRACE_SAMPLED), ("tracestate", "vendor=a1"),
+         ("baggage", "user=bob")], {}, {}),
+    "unsampled parent": ([("traceparent", TRACE_UNSAMPLED)], {}, {}),
+    "unknown method and secret query": ([], {}, {"method": "BREW",
+                                                 "query": "api_key=k&q=1"}),
+    "500": ([], {"status": "500 INTERNAL SERVER ERROR"}, {}),
+    "odd status": ([], {"status": "2x0 ODD"}, {}),
+    "exception": ([], {"exc": RuntimeError("boom")}, {}),
+    "streamed": ([], {"stream": True}, {}),
+    "exception while streaming": ([], {"stream": True, "stream_exc": OSError("gone")}, {}),
+}
+
+
+@pytest.mark.parametrize("case", list(WSGI_CASES))
+def test_wsgi_native_and_python_paths_export_the_same(agent, exported, case):
+    from otelagent.integrations.wsgi import OtelAgentWSGIMiddleware
+    headers, app_kw, run_kw = WSGI_CASES[case]
+    shape, seen, exc = _both(exported,
+                             lambda seen: OtelAgentWSGIMiddleware(wsgi_app(seen, **app_kw)),
+                             run_wsgi, headers, **run_kw)
+    if "unsampled" in case:
+        assert shape is None
+    else:
+        assert shape is not None
+    if "stream" in case:
+        # The chunk's span was made with the server span current.
+        assert shape["attrs"]["http.response.status_code"] == 200
+
+
+def test_native_path_is_the_one_taken(agent):
+    """begin() serves a plain request (so the comparisons above compare two
+    paths), and hands the OpenTelemetry bridge's spans to the Python path."""
+    from otelagent.integrations.asgi import OtelAgentMiddleware
+    from otelagent.integrations.wsgi import OtelAgentWSGIMiddleware
+    seen = {}
+    mw = OtelAgentWSGIMiddleware(wsgi_app(seen))
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/p", "wsgi.url_scheme": "http"}
+    call = mw._begin(environ, lambda *a: None)
+    assert type(call).__name__ == "ServerCall" and call.span.is_recording()
+    call.finish()
+    assert not call.span.is_recording()
+    assert OtelAgentMiddleware(asgi_app(seen))._begin({"type": "lifespan"}, None) is None
+    T._classes[0], saved = type("Other", (T.Span,), {"__slots__": ()}), T._classes[0]
+    try:
+        assert mw._begin(dict(environ), lambda *a: None) is NotImplemented
+    finally:
+        T._classes[0] = saved
+
+
+def test_excluded_urls_through_the_cache(agent, exported):
+    """Excluded paths (matched once by the pattern, then from the cache) and
+    a pattern that needs the full URL."""
+    from otelagent.integrations.wsgi import OtelAgentWSGIMiddleware
+    seen = {}
+    mw = OtelAgentWSGIMiddleware(wsgi_app(seen), excluded_urls="^/healthz$,//internal\\.host/")
+    before = agent.stats()["spans_recorded"]
+    for _ in range(3):
+        assert mw._begin({"PATH_INFO": "/healthz"}, None) is None
+    environ = {"PATH_INFO": "/x", "HTTP_HOST": "internal.host", "wsgi.url_scheme": "http"}
+    assert mw._begin(environ, None) is None
+    assert agent.stats()["spans_recorded"] == before
