@@ -16,6 +16,7 @@ if T.native is None:
 
 TRACE_SAMPLED = "00-{}-00f067aa0ba902b7-01"
 TRACE_UNSAMPLED = "00-{}-00f067aa0ba902b7-00"
+_DELETE = object()
 
 
 class Route:
@@ -33,7 +34,7 @@ def _handler_view(seen):
         seen["child_parent"] = child._parent[16:24] if getattr(child, "_parent", None) else None
 
 
-def asgi_app(seen, status=200, exc=None, rename=None, route=None):
+def asgi_app(seen, status=200, exc=None, rename=None, route=None, by_keyword=False):
     async def app(scope, receive, send):
         _handler_view(seen)
         if rename:
@@ -45,19 +46,23 @@ def asgi_app(seen, status=200, exc=None, rename=None, route=None):
             await send({"type": "websocket.accept"})
             await send({"type": "websocket.close"})
             return
-        await send({"type": "http.response.start", "status": status, "headers": []})
+        start = {"type": "http.response.start", "status": status, "headers": []}
+        await (send(message=start) if by_keyword else send(start))
         await send({"type": "http.response.body", "body": b"x"})
         if exc is not None:
             raise exc
     return app
 
 
-def wsgi_app(seen, status="200 OK", exc=None, stream=False, stream_exc=None):
+def wsgi_app(seen, status="200 OK", exc=None, stream=False, stream_exc=None, by_keyword=False):
     def app(environ, start_response):
         _handler_view(seen)
         if exc is not None:
             raise exc
-        start_response(status, [("Content-Type", "text/plain")])
+        if by_keyword:
+            start_response(status=status, headers=[("Content-Type", "text/plain")])
+        else:
+            start_response(status, [("Content-Type", "text/plain")])
         if not stream:
             return [b"x"]
 
@@ -98,7 +103,7 @@ def run_asgi(mw, path, headers=(), method="GET", typ="http", query=b"", host=Tru
     return asyncio.run(go())
 
 
-def run_wsgi(mw, path, headers=(), method="GET", query=""):
+def run_wsgi(mw, path, headers=(), method="GET", query="", environ_update=None):
     environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": query,
                "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000",
                "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": "http",
@@ -106,9 +111,14 @@ def run_wsgi(mw, path, headers=(), method="GET", query=""):
                "REMOTE_ADDR": "10.1.2.3"}
     for k, v in headers:
         environ["HTTP_" + k.upper().replace("-", "_")] = v
+    for k, v in (environ_update or {}).items():
+        if v is _DELETE:
+            del environ[k]
+        else:
+            environ[k] = v
     statuses = []
     try:
-        result = mw(environ, lambda s, h, e=None: statuses.append(s))
+        result = mw(environ, lambda status, headers, exc_info=None: statuses.append(status))
     except Exception as e:
         return e
     try:
@@ -146,9 +156,7 @@ def _both(exported, make_mw, run, case_headers, **kw):
         headers = [(k, v.format(trace, t8=trace[:8], t24=trace[8:])) for k, v in case_headers]
         path = f"/items/{uuid.uuid4().hex[:8]}"
         mw = make_mw(seen)
-        if not native:
-            mw._begin = None
-        exc = run(mw, path, headers, **kw)
+        exc = run(mw if native else mw._python_path, path, headers, **kw)
         from otelagent.propagation import get_baggage
         import otelagent
         assert otelagent.get_current_span() is otelagent.INVALID_SPAN  # nothing leaked
@@ -194,6 +202,8 @@ ASGI_CASES = {
     "no host header": ([], {}, {"host": False}),
     "no host header, no server": ([], {}, {"host": False, "server": False}),
     "websocket": ([], {"route": Route()}, {"typ": "websocket"}),
+    "send(message=...) with a 503": ([], {"status": 503, "by_keyword": True}, {}),
+    "query string as a bytearray": ([], {}, {"query": bytearray(b"a=1&token=t")}),
 }
 
 
@@ -226,6 +236,11 @@ WSGI_CASES = {
     "exception": ([], {"exc": RuntimeError("boom")}, {}),
     "streamed": ([], {"stream": True}, {}),
     "exception while streaming": ([], {"stream": True, "stream_exc": OSError("gone")}, {}),
+    "start_response(status=...) with a 503": ([], {"status": "503 UNAVAILABLE",
+                                                   "by_keyword": True}, {}),
+    "odd environ values": ([], {}, {"environ_update": {
+        "HTTP_HOST": _DELETE, "SERVER_PORT": None, "SERVER_PROTOCOL": None,
+        "QUERY_STRING": b"token=t"}}),
 }
 
 
@@ -253,14 +268,14 @@ def test_native_path_is_the_one_taken(agent):
     seen = {}
     mw = OtelAgentWSGIMiddleware(wsgi_app(seen))
     environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/p", "wsgi.url_scheme": "http"}
-    call = mw._begin(environ, lambda *a: None)
+    call = mw.begin(environ, lambda *a: None)
     assert type(call).__name__ == "ServerCall" and call.span.is_recording()
     call.finish()
     assert not call.span.is_recording()
     assert OtelAgentMiddleware(asgi_app(seen))._begin({"type": "lifespan"}, None) is None
     T._classes[0], saved = type("Other", (T.Span,), {"__slots__": ()}), T._classes[0]
     try:
-        assert mw._begin(dict(environ), lambda *a: None) is NotImplemented
+        assert mw.begin(dict(environ), lambda *a: None) is NotImplemented
     finally:
         T._classes[0] = saved
 
@@ -273,7 +288,33 @@ def test_excluded_urls_through_the_cache(agent, exported):
     mw = OtelAgentWSGIMiddleware(wsgi_app(seen), excluded_urls="^/healthz$,//internal\\.host/")
     before = agent.stats()["spans_recorded"]
     for _ in range(3):
-        assert mw._begin({"PATH_INFO": "/healthz"}, None) is None
+        assert mw.begin({"PATH_INFO": "/healthz"}, None) is None
     environ = {"PATH_INFO": "/x", "HTTP_HOST": "internal.host", "wsgi.url_scheme": "http"}
-    assert mw._begin(environ, None) is None
+    assert mw.begin(environ, None) is None
     assert agent.stats()["spans_recorded"] == before
+
+
+def test_excluded_cache_keeps_no_long_paths(agent):
+    """Paths are chosen by clients: the excluded-URL cache keeps short ones
+    only (it kept every path, whatever its length, up to 4096 of them)."""
+    import tracemalloc
+
+    from otelagent.integrations.wsgi import OtelAgentWSGIMiddleware
+    mw = OtelAgentWSGIMiddleware(lambda e, s: [b""], excluded_urls="^/healthz$")
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(300):
+            call = mw.begin({"PATH_INFO": f"/{i:08d}" + "x" * 8192}, lambda *a: None)
+            call.finish()
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert kept < 300 * 8192 // 4, kept
+
+
+def test_an_uninitialised_server_raises_instead_of_crashing(agent):
+    from otelagent.integrations import _http
+    server = _http.NativeServer.__new__(_http.NativeServer)
+    with pytest.raises(RuntimeError):
+        server.begin({"type": "http", "path": "/", "headers": []}, lambda m: None)

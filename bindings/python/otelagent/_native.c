@@ -409,6 +409,7 @@ enum {
   N_SLOTS,
   NORMALIZED_MAX = 8192 + 1, /* the Python side's buffer (_ffi._Buffers.text) */
   EXCLUDED_CACHE_MAX = 4096,
+  EXCLUDED_CACHE_PATH_MAX = 128,
   OBJECT_SLOT = 16, /* T_OBJECT_EX: the member type of a __slots__ entry */
 };
 
@@ -435,13 +436,14 @@ static int g_prop_tc = 1, g_prop_xray = 0, g_prop_bag = 1;
 /* Interned strings, made at import. */
 static PyObject *s_type, *s_http, *s_websocket, *s_path, *s_headers, *s_method, *s_GET, *s_HTTP,
     *s_scheme, *s_http_scheme, *s_https, *s_wss, *s_query_string, *s_server, *s_client,
-    *s_http_version, *s_v11, *s_route, *s_path_format, *s_status, *s_response_start, *s_forks,
-    *s_span_key, *s_empty, *s_slash, *s_set_status, *s_end, *s_close, *s_search, *s_excluded,
-    *s_WEBSOCKET, *s_request_method, *s_path_info, *s_url_scheme_env, *s_query_env, *s_host_env,
-    *s_server_name, *s_server_port, *s_remote_addr, *s_ua_env, *s_protocol_env, *s_tp_env,
-    *s_ts_env, *s_bag_env, *s_xray_env, *s_HTTP_prefix, *a_method, *a_method_original, *a_other,
-    *a_url_path, *a_url_scheme, *a_url_query, *a_server_address, *a_server_port, *a_client_address,
-    *a_user_agent, *a_protocol, *a_route, *a_status_code, *a_error_type;
+    *s_http_version, *s_v11, *s_route, *s_path_format, *s_status, *s_message, *s_response_start,
+    *s_forks, *s_span_key, *s_empty, *s_slash, *s_set_status, *s_end, *s_close, *s_search,
+    *s_excluded, *s_wsgi_app, *s_python_path, *s_WEBSOCKET, *s_request_method, *s_path_info,
+    *s_url_scheme_env, *s_query_env, *s_host_env, *s_server_name, *s_server_port, *s_remote_addr,
+    *s_ua_env, *s_protocol_env, *s_tp_env, *s_ts_env, *s_bag_env, *s_xray_env, *s_HTTP_prefix,
+    *a_method, *a_method_original, *a_other, *a_url_path, *a_url_scheme, *a_url_query,
+    *a_server_address, *a_server_port, *a_client_address, *a_user_agent, *a_protocol, *a_route,
+    *a_status_code, *a_error_type;
 static PyObject *g_kind_server, *g_zero, *g_port_80, *g_port_443, *g_invalid_ctx;
 
 static const struct {
@@ -468,6 +470,7 @@ static const struct {
     {&s_route, "route"},
     {&s_path_format, "path_format"},
     {&s_status, "status"},
+    {&s_message, "message"},
     {&s_response_start, "http.response.start"},
     {&s_forks, "_forks"},
     {&s_span_key, "otelagent.server_span"},
@@ -478,6 +481,8 @@ static const struct {
     {&s_close, "close"},
     {&s_search, "search"},
     {&s_excluded, "excluded"},
+    {&s_wsgi_app, "wsgi_app"},
+    {&s_python_path, "_python_path"},
     {&s_WEBSOCKET, "WEBSOCKET"},
     {&s_request_method, "REQUEST_METHOD"},
     {&s_path_info, "PATH_INFO"},
@@ -672,11 +677,13 @@ static void reset_var(PyObject *var, PyObject **token) {
 /* --- Server: one middleware's settings ----------------------------------- */
 
 typedef struct {
-  PyObject_HEAD PyObject *scope_entries; /* the packed instrumentation scope of its spans */
-  PyObject *excluded;                    /* the _http.ExcludedUrls, or NULL when there is none */
-  PyObject *search;                      /* its compiled pattern's search */
-  PyObject *full_url;                    /* the middleware's _full_url(scope or environ) */
-  PyObject *cache;                       /* path -> whether the pattern finds it */
+  PyObject ob_base;        /* PyObject_HEAD */
+  PyObject *scope_entries; /* the packed instrumentation scope of its spans */
+  PyObject *excluded;      /* the _http.ExcludedUrls, or NULL when there is none */
+  PyObject *search;        /* its compiled pattern's search */
+  PyObject *full_url;      /* the middleware's _full_url(scope or environ) */
+  PyObject *cache;         /* path -> whether the pattern finds it */
+  PyObject *on_error;      /* WSGI: on_error(span, exc) when the application raises */
   int needs_full;
   int wsgi;
 } Server;
@@ -684,16 +691,17 @@ typedef struct {
 static PyTypeObject ServerCall_Type;
 
 typedef struct {
-  PyObject_HEAD PyObject *span; /* Span or NonRecordingSpan */
-  PyObject *token;              /* the current-span token until reset */
-  PyObject *bag_token;          /* the baggage token, if baggage came */
-  PyObject *target;             /* ASGI send, or WSGI start_response */
-  PyObject *scope;              /* ASGI scope or WSGI environ */
-  PyObject *method;             /* the request method (for the ASGI span name) */
-  PyObject *first_name;         /* the span's name at start: a name set since is kept */
-  PyObject *status;             /* ASGI: the response status, NULL before it starts */
-  PyObject *result;             /* WSGI: the application's iterable, while it streams */
-  PyObject *iter;               /* ...and its iterator */
+  PyObject ob_base;     /* PyObject_HEAD */
+  PyObject *span;       /* Span or NonRecordingSpan */
+  PyObject *token;      /* the current-span token until reset */
+  PyObject *bag_token;  /* the baggage token, if baggage came */
+  PyObject *target;     /* ASGI send, or WSGI start_response */
+  PyObject *scope;      /* ASGI scope or WSGI environ */
+  PyObject *method;     /* the request method (for the ASGI span name) */
+  PyObject *first_name; /* the span's name at start: a name set since is kept */
+  PyObject *status;     /* ASGI: the response status, NULL before it starts */
+  PyObject *result;     /* WSGI: the application's iterable, while it streams */
+  PyObject *iter;       /* ...and its iterator */
   char wsgi, websocket, recording, ended;
 } ServerCall;
 
@@ -709,7 +717,9 @@ static int server_excludes(Server *self, PyObject *path, PyObject *request) {
     if (m == NULL) return -1;
     found = m != Py_None;
     Py_DECREF(m);
+    /* Bounded in entries and in bytes: paths are chosen by clients. */
     if (PyDict_GET_SIZE(self->cache) < EXCLUDED_CACHE_MAX &&
+        PyUnicode_GET_LENGTH(path) <= EXCLUDED_CACHE_PATH_MAX &&
         PyDict_SetItem(self->cache, path, found ? Py_True : Py_False) != 0)
       return -1;
   }
@@ -907,7 +917,7 @@ static int wsgi_attrs(PyObject *attrs, PyObject *environ, PyObject *method, int 
     return -1;
   PyObject *v = get_or(environ, s_query_env, Py_None);
   int t = v ? PyObject_IsTrue(v) : -1;
-  if (t < 0 || (t && put_query(attrs, v))) return -1;
+  if (t < 0 || (t && PyUnicode_Check(v) && put_query(attrs, v))) return -1;
   v = get_or(environ, s_host_env, Py_None);
   t = v ? PyObject_IsTrue(v) : -1;
   if (t < 0) return -1;
@@ -920,7 +930,6 @@ static int wsgi_attrs(PyObject *attrs, PyObject *environ, PyObject *method, int 
     if (port == NULL || PyDict_SetItem(attrs, a_server_address, name)) return -1;
     PyObject *n = PyNumber_Long(port);
     if (n == NULL) {
-      if (!PyErr_ExceptionMatches(PyExc_ValueError)) return -1;
       PyErr_Clear(); /* not a number: no server.port, as in Python */
     } else if (put(attrs, a_server_port, n)) {
       return -1;
@@ -1033,8 +1042,9 @@ static PyObject *server_begin(Server *self, PyObject *const *args, Py_ssize_t na
     return NULL;
   }
   PyObject *scope = args[0], *target = args[1];
-  if (g_span_type == NULL || g_context == NULL) {
-    PyErr_SetString(PyExc_RuntimeError, "_native: bind_server() was not called");
+  if (g_span_type == NULL || g_context == NULL || self->scope_entries == NULL) {
+    PyErr_SetString(PyExc_RuntimeError,
+                    "_native: bind_server() was not called, or Server.__init__ was not");
     return NULL;
   }
   /* The OpenTelemetry bridge's classes (and its current-span storage). */
@@ -1076,6 +1086,10 @@ static PyObject *server_begin(Server *self, PyObject *const *args, Py_ssize_t na
     if (headers == NULL) return PyErr_Occurred() ? NULL : Py_NewRef(Py_NotImplemented);
     int rc = asgi_headers(headers, &h, &host, &ua);
     if (rc <= 0) return rc < 0 ? NULL : Py_NewRef(Py_NotImplemented);
+    /* A query string of another type than the spec's bytes: Python decides. */
+    PyObject *q = PyDict_GetItemWithError(scope, s_query_string);
+    if (q == NULL && PyErr_Occurred()) return NULL;
+    if (q != NULL && q != Py_None && !PyBytes_CheckExact(q)) Py_RETURN_NOTIMPLEMENTED;
     method = websocket ? s_GET : get_or(scope, s_method, s_GET);
   } else {
     if ((h.tp = get_or(scope, s_tp_env, NULL)) == NULL && PyErr_Occurred()) return NULL;
@@ -1128,27 +1142,28 @@ static PyObject *server_begin(Server *self, PyObject *const *args, Py_ssize_t na
   return (PyObject *)c;
 
 fail:
-  /* Nothing of this request is left current; the caller raises. */
+  /* Something in the request this code did not expect (a value of an odd
+     type, say): nothing of it is left current, and the Python path takes
+     the request, as it would without this module. */
   if (c != NULL) {
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
     unwind_call(c);
-    PyErr_Restore(type, value, tb);
     Py_DECREF(c);
   }
+  PyErr_Clear();
   Py_XDECREF(parent);
   Py_DECREF(tracestate);
   Py_DECREF(baggage);
-  return NULL;
+  Py_RETURN_NOTIMPLEMENTED;
 }
 
 static int server_init(Server *self, PyObject *args, PyObject *kwds) {
-  static char *kwlist[] = {"wsgi", "scope_entries", "excluded", "full_url", NULL};
+  static char *kwlist[] = {"wsgi", "scope_entries", "excluded", "full_url", "on_error", NULL};
   int wsgi;
-  PyObject *entries, *excluded, *full_url;
-  if (!PyArg_ParseTupleAndKeywords(args, kwds, "pO!OO", kwlist, &wsgi, &PyBytes_Type, &entries,
-                                   &excluded, &full_url))
+  PyObject *entries, *excluded, *full_url, *on_error = Py_None;
+  if (!PyArg_ParseTupleAndKeywords(args, kwds, "pO!OO|O", kwlist, &wsgi, &PyBytes_Type, &entries,
+                                   &excluded, &full_url, &on_error))
     return -1;
+  Py_XSETREF(self->on_error, on_error == Py_None ? NULL : Py_NewRef(on_error));
   self->wsgi = wsgi;
   Py_XSETREF(self->scope_entries, Py_NewRef(entries));
   Py_XSETREF(self->full_url, Py_NewRef(full_url));
@@ -1180,6 +1195,7 @@ static int server_traverse(Server *self, visitproc visit, void *arg) {
   Py_VISIT(self->search);
   Py_VISIT(self->full_url);
   Py_VISIT(self->cache);
+  Py_VISIT(self->on_error);
   return 0;
 }
 
@@ -1189,6 +1205,7 @@ static int server_clear(Server *self) {
   Py_CLEAR(self->search);
   Py_CLEAR(self->full_url);
   Py_CLEAR(self->cache);
+  Py_CLEAR(self->on_error);
   return 0;
 }
 
@@ -1205,11 +1222,17 @@ static PyMethodDef k_server_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static PyObject *server_call(Server *self, PyObject *args, PyObject *kwargs);
+
 static PyTypeObject Server_Type = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "otelagent._native.Server",
     .tp_basicsize = sizeof(Server),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "Server(wsgi, scope_entries, excluded, full_url): one middleware's settings.",
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE,
+    .tp_doc =
+        "Server(wsgi, scope_entries, excluded, full_url, on_error=None): one "
+        "middleware's settings; called as a WSGI application by a subclass that has "
+        "wsgi_app and _python_path (integrations/wsgi.py).",
+    .tp_call = (ternaryfunc)server_call,
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)server_init,
     .tp_traverse = (traverseproc)server_traverse,
@@ -1387,11 +1410,19 @@ static PyObject *call_next(ServerCall *c) {
 
 /* ASGI send(message), or WSGI start_response(status, headers, exc_info=None),
    noting the status on the way. */
+/* The first argument, positional or by `name` (borrowed; NULL when absent,
+   or on error). */
+static PyObject *first_arg(PyObject *args, PyObject *kwargs, PyObject *name) {
+  if (PyTuple_GET_SIZE(args) >= 1) return PyTuple_GET_ITEM(args, 0);
+  if (kwargs == NULL) return NULL;
+  return PyDict_GetItemWithError(kwargs, name);
+}
+
 static PyObject *call_call(ServerCall *c, PyObject *args, PyObject *kwargs) {
-  Py_ssize_t n = PyTuple_GET_SIZE(args);
   if (!c->wsgi) {
-    if (c->status == NULL && n == 1 && PyDict_Check(PyTuple_GET_ITEM(args, 0))) {
-      PyObject *msg = PyTuple_GET_ITEM(args, 0);
+    PyObject *msg = c->status == NULL ? first_arg(args, kwargs, s_message) : NULL;
+    if (msg == NULL && PyErr_Occurred()) return NULL;
+    if (msg != NULL && PyDict_Check(msg)) {
       PyObject *typ = PyDict_GetItemWithError(msg, s_type);
       if (typ != NULL && (typ == s_response_start ||
                           PyObject_RichCompareBool(typ, s_response_start, Py_EQ) == 1)) {
@@ -1400,8 +1431,12 @@ static PyObject *call_call(ServerCall *c, PyObject *args, PyObject *kwargs) {
       }
       if (PyErr_Occurred()) return NULL;
     }
-  } else if (c->recording && !c->ended && n >= 1) {
-    PyObject *status = PyTuple_GET_ITEM(args, 0);
+  } else if (c->recording && !c->ended) {
+    PyObject *status = first_arg(args, kwargs, s_status);
+    if (status == NULL) {
+      if (PyErr_Occurred()) return NULL;
+      return PyObject_Call(c->target, args, kwargs); /* the server says what is missing */
+    }
     PyObject *code = NULL;
     if (PyUnicode_CheckExact(status) && PyUnicode_GET_LENGTH(status) >= 3 &&
         PyUnicode_KIND(status) == PyUnicode_1BYTE_KIND) {
@@ -1507,6 +1542,65 @@ static PyTypeObject ServerCall_Type = {
     .tp_methods = k_call_methods,
     .tp_getset = k_call_getset,
 };
+
+/* A WSGI middleware's __call__(environ, start_response), for the subclass in
+   integrations/wsgi.py (no Python frame of its own per request): begin, the
+   application (self.wsgi_app) with the ServerCall as its start_response, and
+   what closing() makes of the result. A request begin() leaves to Python
+   goes to self._python_path. */
+static PyObject *server_call(Server *self, PyObject *args, PyObject *kwargs) {
+  if (!self->wsgi || kwargs != NULL || PyTuple_GET_SIZE(args) != 2) {
+    PyErr_SetString(PyExc_TypeError, "a WSGI middleware takes (environ, start_response)");
+    return NULL;
+  }
+  PyObject *call = server_begin(self, &PyTuple_GET_ITEM(args, 0), 2);
+  if (call == NULL) return NULL;
+  if (call == Py_NotImplemented) {
+    Py_DECREF(call);
+    PyObject *path = PyObject_GetAttr((PyObject *)self, s_python_path);
+    PyObject *r = path ? PyObject_Call(path, args, NULL) : NULL;
+    Py_XDECREF(path);
+    return r;
+  }
+  PyObject *app = PyObject_GetAttr((PyObject *)self, s_wsgi_app);
+  if (call == Py_None) { /* not traced */
+    Py_DECREF(call);
+    PyObject *r = app ? PyObject_Call(app, args, NULL) : NULL;
+    Py_XDECREF(app);
+    return r;
+  }
+  if (app == NULL) { /* no wsgi_app: nothing of the request stays current */
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    if (call_end((ServerCall *)call) != 0) PyErr_Clear();
+    PyErr_Restore(type, value, tb);
+    Py_DECREF(call);
+    return NULL;
+  }
+  ServerCall *c = (ServerCall *)call;
+  PyObject *result = PyObject_CallFunctionObjArgs(app, PyTuple_GET_ITEM(args, 0), call, NULL);
+  Py_DECREF(app);
+  PyObject *r = NULL;
+  if (result != NULL) {
+    r = call_closing(c, result);
+    Py_DECREF(result);
+  } else {
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    if (self->on_error != NULL && PyErr_GivenExceptionMatches(type, PyExc_Exception)) {
+      PyErr_NormalizeException(&type, &value, &tb);
+      if (tb != NULL && value != NULL) PyException_SetTraceback(value, tb);
+      PyObject *x =
+          PyObject_CallFunctionObjArgs(self->on_error, c->span, value ? value : Py_None, NULL);
+      if (x == NULL) PyErr_Clear(); /* the application's error is the one to see */
+      Py_XDECREF(x);
+    }
+    if (call_end(c) != 0) PyErr_Clear();
+    PyErr_Restore(type, value, tb);
+  }
+  Py_DECREF(call);
+  return r;
+}
 
 /* bind_server(Span, NonRecordingSpan, _tracing._classes, _tracing._current,
    propagation._baggage, _tracing's globals, _http.hosts, _http.server_host,

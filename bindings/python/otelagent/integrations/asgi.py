@@ -87,36 +87,40 @@ class OtelAgentMiddleware:
         scope[_SPAN_KEY] = span
         token = T._cur_set(span)
         recording = span._records
-        if recording:
-            scheme = scope.get("scheme", "http")
-            a = span._attrs
-            if method in _http.KNOWN_METHODS:
-                a["http.request.method"] = P_METHOD(method)
+        try:
+            if recording:
+                scheme = scope.get("scheme", "http")
+                a = span._attrs
+                if method in _http.KNOWN_METHODS:
+                    a["http.request.method"] = P_METHOD(method)
+                else:
+                    a["http.request.method"] = "_OTHER"
+                    a["http.request.method_original"] = method
+                a["url.path"] = path
+                a["url.scheme"] = P_SCHEME(scheme)
+                q = scope.get("query_string")
+                if q:
+                    a["url.query"] = _http.redact_query(q.decode("latin-1"))
+                server = scope.get("server")
+                if host is not None:
+                    hp = _http.server_host(
+                        host, server[1] if server else (443 if scheme in ("https", "wss") else 80))
+                    a["server.address"], a["server.port"] = hp
+                elif server:
+                    a["server.address"] = P_ADDRESS(server[0])
+                    a["server.port"] = P_PORT(server[1])
+                client = scope.get("client")
+                if client:
+                    a["client.address"] = P_CLIENT(client[0])
+                if ua is not None:
+                    a["user_agent.original"] = P_UA(ua.decode("latin-1"))
+                a["network.protocol.version"] = P_PROTO(scope.get("http_version", "1.1"))
+                send_wrapper = _StatusSend(send)
             else:
-                a["http.request.method"] = "_OTHER"
-                a["http.request.method_original"] = method
-            a["url.path"] = path
-            a["url.scheme"] = P_SCHEME(scheme)
-            q = scope.get("query_string")
-            if q:
-                a["url.query"] = _http.redact_query(q.decode("latin-1"))
-            server = scope.get("server")
-            if host is not None:
-                hp = _http.server_host(
-                    host, server[1] if server else (443 if scheme in ("https", "wss") else 80))
-                a["server.address"], a["server.port"] = hp
-            elif server:
-                a["server.address"] = P_ADDRESS(server[0])
-                a["server.port"] = P_PORT(server[1])
-            client = scope.get("client")
-            if client:
-                a["client.address"] = P_CLIENT(client[0])
-            if ua is not None:
-                a["user_agent.original"] = P_UA(ua.decode("latin-1"))
-            a["network.protocol.version"] = P_PROTO(scope.get("http_version", "1.1"))
-            send_wrapper = _StatusSend(send)
-        else:
-            send_wrapper = send
+                send_wrapper = send
+        except BaseException:
+            _reset(token, bag_token)  # nothing of this request stays current
+            raise
         try:
             await self.app(scope, receive, send_wrapper)
         except Exception as exc:
@@ -124,15 +128,7 @@ class OtelAgentMiddleware:
                 _failed(span, exc, send_wrapper)
             raise
         finally:
-            try:
-                T._cur_reset(token)
-            except ValueError:
-                pass
-            if bag_token is not None:
-                try:
-                    _baggage.reset(bag_token)
-                except ValueError:
-                    pass
+            _reset(token, bag_token)
             if recording:
                 route = scope.get("route")
                 template = getattr(route, "path_format", None) or getattr(route, "path", None)
@@ -153,6 +149,18 @@ class OtelAgentMiddleware:
                             span.set_status(2)
                         span._attrs.setdefault("error.type", str(code))
                 span.end()
+
+
+def _reset(token, bag_token):
+    try:
+        T._cur_reset(token)
+    except ValueError:
+        pass
+    if bag_token is not None:
+        try:
+            _baggage.reset(bag_token)
+        except ValueError:
+            pass
 
 
 def _failed(span, exc, call):

@@ -17,34 +17,23 @@ SPAN_KEY = "otelagent.server_span"
 _SERVER = 2
 
 
-class OtelAgentWSGIMiddleware:
+class OtelAgentWSGIMiddleware(_http.NativeServer or object):
+    """With the native module, calling the middleware runs its C __call__
+    (_native.c server_call: no Python frame per request), which hands what it
+    does not expect to _python_path; without it, __call__ is _python_path."""
+
     def __init__(self, wsgi_app, excluded_urls=None,
                  excluded_urls_var="OTEL_PYTHON_WSGI_EXCLUDED_URLS", scope=SCOPE):
         self.wsgi_app = wsgi_app
         excluded = _http.ExcludedUrls(excluded_urls_var, excluded_urls)
         self.excluded = excluded if excluded else None  # None: no pattern to try
         self.scope = scope
-        # The native request path (_native.c), or None: the Python one below.
-        self._begin = (_http.NativeServer(True, scope, self.excluded, _full_url).begin
-                       if _http.NativeServer is not None else None)
+        if _http.NativeServer is not None:
+            _http.NativeServer.__init__(self, True, scope, self.excluded, _full_url, _failed)
 
-    def __call__(self, environ, start_response):
-        if self._begin is not None:
-            call = self._begin(environ, start_response)
-            if call is None:  # not traced: excluded, or traced outside
-                return self.wsgi_app(environ, start_response)
-            if call is not NotImplemented:
-                # The call is the application's start_response (it notes the
-                # status) and, for a streamed body, what the server iterates
-                # and closes (the span ends then).
-                try:
-                    result = self.wsgi_app(environ, call)
-                except Exception as exc:
-                    _failed(call.span, exc)
-                    call.finish()
-                    raise
-                return call.closing(result)
-        return self._python_path(environ, start_response)
+    if _http.NativeServer is None:
+        def __call__(self, environ, start_response):
+            return self._python_path(environ, start_response)
 
     def _python_path(self, environ, start_response):
         if SPAN_KEY in environ:  # another instance of this middleware is outside
@@ -74,37 +63,11 @@ class OtelAgentWSGIMiddleware:
             finally:
                 _reset(token, bag_token)
 
-        a = span._attrs
-        if known:
-            a["http.request.method"] = P_METHOD(method)
-        else:
-            a["http.request.method"] = "_OTHER"
-            a["http.request.method_original"] = method
-        a["url.path"] = path
-        scheme = get("wsgi.url_scheme", "http")
-        a["url.scheme"] = P_SCHEME(scheme)
-        q = get("QUERY_STRING")
-        if q:
-            a["url.query"] = _http.redact_query(q)
-        host = get("HTTP_HOST")
-        if host:
-            a["server.address"], a["server.port"] = _http.server_host(
-                host, 443 if scheme == "https" else 80)
-        else:
-            a["server.address"] = P_ADDRESS(get("SERVER_NAME", ""))
-            try:
-                a["server.port"] = P_PORT(int(get("SERVER_PORT", 0)))
-            except ValueError:
-                pass
-        remote = get("REMOTE_ADDR")
-        if remote:
-            a["client.address"] = P_CLIENT(remote)
-        ua = get("HTTP_USER_AGENT")
-        if ua:
-            a["user_agent.original"] = P_UA(ua)
-        proto = get("SERVER_PROTOCOL", "")
-        if proto.startswith("HTTP/"):
-            a["network.protocol.version"] = P_PROTO(proto[5:])
+        try:
+            a = _request_attributes(span, environ, method, known, path)
+        except BaseException:
+            _reset(token, bag_token)  # nothing of this request stays current
+            raise
 
         def _start_response(status, headers, exc_info=None):
             try:
@@ -132,6 +95,43 @@ class OtelAgentWSGIMiddleware:
         # A streamed body: the span ends when the server closes the iterable,
         # after the last chunk.
         return _ClosingIterable(result, span)
+
+
+def _request_attributes(span, environ, method, known, path):
+    """The request's attributes on `span`; returns its attribute dict."""
+    get = environ.get
+    a = span._attrs
+    if known:
+        a["http.request.method"] = P_METHOD(method)
+    else:
+        a["http.request.method"] = "_OTHER"
+        a["http.request.method_original"] = method
+    a["url.path"] = path
+    scheme = get("wsgi.url_scheme", "http")
+    a["url.scheme"] = P_SCHEME(scheme)
+    q = get("QUERY_STRING")
+    if q and isinstance(q, str):
+        a["url.query"] = _http.redact_query(q)
+    host = get("HTTP_HOST")
+    if host:
+        a["server.address"], a["server.port"] = _http.server_host(
+            host, 443 if scheme == "https" else 80)
+    else:
+        a["server.address"] = P_ADDRESS(get("SERVER_NAME", ""))
+        try:
+            a["server.port"] = P_PORT(int(get("SERVER_PORT", 0)))
+        except (TypeError, ValueError):
+            pass
+    remote = get("REMOTE_ADDR")
+    if remote:
+        a["client.address"] = P_CLIENT(remote)
+    ua = get("HTTP_USER_AGENT")
+    if ua:
+        a["user_agent.original"] = P_UA(ua)
+    proto = get("SERVER_PROTOCOL", "")
+    if isinstance(proto, str) and proto.startswith("HTTP/"):
+        a["network.protocol.version"] = P_PROTO(proto[5:])
+    return a
 
 
 def _failed(span, exc):
