@@ -213,22 +213,36 @@ def child_request(framework, mode, n, sink):
     return res
 
 
-def _interleaved(bare, configured, n, batch=250):
-    """Drives `bare` and `configured` (each run(k): k requests) in alternating
-    batches; per-request CPU of each (medians over the batches)."""
+def _interleaved(bare, configured, n, batch=100):
+    """Drives `bare` and `configured` (each run(k): k requests) in batches in
+    the order bare, configured, configured, bare, over and over; per-request
+    CPU of each (medians over the batches) and the overhead: the median of
+    each group's difference, configured minus bare, which cancels the slow
+    drifts of a shared machine better than a difference of medians."""
     for run in (bare, configured):
         run(max(n // 10, 200))  # warm-up
     out = {"bare": [[], []], "configured": [[], []]}
-    for _ in range(max(n // batch, 1)):
-        for name, run in (("bare", bare), ("configured", configured)):
+    diffs = [[], []]
+    for _ in range(max(n // (2 * batch), 1)):
+        group = {"bare": [0, 0], "configured": [0, 0]}
+        for name in ("bare", "configured", "configured", "bare"):
+            run = bare if name == "bare" else configured
             t0, p0 = time.thread_time_ns(), time.process_time_ns()
             run(batch)
-            out[name][0].append((time.thread_time_ns() - t0) / batch / 1000)
-            out[name][1].append((time.process_time_ns() - p0) / batch / 1000)
+            t, p = ((time.thread_time_ns() - t0) / batch / 1000,
+                    (time.process_time_ns() - p0) / batch / 1000)
+            out[name][0].append(t)
+            out[name][1].append(p)
+            group[name][0] += t / 2
+            group[name][1] += p / 2
+        diffs[0].append(group["configured"][0] - group["bare"][0])
+        diffs[1].append(group["configured"][1] - group["bare"][1])
     return {"thread_us": statistics.median(out["configured"][0]),
             "process_us": statistics.median(out["configured"][1]),
             "bare_thread_us": statistics.median(out["bare"][0]),
-            "bare_process_us": statistics.median(out["bare"][1])}
+            "bare_process_us": statistics.median(out["bare"][1]),
+            "overhead_thread_us": statistics.median(diffs[0]),
+            "overhead_process_us": statistics.median(diffs[1])}
 
 
 # ---------------------------------------------------------------- parent
@@ -283,18 +297,19 @@ def section_request(sink, rounds, n):
             for m in modes:
                 res[m].append(run_child(["request", fw, m, str(n), sink]))
         print(f"\n### Per request in process, {fw} (medians of {rounds} rounds of {n} requests, "
-              "each against a bare copy of the app in the same process, in alternating batches; "
-              "/healthz for the excluded rows)\n")
+              "each against a bare copy of the app in the same process, in batches of 100 "
+              "ordered bare, configured, configured, bare; the overhead is the median of the "
+              "groups' differences; /healthz for the excluded rows)\n")
         print("| configuration | thread CPU µs/req | bare | overhead | process CPU µs/req | bare "
               "| overhead |")
         print("|---|---:|---:|---:|---:|---:|---:|")
         for m in modes:
             t = median_of(res[m], "thread_us")
             tb = median_of(res[m], "bare_thread_us")
-            d = statistics.median(r["thread_us"] - r["bare_thread_us"] for r in res[m])
+            d = median_of(res[m], "overhead_thread_us")
             p = median_of(res[m], "process_us")
             pb = median_of(res[m], "bare_process_us")
-            dp = statistics.median(r["process_us"] - r["bare_process_us"] for r in res[m])
+            dp = median_of(res[m], "overhead_process_us")
             print(f"| {m} | {t:.1f} | {tb:.1f} | {d:+.1f} | {p:.1f} | {pb:.1f} | {dp:+.1f} |")
         out[fw] = res
     return out
@@ -380,7 +395,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--spans", type=int, default=50000)
-    ap.add_argument("--requests", type=int, default=5000)
+    ap.add_argument("--requests", type=int, default=10000)
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--only", default="span,request,load")

@@ -1126,7 +1126,11 @@ static PyObject *server_begin(Server *self, PyObject *const *args, Py_ssize_t na
   int recording;
   c->first_name = Py_NewRef(known ? method : s_HTTP);
   c->span = new_span(parent, tracestate, c->first_name, self->scope_entries, &recording);
-  if (c->span == NULL || PyDict_SetItem(scope, s_span_key, c->span) != 0) goto fail;
+  /* The span in the scope tells an inner middleware and the Flask
+     integration that a recording span serves the request; one that records
+     nothing needs neither (an inner middleware's span is its unsampled
+     child, and records nothing either). */
+  if (c->span == NULL || (recording && PyDict_SetItem(scope, s_span_key, c->span) != 0)) goto fail;
   c->token = PyContextVar_Set(g_current, c->span);
   if (c->token == NULL) goto fail;
   c->recording = (char)recording;
@@ -1473,6 +1477,13 @@ static int call_set_status(ServerCall *c, PyObject *v, void *closure) {
   return 0;
 }
 
+/* What the application gets as its send (ASGI): the call itself, which notes
+   the status, or the server's send when the span records nothing. */
+static PyObject *call_get_send(ServerCall *c, void *closure) {
+  (void)closure;
+  return Py_NewRef(c->recording || c->target == NULL ? (PyObject *)c : c->target);
+}
+
 static PyObject *call_get_span(ServerCall *c, void *closure) {
   (void)closure;
   return Py_NewRef(c->span ? c->span : Py_None);
@@ -1525,6 +1536,7 @@ static PyGetSetDef k_call_getset[] = {
     {"status", (getter)call_get_status, (setter)call_set_status,
      "the ASGI response status (None before it starts)", NULL},
     {"span", (getter)call_get_span, NULL, "the request's span", NULL},
+    {"send", (getter)call_get_send, NULL, "the send to give the application", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -1578,7 +1590,10 @@ static PyObject *server_call(Server *self, PyObject *args, PyObject *kwargs) {
     return NULL;
   }
   ServerCall *c = (ServerCall *)call;
-  PyObject *result = PyObject_CallFunctionObjArgs(app, PyTuple_GET_ITEM(args, 0), call, NULL);
+  /* A span that records nothing needs no status: the server's own
+     start_response, without a hop through the call. */
+  PyObject *result = PyObject_CallFunctionObjArgs(app, PyTuple_GET_ITEM(args, 0),
+                                                  c->recording ? call : c->target, NULL);
   Py_DECREF(app);
   PyObject *r = NULL;
   if (result != NULL) {

@@ -36,10 +36,11 @@ class OtelAgentMiddleware:
                     send = _flushing_lifespan_send(send)
                 return await self.app(scope, receive, send)
             if call is not NotImplemented:
-                # The call is the application's send (it notes the status);
-                # finish() resets the current span and ends the span.
+                # call.send is the application's send (the call itself, which
+                # notes the status, when the span records); finish() resets
+                # the current span and ends the span.
                 try:
-                    await self.app(scope, receive, call)
+                    await self.app(scope, receive, call.send)
                 except Exception as exc:
                     _failed(call.span, exc, call)
                     raise
