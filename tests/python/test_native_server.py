@@ -221,6 +221,11 @@ def test_asgi_native_and_python_paths_export_the_same(agent, exported, case):
         assert shape is not None
     if case == "exception before the response":
         assert exc is KeyError
+    if case == "renamed in the handler":
+        assert shape["name"] == "custom name"  # the application's name is kept
+    if case == "503 and route":
+        assert shape["name"] == "GET /items/{item_id}"
+        assert shape["attrs"]["error.type"] == "503" and shape["status"][0] == 2
 
 
 WSGI_CASES = {

@@ -1,4 +1,5 @@
-/* The optional native packer of otelagent's Python binding.
+/* The optional native packer of otelagent's Python binding, which also serves
+   the server middlewares' requests ("Server spans" below).
 
    Packing a finished span into the record format of otelagent_record_span()
    is most of a span's cost in pure Python (a struct call per attribute, a
