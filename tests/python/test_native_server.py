@@ -305,13 +305,12 @@ def test_excluded_cache_keeps_no_long_paths(agent):
     import tracemalloc
 
     from otelagent.integrations.wsgi import OtelAgentWSGIMiddleware
-    mw = OtelAgentWSGIMiddleware(lambda e, s: [b""], excluded_urls="^/healthz$")
+    mw = OtelAgentWSGIMiddleware(lambda e, s: [b""], excluded_urls="^/long/")
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
-        for i in range(300):
-            call = mw.begin({"PATH_INFO": f"/{i:08d}" + "x" * 8192}, lambda *a: None)
-            call.finish()
+        for i in range(300):  # excluded: no span (a burst of big spans would fill the ring)
+            assert mw.begin({"PATH_INFO": f"/long/{i:08d}" + "x" * 8192}, None) is None
         kept = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
@@ -323,3 +322,158 @@ def test_an_uninitialised_server_raises_instead_of_crashing(agent):
     server = _http.NativeServer.__new__(_http.NativeServer)
     with pytest.raises(RuntimeError):
         server.begin({"type": "http", "path": "/", "headers": []}, lambda m: None)
+
+
+def _environ(path="/p", **more):
+    env = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "wsgi.url_scheme": "http",
+           "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000"}
+    env.update(more)
+    return env
+
+
+def test_wsgi_middleware_called_with_keywords_or_an_empty_kwargs(agent, exported):
+    """Generic wrappers forward **kwargs (often empty): every request used to
+    fail with a TypeError."""
+    from otelagent.integrations.wsgi import OtelAgentWSGIMiddleware
+    seen = {}
+    mw = OtelAgentWSGIMiddleware(wsgi_app(seen))
+    paths = [f"/kw/{uuid.uuid4().hex[:8]}" for _ in range(3)]
+    sr = lambda status, headers, exc_info=None: None  # noqa: E731
+    assert mw(_environ(paths[0]), sr, **{}) == [b"x"]
+    assert mw(environ=_environ(paths[1]), start_response=sr) == [b"x"]
+    assert mw(_environ(paths[2]), start_response=sr) == [b"x"]
+    for path in paths:
+        exported.wait(["GET"], None)
+        assert any(attrs(s).get("url.path") == path for s in exported.spans()), path
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_sampled_out_request_is_marked_for_inner_middlewares(agent, native):
+    """A sampled-out request's span is in the environ too, so that an inner
+    middleware leaves the request alone instead of sampling it again as a new
+    root (with a ratio sampler, more requests were traced than configured)."""
+    from otelagent.integrations.wsgi import SPAN_KEY, OtelAgentWSGIMiddleware
+    seen = {}
+
+    def app(environ, start_response):
+        seen["key"] = environ.get(SPAN_KEY)
+        start_response("200 OK", [])
+        return [b"x"]
+    mw = OtelAgentWSGIMiddleware(OtelAgentWSGIMiddleware(app))
+    trace = uuid.uuid4().hex
+    env = _environ(HTTP_TRACEPARENT=TRACE_UNSAMPLED.format(trace))
+    (mw if native else mw._python_path)(env, lambda *a: None)
+    assert seen["key"] is not None and not seen["key"].is_recording()
+    assert seen["key"].get_span_context().trace_id == int(trace, 16)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_a_sampled_out_streamed_body_makes_children_not_roots(agent, native):
+    """Spans made while a sampled-out request's body streams are its
+    (sampled-out) children, with the request's baggage current."""
+    import otelagent
+    from otelagent.integrations.wsgi import OtelAgentWSGIMiddleware
+    from otelagent.propagation import get_baggage
+    seen = []
+
+    def app(environ, start_response):
+        start_response("200 OK", [])
+
+        def body():
+            with otelagent.start_as_current_span("in body") as s:
+                seen.append((s.is_recording(), s.get_span_context().trace_id, get_baggage()))
+            yield b"a"
+        return body()
+    mw = OtelAgentWSGIMiddleware(app)
+    trace = uuid.uuid4().hex
+    env = _environ(HTTP_TRACEPARENT=TRACE_UNSAMPLED.format(trace), HTTP_BAGGAGE="k=v")
+    result = (mw if native else mw._python_path)(env, lambda *a: None)
+    assert list(result) == [b"a"]
+    result.close()
+    assert seen == [(False, int(trace, 16), "k=v")]
+    assert otelagent.get_current_span() is otelagent.INVALID_SPAN
+    assert get_baggage() == ""
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_a_base_exception_from_the_app_ends_the_span(agent, exported, native):
+    import otelagent
+    from otelagent.integrations.wsgi import OtelAgentWSGIMiddleware
+
+    def app(environ, start_response):
+        raise KeyboardInterrupt
+    mw = OtelAgentWSGIMiddleware(app)
+    path = f"/interrupted/{uuid.uuid4().hex[:8]}"
+    with pytest.raises(KeyboardInterrupt):
+        (mw if native else mw._python_path)(_environ(path), lambda *a: None)
+    assert otelagent.get_current_span() is otelagent.INVALID_SPAN
+    exported.wait(["GET"], None)
+    from conftest import wait_for
+    wait_for(lambda: any(attrs(s).get("url.path") == path for s in exported.spans()), 15,
+             "the interrupted request's span")
+
+
+def test_flask_route_when_a_hook_made_another_span_current(agent, exported):
+    from flask import Flask
+
+    import otelagent
+    import otelagent.integrations.flask as ofl
+    app = Flask(__name__)
+
+    @app.before_request
+    def hook():
+        otelagent.attach(otelagent.get_tracer("hook").start_span("hook span"))
+
+    @app.get("/hook/<int:n>")
+    def view(n):
+        return "x"
+    ofl.instrument_app(app)
+    trace = uuid.uuid4().hex
+    app.test_client().get("/hook/1", headers={"traceparent": TRACE_SAMPLED.format(trace)},
+                          buffered=True)
+    got = exported.wait(["GET /hook/<int:n>"], bytes.fromhex(trace))
+    assert attrs(got["GET /hook/<int:n>"][0])["http.route"] == "/hook/<int:n>"
+
+
+def test_copy_and_signature_of_the_wsgi_middleware(agent):
+    import copy
+    import inspect
+
+    from otelagent.integrations.wsgi import OtelAgentWSGIMiddleware
+    seen = {}
+    mw = OtelAgentWSGIMiddleware(wsgi_app(seen), excluded_urls="^/healthz$")
+    for clone in (copy.copy(mw), copy.deepcopy(mw)):
+        assert clone(_environ("/c"), lambda *a: None) == [b"x"]
+        assert seen["recording"] is True
+        assert clone.begin(_environ("/healthz"), None) is None  # its settings came along
+    assert list(inspect.signature(mw).parameters) == ["environ", "start_response"]
+
+
+def test_a_second_interpreter_uses_the_python_path(agent):
+    """uWSGI runs --mount apps in sub-interpreters, each importing the
+    package: the native module serves only the interpreter that bound it
+    first (a later one used to bind its own classes over it)."""
+    interpreters = pytest.importorskip("_xxsubinterpreters")
+    import sys
+
+    from otelagent.integrations.wsgi import OtelAgentWSGIMiddleware
+    seen = {}
+    mw = OtelAgentWSGIMiddleware(wsgi_app(seen))
+    call = mw.begin(_environ(), lambda *a: None)
+    assert type(call).__name__ == "ServerCall"
+    call.finish()
+    sub = interpreters.create()
+    try:
+        # The sub-interpreter gets the pure-Python path; this one keeps the
+        # native path, with its own classes (another interpreter's were bound
+        # over them before, and this interpreter's spans were made with them).
+        interpreters.run_string(sub, f"import sys; sys.path[:] = {sys.path!r}\n"
+                                     "import otelagent.integrations.wsgi as w, otelagent._tracing as t\n"
+                                     "assert t.native is None and w._http.NativeServer is None\n"
+                                     "assert w.OtelAgentWSGIMiddleware.__bases__ == (object,)\n")
+        call = mw.begin(_environ(), lambda *a: None)
+        assert type(call).__name__ == "ServerCall" and type(call.span) is T.Span
+        call.finish()
+        assert mw(_environ(), lambda *a: None) == [b"x"] and seen["recording"]
+    finally:
+        interpreters.destroy(sub)

@@ -27,10 +27,10 @@
    returns None and the Python packer, with buffers of its own, takes the
    span. A free-threaded CPython build does not get this module.
 
-   The module's state is per process, not per interpreter: with
-   sub-interpreters, the Packed class of the last one to import otelagent is
-   the one recognised; spans with other interpreters' packed values take the
-   Python packer (correct, slower). */
+   The module's state is per process, not per interpreter: the first
+   interpreter to bind it (bind() returns True) uses it; in the others
+   (sub-interpreters, such as uWSGI's --mount apps) bind() returns False and
+   the package packs and serves requests in pure Python. */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -79,6 +79,9 @@ static context_fn g_context;    /* otelagent_span_context_new */
 static parse_fn g_traceparent;  /* otelagent_traceparent_parse */
 static parse_fn g_xray;         /* otelagent_xray_parse */
 static PyObject *g_packed_type; /* _record.Packed, set by bind() */
+/* The interpreter that bound the module: the objects it keeps are that
+   interpreter's, so only it uses the module. */
+static PyInterpreterState *g_interp;
 static unsigned char g_buf[RECORD_MAX];
 static int g_busy; /* g_buf holds a record otelagent_record_span() is reading */
 
@@ -354,13 +357,21 @@ static PyObject *native_bind(PyObject *self, PyObject *args) {
     PyErr_SetString(PyExc_ValueError, "_native.bind: a null function address");
     return NULL;
   }
+  /* The module's state is per process: with sub-interpreters (uWSGI's
+     --mount apps) the first interpreter to bind it keeps it; the others get
+     False and use the pure-Python packer and request path. Objects of an
+     interpreter are never mixed into another's, and an interpreter that
+     ends leaves nothing behind that another would touch. */
+  PyInterpreterState *me = PyInterpreterState_Get();
+  if (g_interp != NULL && g_interp != me) Py_RETURN_FALSE;
+  g_interp = me;
   Py_INCREF(packed);
   Py_XSETREF(g_packed_type, packed);
   g_record = (record_fn)(uintptr_t)record;
   g_context = (context_fn)(uintptr_t)context;
   g_traceparent = (parse_fn)(uintptr_t)traceparent;
   g_xray = (parse_fn)(uintptr_t)xray;
-  Py_RETURN_NONE;
+  Py_RETURN_TRUE;
 }
 
 /* ------------------------------------------------------------------------
@@ -703,6 +714,7 @@ typedef struct {
   PyObject *status;     /* ASGI: the response status, NULL before it starts */
   PyObject *result;     /* WSGI: the application's iterable, while it streams */
   PyObject *iter;       /* ...and its iterator */
+  PyObject *baggage;    /* the request's baggage, current again while it streams */
   char wsgi, websocket, recording, ended;
 } ServerCall;
 
@@ -1015,7 +1027,7 @@ static ServerCall *new_call(int wsgi) {
   ServerCall *c = PyObject_GC_New(ServerCall, &ServerCall_Type);
   if (c == NULL) return NULL;
   c->span = c->token = c->bag_token = c->target = c->scope = NULL;
-  c->method = c->first_name = c->status = c->result = c->iter = NULL;
+  c->method = c->first_name = c->status = c->result = c->iter = c->baggage = NULL;
   c->wsgi = (char)wsgi;
   c->websocket = c->recording = c->ended = 0;
   PyObject_GC_Track((PyObject *)c);
@@ -1048,6 +1060,10 @@ static PyObject *server_begin(Server *self, PyObject *const *args, Py_ssize_t na
                     "_native: bind_server() was not called, or Server.__init__ was not");
     return NULL;
   }
+  /* The classes and context variables bound are those of the interpreter
+     that imported the package last (uWSGI's --mount apps each have one):
+     another interpreter's requests take its own Python path. */
+  if (PyInterpreterState_Get() != g_interp) Py_RETURN_NOTIMPLEMENTED;
   /* The OpenTelemetry bridge's classes (and its current-span storage). */
   if (PyList_GET_SIZE(g_classes) != 2 || PyList_GET_ITEM(g_classes, 0) != (PyObject *)g_span_type ||
       PyList_GET_ITEM(g_classes, 1) != (PyObject *)g_nonrec_type || !PyDict_CheckExact(scope))
@@ -1121,17 +1137,16 @@ static PyObject *server_begin(Server *self, PyObject *const *args, Py_ssize_t na
   c->scope = Py_NewRef(scope);
   c->method = Py_NewRef(method);
   if (PyUnicode_GET_LENGTH(baggage) > 0) {
+    c->baggage = Py_NewRef(baggage);
     c->bag_token = PyContextVar_Set(g_baggage_var, baggage);
     if (c->bag_token == NULL) goto fail;
   }
   int recording;
   c->first_name = Py_NewRef(known ? method : s_HTTP);
   c->span = new_span(parent, tracestate, c->first_name, self->scope_entries, &recording);
-  /* The span in the scope tells an inner middleware and the Flask
-     integration that a recording span serves the request; one that records
-     nothing needs neither (an inner middleware's span is its unsampled
-     child, and records nothing either). */
-  if (c->span == NULL || (recording && PyDict_SetItem(scope, s_span_key, c->span) != 0)) goto fail;
+  /* The span in the scope: an inner middleware leaves the request to it,
+     the Flask integration names it after the route. */
+  if (c->span == NULL || PyDict_SetItem(scope, s_span_key, c->span) != 0) goto fail;
   c->token = PyContextVar_Set(g_current, c->span);
   if (c->token == NULL) goto fail;
   c->recording = (char)recording;
@@ -1338,14 +1353,13 @@ static PyObject *call_finish(ServerCall *c, PyObject *unused) {
 static PyObject *call_closing(ServerCall *c, PyObject *result) {
   reset_var(g_current, &c->token);
   reset_var(g_baggage_var, &c->bag_token);
-  if (!c->recording || c->ended) {
-    c->ended = 1;
-    return Py_NewRef(result);
-  }
+  if (c->ended) return Py_NewRef(result);
   if (PyList_CheckExact(result) || PyTuple_CheckExact(result)) {
     if (call_end(c) != 0) return NULL;
     return Py_NewRef(result);
   }
+  /* Streamed, even when the span records nothing: spans the body makes are
+     its children (sampled out with it, not new roots). */
   Py_XSETREF(c->result, Py_NewRef(result));
   return Py_NewRef((PyObject *)c);
 }
@@ -1398,11 +1412,17 @@ static PyObject *call_next(ServerCall *c) {
   }
   PyObject *token = PyContextVar_Set(g_current, c->span);
   if (token == NULL) return NULL;
+  PyObject *bag_token = NULL;
+  if (c->baggage != NULL && (bag_token = PyContextVar_Set(g_baggage_var, c->baggage)) == NULL) {
+    reset_var(g_current, &token);
+    return NULL;
+  }
   PyObject *chunk = PyIter_Next(c->iter);
   PyObject *type, *value, *tb;
   PyErr_Fetch(&type, &value, &tb);
+  reset_var(g_baggage_var, &bag_token);
   reset_var(g_current, &token);
-  if (type != NULL && PyErr_GivenExceptionMatches(type, PyExc_Exception)) {
+  if (type != NULL && c->recording && PyErr_GivenExceptionMatches(type, PyExc_Exception)) {
     PyErr_NormalizeException(&type, &value, &tb);
     if (tb != NULL && value != NULL) PyException_SetTraceback(value, tb);
     PyObject *r = PyObject_CallFunctionObjArgs(g_failed, c->span, value ? value : Py_None, NULL);
@@ -1501,6 +1521,7 @@ static int call_traverse(ServerCall *c, visitproc visit, void *arg) {
   Py_VISIT(c->status);
   Py_VISIT(c->result);
   Py_VISIT(c->iter);
+  Py_VISIT(c->baggage);
   return 0;
 }
 
@@ -1515,6 +1536,7 @@ static int call_clear(ServerCall *c) {
   Py_CLEAR(c->status);
   Py_CLEAR(c->result);
   Py_CLEAR(c->iter);
+  Py_CLEAR(c->baggage);
   return 0;
 }
 
@@ -1562,9 +1584,17 @@ static PyTypeObject ServerCall_Type = {
    what closing() makes of the result. A request begin() leaves to Python
    goes to self._python_path. */
 static PyObject *server_call(Server *self, PyObject *args, PyObject *kwargs) {
-  if (!self->wsgi || kwargs != NULL || PyTuple_GET_SIZE(args) != 2) {
-    PyErr_SetString(PyExc_TypeError, "a WSGI middleware takes (environ, start_response)");
+  if (!self->wsgi || self->scope_entries == NULL) {
+    PyErr_SetString(PyExc_RuntimeError,
+                    "OtelAgentWSGIMiddleware.__init__ (Server.__init__) was not called");
     return NULL;
+  }
+  if ((kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) || PyTuple_GET_SIZE(args) != 2) {
+    /* Arguments by keyword (a generic wrapper's **kwargs): Python binds them. */
+    PyObject *path = PyObject_GetAttr((PyObject *)self, s_python_path);
+    PyObject *r = path ? PyObject_Call(path, args, kwargs) : NULL;
+    Py_XDECREF(path);
+    return r;
   }
   PyObject *call = server_begin(self, &PyTuple_GET_ITEM(args, 0), 2);
   if (call == NULL) return NULL;
@@ -1636,6 +1666,7 @@ static PyObject *native_bind_server(PyObject *self, PyObject *args) {
     PyErr_SetString(PyExc_ValueError, "_native.bind_server: a null function address");
     return NULL;
   }
+  if (g_interp != PyInterpreterState_Get()) Py_RETURN_FALSE; /* see native_bind */
   Py_ssize_t off[N_SLOTS];
   for (int i = 0; i < N_SLOTS; i++)
     if ((off[i] = slot_offset(span, k_slot_names[i])) < 0) return NULL;
@@ -1657,7 +1688,7 @@ static PyObject *native_bind_server(PyObject *self, PyObject *args) {
   Py_XSETREF(g_failed, Py_NewRef(failed));
   g_tracestate_norm = (normalize_fn)(uintptr_t)ts_norm;
   g_baggage_norm = (normalize_fn)(uintptr_t)bag_norm;
-  Py_RETURN_NONE;
+  Py_RETURN_TRUE;
 }
 
 /* set_propagators(tracecontext, xray, baggage): OTEL_PROPAGATORS as the
@@ -1666,6 +1697,7 @@ static PyObject *native_set_propagators(PyObject *self, PyObject *args) {
   (void)self;
   int tc, xray, bag;
   if (!PyArg_ParseTuple(args, "ppp", &tc, &xray, &bag)) return NULL;
+  if (g_interp != PyInterpreterState_Get()) Py_RETURN_NONE; /* see native_bind */
   g_prop_tc = tc;
   g_prop_xray = xray;
   g_prop_bag = bag;

@@ -401,8 +401,9 @@ def _load_native():
         from . import _native
         if getattr(_native, "INTERFACE", None) != _NATIVE_INTERFACE:
             raise ImportError(f"{_native.__file__} is a build of another _native.c")
-        _native.bind(R.Packed, *(ctypes.cast(fn, ctypes.c_void_p).value for fn in (
-            _record_span, _ctx_new, _ffi.traceparent_parse, _ffi.xray_parse)))
+        if not _native.bind(R.Packed, *(ctypes.cast(fn, ctypes.c_void_p).value for fn in (
+                _record_span, _ctx_new, _ffi.traceparent_parse, _ffi.xray_parse))):
+            return None  # another interpreter of this process has it (see _native.c)
     except ImportError:
         return None
     except Exception as e:  # never a reason for the host's import to fail

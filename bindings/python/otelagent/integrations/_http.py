@@ -157,11 +157,12 @@ def _bind_native():
     import ctypes
 
     from .. import propagation
-    native.bind_server(T.Span, T.NonRecordingSpan, T._classes, T._current,
-                       propagation._baggage, vars(T), hosts, server_host, redact_query,
-                       KNOWN_METHODS, failed,
-                       *(ctypes.cast(fn, ctypes.c_void_p).value
-                         for fn in (_ffi.tracestate_normalize, _ffi.baggage_normalize)))
+    if not native.bind_server(T.Span, T.NonRecordingSpan, T._classes, T._current,
+                              propagation._baggage, vars(T), hosts, server_host, redact_query,
+                              KNOWN_METHODS, failed,
+                              *(ctypes.cast(fn, ctypes.c_void_p).value
+                                for fn in (_ffi.tracestate_normalize, _ffi.baggage_normalize))):
+        return None
     propagation.propagators()
     return native.Server
 

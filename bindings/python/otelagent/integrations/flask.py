@@ -15,7 +15,6 @@ from flask.globals import _cv_request
 from werkzeug.exceptions import HTTPException
 
 from .. import _agent
-from .. import _tracing as T
 from . import _http
 from .wsgi import SPAN_KEY, OtelAgentWSGIMiddleware
 
@@ -40,14 +39,10 @@ def instrument_app(app, excluded_urls=None, start_agent=True):
     def dispatch_request():
         # Here rather than in before/teardown hooks, which Flask would run on
         # every request, excluded ones included, at a few µs each.
-        # The current span first: None or not recording (excluded, sampled
-        # out) is the common case that needs nothing more.
-        span = T._cur_get()
+        ctx = _cv_request.get(None)
+        span = ctx.request.environ.get(SPAN_KEY) if ctx is not None else None
         if span is None or not span._records:
             return dispatch()
-        ctx = _cv_request.get(None)
-        if ctx is None or ctx.request.environ.get(SPAN_KEY) is not span:
-            return dispatch()  # a span of someone else's, not this request's
         rule = ctx.request.url_rule
         if rule is not None:
             span._attrs["http.route"] = _http.P_ROUTE(rule.rule)

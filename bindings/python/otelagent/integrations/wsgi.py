@@ -7,6 +7,8 @@ One server span per request with the stable HTTP semantic-convention
 attributes. The route template comes from the framework (the Flask
 integration sets it); without one the span is named after the method."""
 
+import inspect
+
 from .. import _tracing as T
 from ..propagation import _baggage, extract_values
 from . import _http
@@ -34,6 +36,16 @@ class OtelAgentWSGIMiddleware(_http.NativeServer or object):
     if _http.NativeServer is None:
         def __call__(self, environ, start_response):
             return self._python_path(environ, start_response)
+    else:
+        # What a Python __call__ would show (inspect, frameworks that check).
+        __signature__ = inspect.Signature([
+            inspect.Parameter("environ", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+            inspect.Parameter("start_response", inspect.Parameter.POSITIONAL_OR_KEYWORD)])
+
+        def __reduce__(self):
+            # copy.copy / deepcopy (and pickle, for a picklable wsgi_app): the
+            # C base's state is made again from the attributes.
+            return _rebuild, (type(self), self.__dict__)
 
     def _python_path(self, environ, start_response):
         if SPAN_KEY in environ:  # another instance of this middleware is outside
@@ -47,6 +59,7 @@ class OtelAgentWSGIMiddleware(_http.NativeServer or object):
         bag = get("HTTP_BAGGAGE")
         parent = None
         bag_token = None
+        baggage = ""
         if tp is not None or xray is not None or bag is not None:
             parent, baggage = extract_values(tp, get("HTTP_TRACESTATE"), bag, xray)
             if baggage:
@@ -59,9 +72,14 @@ class OtelAgentWSGIMiddleware(_http.NativeServer or object):
         token = T._cur_set(span)
         if not span._records:
             try:
-                return self.wsgi_app(environ, start_response)
+                result = self.wsgi_app(environ, start_response)
             finally:
                 _reset(token, bag_token)
+            if type(result) is list or type(result) is tuple:
+                return result
+            # Streamed: spans the body makes are children of the sampled-out
+            # span (sampled out with it), not new roots.
+            return _ClosingIterable(result, span, baggage)
 
         try:
             a = _request_attributes(span, environ, method, known, path)
@@ -83,8 +101,9 @@ class OtelAgentWSGIMiddleware(_http.NativeServer or object):
 
         try:
             result = self.wsgi_app(environ, _start_response)
-        except Exception as exc:
-            _failed(span, exc)
+        except BaseException as exc:
+            if isinstance(exc, Exception):
+                _failed(span, exc)
             span.end()
             _reset(token, bag_token)
             raise
@@ -94,7 +113,7 @@ class OtelAgentWSGIMiddleware(_http.NativeServer or object):
             return result
         # A streamed body: the span ends when the server closes the iterable,
         # after the last chunk.
-        return _ClosingIterable(result, span)
+        return _ClosingIterable(result, span, baggage)
 
 
 def _request_attributes(span, environ, method, known, path):
@@ -134,6 +153,13 @@ def _request_attributes(span, environ, method, known, path):
     return a
 
 
+def _rebuild(cls, state):
+    mw = cls.__new__(cls)
+    mw.__dict__.update(state)
+    _http.NativeServer.__init__(mw, True, mw.scope, mw.excluded, _full_url, _failed)
+    return mw
+
+
 def _failed(span, exc):
     if span._records:
         _http.failed(span, exc)
@@ -150,20 +176,23 @@ def _reset(token, bag_token):
 
 
 class _ClosingIterable:
-    __slots__ = ("_it", "_span")
+    __slots__ = ("_it", "_span", "_baggage")
 
-    def __init__(self, it, span):
+    def __init__(self, it, span, baggage):
         self._it = it
         self._span = span
+        self._baggage = baggage  # the request's, current again while it streams
 
     def __iter__(self):
         # The span is current while the application makes each chunk (so
         # spans started in a streaming generator are its children), and only
         # then: nothing of it stays current between chunks, in the server.
         span = self._span
+        baggage = self._baggage
         it = iter(self._it)
         while True:
             token = T._cur_set(span)
+            bag_token = _baggage.set(baggage) if baggage else None
             try:
                 chunk = next(it)
             except StopIteration:
@@ -172,7 +201,7 @@ class _ClosingIterable:
                 _http.failed(span, exc)
                 raise
             finally:
-                T._cur_reset(token)
+                _reset(token, bag_token)
             yield chunk
 
     def close(self):
