@@ -714,7 +714,7 @@ typedef struct {
   PyObject *status;     /* ASGI: the response status, NULL before it starts */
   PyObject *result;     /* WSGI: the application's iterable, while it streams */
   PyObject *iter;       /* ...and its iterator */
-  PyObject *baggage;    /* the request's baggage, current again while it streams */
+  PyObject *ctx;        /* WSGI: the request's context (span, baggage), while it streams */
   char wsgi, websocket, recording, ended;
 } ServerCall;
 
@@ -1027,7 +1027,7 @@ static ServerCall *new_call(int wsgi) {
   ServerCall *c = PyObject_GC_New(ServerCall, &ServerCall_Type);
   if (c == NULL) return NULL;
   c->span = c->token = c->bag_token = c->target = c->scope = NULL;
-  c->method = c->first_name = c->status = c->result = c->iter = c->baggage = NULL;
+  c->method = c->first_name = c->status = c->result = c->iter = c->ctx = NULL;
   c->wsgi = (char)wsgi;
   c->websocket = c->recording = c->ended = 0;
   PyObject_GC_Track((PyObject *)c);
@@ -1137,7 +1137,6 @@ static PyObject *server_begin(Server *self, PyObject *const *args, Py_ssize_t na
   c->scope = Py_NewRef(scope);
   c->method = Py_NewRef(method);
   if (PyUnicode_GET_LENGTH(baggage) > 0) {
-    c->baggage = Py_NewRef(baggage);
     c->bag_token = PyContextVar_Set(g_baggage_var, baggage);
     if (c->bag_token == NULL) goto fail;
   }
@@ -1351,15 +1350,20 @@ static PyObject *call_finish(ServerCall *c, PyObject *unused) {
 /* closing(result) (WSGI): what to return to the server. A body given whole
    ends the span at once; a streamed one when the server closes it. */
 static PyObject *call_closing(ServerCall *c, PyObject *result) {
+  if (!c->ended && !PyList_CheckExact(result) && !PyTuple_CheckExact(result)) {
+    /* Streamed, even when the span records nothing: spans the body makes
+       are its children (sampled out with it, not new roots). */
+    PyObject *ctx = PyContext_CopyCurrent();
+    if (ctx == NULL) return NULL;
+    Py_XSETREF(c->ctx, ctx);
+  }
   reset_var(g_current, &c->token);
   reset_var(g_baggage_var, &c->bag_token);
   if (c->ended) return Py_NewRef(result);
-  if (PyList_CheckExact(result) || PyTuple_CheckExact(result)) {
+  if (c->ctx == NULL) {
     if (call_end(c) != 0) return NULL;
     return Py_NewRef(result);
   }
-  /* Streamed, even when the span records nothing: spans the body makes are
-     its children (sampled out with it, not new roots). */
   Py_XSETREF(c->result, Py_NewRef(result));
   return Py_NewRef((PyObject *)c);
 }
@@ -1403,25 +1407,20 @@ static PyObject *call_iter(ServerCall *c) {
   return Py_NewRef((PyObject *)c);
 }
 
-/* The next chunk, made with the span current (spans the application starts
-   while it streams are its children) and only then. */
+/* The next chunk, made in the request's context as it was when the
+   application returned (its span and baggage current: spans the body starts
+   are the span's children), and only then: between chunks the server's
+   context is its own, and what the body sets stays in the request's. */
 static PyObject *call_next(ServerCall *c) {
-  if (c->iter == NULL) {
+  if (c->iter == NULL || c->ctx == NULL) {
     PyErr_SetString(PyExc_TypeError, "ServerCall: iterated before iter()");
     return NULL;
   }
-  PyObject *token = PyContextVar_Set(g_current, c->span);
-  if (token == NULL) return NULL;
-  PyObject *bag_token = NULL;
-  if (c->baggage != NULL && (bag_token = PyContextVar_Set(g_baggage_var, c->baggage)) == NULL) {
-    reset_var(g_current, &token);
-    return NULL;
-  }
+  if (PyContext_Enter(c->ctx) != 0) return NULL;
   PyObject *chunk = PyIter_Next(c->iter);
   PyObject *type, *value, *tb;
   PyErr_Fetch(&type, &value, &tb);
-  reset_var(g_baggage_var, &bag_token);
-  reset_var(g_current, &token);
+  if (PyContext_Exit(c->ctx) != 0) PyErr_Clear(); /* entered just above: cannot fail */
   if (type != NULL && c->recording && PyErr_GivenExceptionMatches(type, PyExc_Exception)) {
     PyErr_NormalizeException(&type, &value, &tb);
     if (tb != NULL && value != NULL) PyException_SetTraceback(value, tb);
@@ -1433,8 +1432,6 @@ static PyObject *call_next(ServerCall *c) {
   return chunk;
 }
 
-/* ASGI send(message), or WSGI start_response(status, headers, exc_info=None),
-   noting the status on the way. */
 /* The first argument, positional or by `name` (borrowed; NULL when absent,
    or on error). */
 static PyObject *first_arg(PyObject *args, PyObject *kwargs, PyObject *name) {
@@ -1443,6 +1440,8 @@ static PyObject *first_arg(PyObject *args, PyObject *kwargs, PyObject *name) {
   return PyDict_GetItemWithError(kwargs, name);
 }
 
+/* ASGI send(message), or WSGI start_response(status, headers, exc_info=None),
+   noting the status on the way. */
 static PyObject *call_call(ServerCall *c, PyObject *args, PyObject *kwargs) {
   if (!c->wsgi) {
     PyObject *msg = c->status == NULL ? first_arg(args, kwargs, s_message) : NULL;
@@ -1521,7 +1520,7 @@ static int call_traverse(ServerCall *c, visitproc visit, void *arg) {
   Py_VISIT(c->status);
   Py_VISIT(c->result);
   Py_VISIT(c->iter);
-  Py_VISIT(c->baggage);
+  Py_VISIT(c->ctx);
   return 0;
 }
 
@@ -1536,7 +1535,7 @@ static int call_clear(ServerCall *c) {
   Py_CLEAR(c->status);
   Py_CLEAR(c->result);
   Py_CLEAR(c->iter);
-  Py_CLEAR(c->baggage);
+  Py_CLEAR(c->ctx);
   return 0;
 }
 

@@ -7,6 +7,7 @@ One server span per request with the stable HTTP semantic-convention
 attributes. The route template comes from the framework (the Flask
 integration sets it); without one the span is named after the method."""
 
+import contextvars
 import inspect
 
 from .. import _tracing as T
@@ -59,7 +60,6 @@ class OtelAgentWSGIMiddleware(_http.NativeServer or object):
         bag = get("HTTP_BAGGAGE")
         parent = None
         bag_token = None
-        baggage = ""
         if tp is not None or xray is not None or bag is not None:
             parent, baggage = extract_values(tp, get("HTTP_TRACESTATE"), bag, xray)
             if baggage:
@@ -73,13 +73,13 @@ class OtelAgentWSGIMiddleware(_http.NativeServer or object):
         if not span._records:
             try:
                 result = self.wsgi_app(environ, start_response)
+                if type(result) is list or type(result) is tuple:
+                    return result
+                # Streamed: spans the body makes are children of the
+                # sampled-out span (sampled out with it), not new roots.
+                return _ClosingIterable(result, span, contextvars.copy_context())
             finally:
                 _reset(token, bag_token)
-            if type(result) is list or type(result) is tuple:
-                return result
-            # Streamed: spans the body makes are children of the sampled-out
-            # span (sampled out with it), not new roots.
-            return _ClosingIterable(result, span, baggage)
 
         try:
             a = _request_attributes(span, environ, method, known, path)
@@ -107,13 +107,15 @@ class OtelAgentWSGIMiddleware(_http.NativeServer or object):
             span.end()
             _reset(token, bag_token)
             raise
-        _reset(token, bag_token)
         if type(result) is list or type(result) is tuple:
+            _reset(token, bag_token)
             span.end()
             return result
         # A streamed body: the span ends when the server closes the iterable,
         # after the last chunk.
-        return _ClosingIterable(result, span, baggage)
+        ctx = contextvars.copy_context()
+        _reset(token, bag_token)
+        return _ClosingIterable(result, span, ctx)
 
 
 def _request_attributes(span, environ, method, known, path):
@@ -176,32 +178,28 @@ def _reset(token, bag_token):
 
 
 class _ClosingIterable:
-    __slots__ = ("_it", "_span", "_baggage")
+    __slots__ = ("_it", "_span", "_ctx")
 
-    def __init__(self, it, span, baggage):
+    def __init__(self, it, span, ctx):
         self._it = it
         self._span = span
-        self._baggage = baggage  # the request's, current again while it streams
+        self._ctx = ctx  # the request's context (its span, its baggage)
 
     def __iter__(self):
-        # The span is current while the application makes each chunk (so
-        # spans started in a streaming generator are its children), and only
-        # then: nothing of it stays current between chunks, in the server.
+        # Each chunk is made in the request's context (its span current: spans
+        # started in a streaming generator are its children), and only then:
+        # between chunks the server's context is its own.
         span = self._span
-        baggage = self._baggage
+        run = self._ctx.run
         it = iter(self._it)
         while True:
-            token = T._cur_set(span)
-            bag_token = _baggage.set(baggage) if baggage else None
             try:
-                chunk = next(it)
+                chunk = run(next, it)
             except StopIteration:
                 return
             except Exception as exc:
                 _http.failed(span, exc)
                 raise
-            finally:
-                _reset(token, bag_token)
             yield chunk
 
     def close(self):
