@@ -1060,9 +1060,8 @@ static PyObject *server_begin(Server *self, PyObject *const *args, Py_ssize_t na
                     "_native: bind_server() was not called, or Server.__init__ was not");
     return NULL;
   }
-  /* The classes and context variables bound are those of the interpreter
-     that imported the package last (uWSGI's --mount apps each have one):
-     another interpreter's requests take its own Python path. */
+  /* Only the interpreter that bound the module uses it (see native_bind);
+     this is a second guard. */
   if (PyInterpreterState_Get() != g_interp) Py_RETURN_NOTIMPLEMENTED;
   /* The OpenTelemetry bridge's classes (and its current-span storage). */
   if (PyList_GET_SIZE(g_classes) != 2 || PyList_GET_ITEM(g_classes, 0) != (PyObject *)g_span_type ||
@@ -1075,12 +1074,15 @@ static PyObject *server_begin(Server *self, PyObject *const *args, Py_ssize_t na
   if (!self->wsgi) {
     PyObject *typ = PyDict_GetItemWithError(scope, s_type);
     if (typ == NULL) return PyErr_Occurred() ? NULL : Py_NewRef(Py_NotImplemented);
-    if (typ == s_websocket || PyObject_RichCompareBool(typ, s_websocket, Py_EQ) == 1)
-      websocket = 1;
-    else if (typ != s_http && PyObject_RichCompareBool(typ, s_http, Py_EQ) != 1) {
-      PyErr_Clear();
-      Py_RETURN_NONE; /* lifespan: the middleware passes it on */
+    int served = typ == s_http ? 1 : PyObject_RichCompareBool(typ, s_http, Py_EQ);
+    if (served == 0)
+      served = websocket =
+          typ == s_websocket ? 1 : PyObject_RichCompareBool(typ, s_websocket, Py_EQ);
+    if (served < 0) {
+      PyErr_Clear(); /* a type that does not compare: the Python path decides */
+      Py_RETURN_NOTIMPLEMENTED;
     }
+    if (!served) Py_RETURN_NONE; /* lifespan: the middleware passes it on */
     path = PyDict_GetItemWithError(scope, s_path);
     if (path == NULL || !PyUnicode_CheckExact(path)) {
       if (PyErr_Occurred()) return NULL;
