@@ -477,3 +477,36 @@ def test_a_second_interpreter_uses_the_python_path(agent):
         assert mw(_environ(), lambda *a: None) == [b"x"] and seen["recording"]
     finally:
         interpreters.destroy(sub)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_a_body_closed_early_resets_its_context_in_its_own_context(agent, native):
+    """A client that goes away closes the body before its end: the generator's
+    cleanup resets, in the context it streamed in, what it set there (a
+    ValueError from ContextVar.reset reached the server)."""
+    import contextvars
+
+    from otelagent.integrations.wsgi import OtelAgentWSGIMiddleware
+    var = contextvars.ContextVar("set while streaming")
+    cleaned = []
+
+    def app(environ, start_response):
+        start_response("200 OK", [])
+
+        def body():
+            token = var.set(1)
+            try:
+                yield b"a"
+                yield b"b"
+            finally:
+                var.reset(token)
+                cleaned.append(True)
+        return body()
+    mw = OtelAgentWSGIMiddleware(app)
+    for sampled in (TRACE_SAMPLED, TRACE_UNSAMPLED):
+        env = _environ(HTTP_TRACEPARENT=sampled.format(uuid.uuid4().hex))
+        result = (mw if native else mw._python_path)(env, lambda *a: None)
+        assert next(iter(result)) == b"a"
+        result.close()
+    assert cleaned == [True, True]
+    assert var.get(None) is None

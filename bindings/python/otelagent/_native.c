@@ -1370,8 +1370,8 @@ static PyObject *call_closing(ServerCall *c, PyObject *result) {
   return Py_NewRef((PyObject *)c);
 }
 
-/* close() of a streamed WSGI body: the application's close(), then the span
-   ends whatever that did. */
+/* close() of a streamed WSGI body: the application's close() (in the
+   request's context), then the span ends whatever that did. */
 static PyObject *call_close(ServerCall *c, PyObject *unused) {
   (void)unused;
   PyObject *r = Py_None;
@@ -1381,7 +1381,17 @@ static PyObject *call_close(ServerCall *c, PyObject *unused) {
     if (optional_attr(c->result, s_close, &close) < 0) {
       Py_CLEAR(r);
     } else if (close != NULL) {
+      /* In the request's context too: a body closed before its end (the
+         client went away) resets there what it set while streaming. */
+      int entered = c->ctx != NULL && PyContext_Enter(c->ctx) == 0;
+      if (c->ctx != NULL && !entered) PyErr_Clear();
       Py_SETREF(r, PyObject_CallNoArgs(close));
+      if (entered) {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        if (PyContext_Exit(c->ctx) != 0) PyErr_Clear();
+        PyErr_Restore(type, value, tb);
+      }
       Py_DECREF(close);
     }
   }

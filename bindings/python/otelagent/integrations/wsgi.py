@@ -206,7 +206,9 @@ class _ClosingIterable:
         try:
             close = getattr(self._it, "close", None)
             if close is not None:
-                close()
+                # In the request's context too: a body closed before its end
+                # (the client went away) resets there what it set.
+                self._ctx.run(close)
         finally:
             self._span.end()
 
