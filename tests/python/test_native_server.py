@@ -510,3 +510,105 @@ def test_a_body_closed_early_resets_its_context_in_its_own_context(agent, native
         result.close()
     assert cleaned == [True, True]
     assert var.get(None) is None
+
+
+@pytest.mark.parametrize("native", [True, False])
+@pytest.mark.parametrize("chunks", [0, 1, 2])
+def test_a_token_made_by_the_app_is_reset_by_its_body(agent, native, chunks):
+    """Flask 2.2-3.1.1's stream_with_context sets a context variable while
+    the view runs (it primes the generator there) and resets it when the body
+    ends or is closed: that must work in the server's context (iterating the
+    body in a copy of the request's context broke it with a ValueError)."""
+    import contextvars
+
+    import otelagent
+    from otelagent.integrations.wsgi import OtelAgentWSGIMiddleware
+    var = contextvars.ContextVar("set by the view")
+    done = []
+
+    def app(environ, start_response):
+        start_response("200 OK", [])
+
+        def body():
+            token = var.set("request")
+            try:
+                yield None  # primed in the view, up to here
+                yield b"a"
+                yield b"b"
+            finally:
+                var.reset(token)
+                done.append(True)
+        gen = body()
+        next(gen)
+        return gen
+
+    mw = OtelAgentWSGIMiddleware(app)
+    for parent in (TRACE_SAMPLED, TRACE_UNSAMPLED):
+        done.clear()
+        env = _environ(HTTP_TRACEPARENT=parent.format(uuid.uuid4().hex))
+        result = (mw if native else mw._python_path)(env, lambda *a: None)
+        it = iter(result)
+        assert [next(it) for _ in range(chunks)] == [b"a", b"b"][:chunks]
+        result.close()
+        assert done == [True]
+        assert var.get(None) is None
+    assert otelagent.get_current_span() is otelagent.INVALID_SPAN
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_variables_the_body_sets_are_seen_outside_as_without_us(agent, native):
+    import contextvars
+
+    from otelagent.integrations.wsgi import OtelAgentWSGIMiddleware
+    var = contextvars.ContextVar("rows")
+
+    def app(environ, start_response):
+        start_response("200 OK", [])
+
+        def body():
+            var.set(3)  # left set on purpose, for an outer middleware
+            yield b"a"
+        return body()
+    mw = OtelAgentWSGIMiddleware(app)
+    ctx = contextvars.copy_context()
+
+    def serve():
+        result = (mw if native else mw._python_path)(_environ(), lambda *a: None)
+        assert list(result) == [b"a"]
+        result.close()
+        return var.get(None)
+    assert ctx.run(serve) == 3
+
+
+def test_an_app_returning_its_start_response_gets_a_type_error_not_a_crash(agent):
+    from otelagent.integrations.wsgi import OtelAgentWSGIMiddleware
+
+    def app(environ, start_response):
+        start_response("200 OK", [])
+        return start_response  # not an iterable of bytes
+    result = OtelAgentWSGIMiddleware(app)(_environ(), lambda *a: None)
+    with pytest.raises(TypeError):
+        list(result)
+
+
+def test_a_dead_binding_interpreter_does_not_hand_its_objects_to_the_next(tmp_path):
+    """The first interpreter to bind the native module keeps it, by ID: a
+    later interpreter at the same address was taken for it and bound over
+    the dead one's objects."""
+    import subprocess
+    import sys
+    pytest.importorskip("_xxsubinterpreters")
+    code = (
+        "import sys, _xxsubinterpreters as i\n"
+        f"sys.path[:] = {sys.path!r}\n"
+        "src = 'import sys; sys.path[:] = %r\\n' % (sys.path,) + (\n"
+        "    'import otelagent.integrations.wsgi as w, otelagent._tracing as t\\n'\n"
+        "    'print(\"native\" if t.native else \"python\", flush=True)\\n')\n"
+        "for _ in range(4):\n"
+        "    s = i.create(); i.run_string(s, src); i.destroy(s)\n"
+        "import otelagent._tracing as t\n"
+        "print('main', 'native' if t.native else 'python')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["native", "python", "python", "python", "main", "python"]

@@ -79,9 +79,10 @@ static context_fn g_context;    /* otelagent_span_context_new */
 static parse_fn g_traceparent;  /* otelagent_traceparent_parse */
 static parse_fn g_xray;         /* otelagent_xray_parse */
 static PyObject *g_packed_type; /* _record.Packed, set by bind() */
-/* The interpreter that bound the module: the objects it keeps are that
-   interpreter's, so only it uses the module. */
-static PyInterpreterState *g_interp;
+/* The interpreter that bound the module (its ID: an address can be reused by
+   a later interpreter, an ID cannot): the objects the module keeps are that
+   interpreter's, so only it uses the module. -1: none yet. */
+static int64_t g_interp = -1;
 static unsigned char g_buf[RECORD_MAX];
 static int g_busy; /* g_buf holds a record otelagent_record_span() is reading */
 
@@ -359,11 +360,12 @@ static PyObject *native_bind(PyObject *self, PyObject *args) {
   }
   /* The module's state is per process: with sub-interpreters (uWSGI's
      --mount apps) the first interpreter to bind it keeps it; the others get
-     False and use the pure-Python packer and request path. Objects of an
-     interpreter are never mixed into another's, and an interpreter that
-     ends leaves nothing behind that another would touch. */
-  PyInterpreterState *me = PyInterpreterState_Get();
-  if (g_interp != NULL && g_interp != me) Py_RETURN_FALSE;
+     False and use the pure-Python packer and request path, so objects of an
+     interpreter are never mixed into another's. If the binding interpreter
+     ends before the others, they stay on the Python path. */
+  int64_t me = PyInterpreterState_GetID(PyInterpreterState_Get());
+  if (me < 0) return NULL;
+  if (g_interp != -1 && g_interp != me) Py_RETURN_FALSE;
   g_interp = me;
   Py_INCREF(packed);
   Py_XSETREF(g_packed_type, packed);
@@ -714,7 +716,7 @@ typedef struct {
   PyObject *status;     /* ASGI: the response status, NULL before it starts */
   PyObject *result;     /* WSGI: the application's iterable, while it streams */
   PyObject *iter;       /* ...and its iterator */
-  PyObject *ctx;        /* WSGI: the request's context (span, baggage), while it streams */
+  PyObject *baggage;    /* WSGI: the request's baggage, current again while it streams */
   char wsgi, websocket, recording, ended;
 } ServerCall;
 
@@ -1027,7 +1029,7 @@ static ServerCall *new_call(int wsgi) {
   ServerCall *c = PyObject_GC_New(ServerCall, &ServerCall_Type);
   if (c == NULL) return NULL;
   c->span = c->token = c->bag_token = c->target = c->scope = NULL;
-  c->method = c->first_name = c->status = c->result = c->iter = c->ctx = NULL;
+  c->method = c->first_name = c->status = c->result = c->iter = c->baggage = NULL;
   c->wsgi = (char)wsgi;
   c->websocket = c->recording = c->ended = 0;
   PyObject_GC_Track((PyObject *)c);
@@ -1062,7 +1064,7 @@ static PyObject *server_begin(Server *self, PyObject *const *args, Py_ssize_t na
   }
   /* Only the interpreter that bound the module uses it (see native_bind);
      this is a second guard. */
-  if (PyInterpreterState_Get() != g_interp) Py_RETURN_NOTIMPLEMENTED;
+  if (PyInterpreterState_GetID(PyInterpreterState_Get()) != g_interp) Py_RETURN_NOTIMPLEMENTED;
   /* The OpenTelemetry bridge's classes (and its current-span storage). */
   if (PyList_GET_SIZE(g_classes) != 2 || PyList_GET_ITEM(g_classes, 0) != (PyObject *)g_span_type ||
       PyList_GET_ITEM(g_classes, 1) != (PyObject *)g_nonrec_type || !PyDict_CheckExact(scope))
@@ -1139,6 +1141,7 @@ static PyObject *server_begin(Server *self, PyObject *const *args, Py_ssize_t na
   c->scope = Py_NewRef(scope);
   c->method = Py_NewRef(method);
   if (PyUnicode_GET_LENGTH(baggage) > 0) {
+    c->baggage = Py_NewRef(baggage);
     c->bag_token = PyContextVar_Set(g_baggage_var, baggage);
     if (c->bag_token == NULL) goto fail;
   }
@@ -1352,26 +1355,46 @@ static PyObject *call_finish(ServerCall *c, PyObject *unused) {
 /* closing(result) (WSGI): what to return to the server. A body given whole
    ends the span at once; a streamed one when the server closes it. */
 static PyObject *call_closing(ServerCall *c, PyObject *result) {
-  if (!c->ended && !PyList_CheckExact(result) && !PyTuple_CheckExact(result)) {
-    /* Streamed, even when the span records nothing: spans the body makes
-       are its children (sampled out with it, not new roots). */
-    PyObject *ctx = PyContext_CopyCurrent();
-    if (ctx == NULL) return NULL;
-    Py_XSETREF(c->ctx, ctx);
-  }
   reset_var(g_current, &c->token);
   reset_var(g_baggage_var, &c->bag_token);
   if (c->ended) return Py_NewRef(result);
-  if (c->ctx == NULL) {
+  /* A body given whole, or the call itself (not an iterable of the
+     application's: iterating it would recurse), ends the span now. */
+  if (PyList_CheckExact(result) || PyTuple_CheckExact(result) || result == (PyObject *)c) {
     if (call_end(c) != 0) return NULL;
     return Py_NewRef(result);
   }
+  /* Streamed, even when the span records nothing: spans the body makes are
+     its children (sampled out with it, not new roots). */
   Py_XSETREF(c->result, Py_NewRef(result));
   return Py_NewRef((PyObject *)c);
 }
 
-/* close() of a streamed WSGI body: the application's close() (in the
-   request's context), then the span ends whatever that did. */
+/* Makes the request's span and baggage current again in the current context
+   (around each chunk and the body's close()), and only them: whatever else
+   the body sets or resets happens in the server's context, as without this
+   middleware. 0, or -1 with an exception set. */
+static int request_enter(ServerCall *c, PyObject **token, PyObject **bag_token) {
+  *bag_token = NULL;
+  if ((*token = PyContextVar_Set(g_current, c->span)) == NULL) return -1;
+  if (c->baggage != NULL && (*bag_token = PyContextVar_Set(g_baggage_var, c->baggage)) == NULL) {
+    reset_var(g_current, token);
+    return -1;
+  }
+  return 0;
+}
+
+/* Undoes request_enter, keeping whatever exception is set. */
+static void request_leave(PyObject **token, PyObject **bag_token) {
+  PyObject *type, *value, *tb;
+  PyErr_Fetch(&type, &value, &tb);
+  reset_var(g_baggage_var, bag_token);
+  reset_var(g_current, token);
+  PyErr_Restore(type, value, tb);
+}
+
+/* close() of a streamed WSGI body: the application's close() (with the span
+   current), then the span ends whatever that did. */
 static PyObject *call_close(ServerCall *c, PyObject *unused) {
   (void)unused;
   PyObject *r = Py_None;
@@ -1381,16 +1404,14 @@ static PyObject *call_close(ServerCall *c, PyObject *unused) {
     if (optional_attr(c->result, s_close, &close) < 0) {
       Py_CLEAR(r);
     } else if (close != NULL) {
-      /* In the request's context too: a body closed before its end (the
-         client went away) resets there what it set while streaming. */
-      int entered = c->ctx != NULL && PyContext_Enter(c->ctx) == 0;
-      if (c->ctx != NULL && !entered) PyErr_Clear();
-      Py_SETREF(r, PyObject_CallNoArgs(close));
-      if (entered) {
-        PyObject *type, *value, *tb;
-        PyErr_Fetch(&type, &value, &tb);
-        if (PyContext_Exit(c->ctx) != 0) PyErr_Clear();
-        PyErr_Restore(type, value, tb);
+      /* With the span current too: the cleanup of a body closed before its
+         end (the client went away) may make spans. */
+      PyObject *token, *bag_token;
+      if (request_enter(c, &token, &bag_token) != 0) {
+        Py_CLEAR(r);
+      } else {
+        Py_SETREF(r, PyObject_CallNoArgs(close));
+        request_leave(&token, &bag_token);
       }
       Py_DECREF(close);
     }
@@ -1419,20 +1440,20 @@ static PyObject *call_iter(ServerCall *c) {
   return Py_NewRef((PyObject *)c);
 }
 
-/* The next chunk, made in the request's context as it was when the
-   application returned (its span and baggage current: spans the body starts
-   are the span's children), and only then: between chunks the server's
-   context is its own, and what the body sets stays in the request's. */
+/* The next chunk, made with the request's span and baggage current (spans
+   the body starts are the span's children), and only then: between chunks
+   nothing of the request is current in the server. */
 static PyObject *call_next(ServerCall *c) {
-  if (c->iter == NULL || c->ctx == NULL) {
+  if (c->iter == NULL) {
     PyErr_SetString(PyExc_TypeError, "ServerCall: iterated before iter()");
     return NULL;
   }
-  if (PyContext_Enter(c->ctx) != 0) return NULL;
+  PyObject *token, *bag_token;
+  if (request_enter(c, &token, &bag_token) != 0) return NULL;
   PyObject *chunk = PyIter_Next(c->iter);
+  request_leave(&token, &bag_token);
   PyObject *type, *value, *tb;
   PyErr_Fetch(&type, &value, &tb);
-  if (PyContext_Exit(c->ctx) != 0) PyErr_Clear(); /* entered just above: cannot fail */
   if (type != NULL && c->recording && PyErr_GivenExceptionMatches(type, PyExc_Exception)) {
     PyErr_NormalizeException(&type, &value, &tb);
     if (tb != NULL && value != NULL) PyException_SetTraceback(value, tb);
@@ -1532,7 +1553,7 @@ static int call_traverse(ServerCall *c, visitproc visit, void *arg) {
   Py_VISIT(c->status);
   Py_VISIT(c->result);
   Py_VISIT(c->iter);
-  Py_VISIT(c->ctx);
+  Py_VISIT(c->baggage);
   return 0;
 }
 
@@ -1547,7 +1568,7 @@ static int call_clear(ServerCall *c) {
   Py_CLEAR(c->status);
   Py_CLEAR(c->result);
   Py_CLEAR(c->iter);
-  Py_CLEAR(c->ctx);
+  Py_CLEAR(c->baggage);
   return 0;
 }
 
@@ -1677,7 +1698,8 @@ static PyObject *native_bind_server(PyObject *self, PyObject *args) {
     PyErr_SetString(PyExc_ValueError, "_native.bind_server: a null function address");
     return NULL;
   }
-  if (g_interp != PyInterpreterState_Get()) Py_RETURN_FALSE; /* see native_bind */
+  if (g_interp != PyInterpreterState_GetID(PyInterpreterState_Get()))
+    Py_RETURN_FALSE; /* see native_bind */
   Py_ssize_t off[N_SLOTS];
   for (int i = 0; i < N_SLOTS; i++)
     if ((off[i] = slot_offset(span, k_slot_names[i])) < 0) return NULL;
@@ -1708,7 +1730,8 @@ static PyObject *native_set_propagators(PyObject *self, PyObject *args) {
   (void)self;
   int tc, xray, bag;
   if (!PyArg_ParseTuple(args, "ppp", &tc, &xray, &bag)) return NULL;
-  if (g_interp != PyInterpreterState_Get()) Py_RETURN_NONE; /* see native_bind */
+  if (g_interp != PyInterpreterState_GetID(PyInterpreterState_Get()))
+    Py_RETURN_NONE; /* see native_bind */
   g_prop_tc = tc;
   g_prop_xray = xray;
   g_prop_bag = bag;

@@ -7,7 +7,6 @@ One server span per request with the stable HTTP semantic-convention
 attributes. The route template comes from the framework (the Flask
 integration sets it); without one the span is named after the method."""
 
-import contextvars
 import inspect
 
 from .. import _tracing as T
@@ -60,6 +59,7 @@ class OtelAgentWSGIMiddleware(_http.NativeServer or object):
         bag = get("HTTP_BAGGAGE")
         parent = None
         bag_token = None
+        baggage = ""
         if tp is not None or xray is not None or bag is not None:
             parent, baggage = extract_values(tp, get("HTTP_TRACESTATE"), bag, xray)
             if baggage:
@@ -73,13 +73,13 @@ class OtelAgentWSGIMiddleware(_http.NativeServer or object):
         if not span._records:
             try:
                 result = self.wsgi_app(environ, start_response)
-                if type(result) is list or type(result) is tuple:
-                    return result
-                # Streamed: spans the body makes are children of the
-                # sampled-out span (sampled out with it), not new roots.
-                return _ClosingIterable(result, span, contextvars.copy_context())
             finally:
                 _reset(token, bag_token)
+            if type(result) is list or type(result) is tuple:
+                return result
+            # Streamed: spans the body makes are children of the sampled-out
+            # span (sampled out with it), not new roots.
+            return _ClosingIterable(result, span, baggage)
 
         try:
             a = _request_attributes(span, environ, method, known, path)
@@ -107,15 +107,13 @@ class OtelAgentWSGIMiddleware(_http.NativeServer or object):
             span.end()
             _reset(token, bag_token)
             raise
+        _reset(token, bag_token)
         if type(result) is list or type(result) is tuple:
-            _reset(token, bag_token)
             span.end()
             return result
         # A streamed body: the span ends when the server closes the iterable,
         # after the last chunk.
-        ctx = contextvars.copy_context()
-        _reset(token, bag_token)
-        return _ClosingIterable(result, span, ctx)
+        return _ClosingIterable(result, span, baggage)
 
 
 def _request_attributes(span, environ, method, known, path):
@@ -178,37 +176,48 @@ def _reset(token, bag_token):
 
 
 class _ClosingIterable:
-    __slots__ = ("_it", "_span", "_ctx")
+    __slots__ = ("_it", "_span", "_baggage")
 
-    def __init__(self, it, span, ctx):
+    def __init__(self, it, span, baggage):
         self._it = it
         self._span = span
-        self._ctx = ctx  # the request's context (its span, its baggage)
+        self._baggage = baggage  # the request's, current again while it streams
+
+    def _enter(self):
+        return T._cur_set(self._span), _baggage.set(self._baggage) if self._baggage else None
 
     def __iter__(self):
-        # Each chunk is made in the request's context (its span current: spans
-        # started in a streaming generator are its children), and only then:
-        # between chunks the server's context is its own.
+        # The span (and baggage) are current while the application makes each
+        # chunk (so spans started in a streaming generator are its children),
+        # and only then: nothing of the request stays current between chunks,
+        # in the server. Only these two variables: whatever else the body sets
+        # or resets happens in the server's context, as without us.
         span = self._span
-        run = self._ctx.run
         it = iter(self._it)
         while True:
+            token, bag_token = self._enter()
             try:
-                chunk = run(next, it)
+                chunk = next(it)
             except StopIteration:
                 return
             except Exception as exc:
                 _http.failed(span, exc)
                 raise
+            finally:
+                _reset(token, bag_token)
             yield chunk
 
     def close(self):
         try:
             close = getattr(self._it, "close", None)
             if close is not None:
-                # In the request's context too: a body closed before its end
-                # (the client went away) resets there what it set.
-                self._ctx.run(close)
+                # With the span current too: the cleanup of a body closed
+                # before its end (the client went away) may make spans.
+                token, bag_token = self._enter()
+                try:
+                    close()
+                finally:
+                    _reset(token, bag_token)
         finally:
             self._span.end()
 
