@@ -6,6 +6,7 @@ official opentelemetry-proto package."""
 import gzip
 import json
 import os
+import shutil
 import socket
 import ssl
 import struct
@@ -245,12 +246,28 @@ service:
         self.log.close()
 
 
+def emitter_copy(directory):
+    """A copy of the emitter and of the library in `directory`, for a user
+    who cannot reach the build directory (a clone under root's 0700 home, run
+    as nobody); returns (its path, the LD_LIBRARY_PATH it needs)."""
+    os.makedirs(directory, exist_ok=True)
+    binary = os.path.join(directory, "e2e_emitter")
+    shutil.copy2(EMITTER, binary)
+    shutil.copy2(os.path.join(BUILD, "libotelagent.so.2"),  # follows the symlink
+                 os.path.join(directory, "libotelagent.so.2"))
+    for name in os.listdir(directory):
+        os.chmod(os.path.join(directory, name), 0o755)
+    os.chmod(directory, 0o755)
+    return binary, directory
+
+
 class Emitter:
     """The emitter program; `stats` holds its JSON statistics lines."""
 
-    def __init__(self, mode, endpoint, env=None, args=(), prefix=()):
+    def __init__(self, mode, endpoint, env=None, args=(), prefix=(), binary=EMITTER):
         """Modes "pause" and "resume" read a line from stdin: see resume().
-        `prefix`: a command the emitter is run under (e.g. unshare)."""
+        `prefix`: a command the emitter is run under (e.g. unshare).
+        `binary`: another copy of the emitter (see emitter_copy)."""
         full_env = host_env()
         full_env.update({
             "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
@@ -258,7 +275,7 @@ class Emitter:
             "OTEL_BSP_SCHEDULE_DELAY": "200",
         })
         full_env.update(env or {})
-        self.proc = subprocess.Popen([*prefix, EMITTER, mode, *args], env=full_env,
+        self.proc = subprocess.Popen([*prefix, binary, mode, *args], env=full_env,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                      stdin=subprocess.PIPE if mode in ("pause", "resume") else None)
         self.lines = []

@@ -24,8 +24,8 @@ import tempfile
 
 import pytest
 
-from harness import (EMITTER, SANITIZE, Collector, Emitter, FaultEndpoint, fault_rows,
-                     host_env, wait_for)
+from harness import (EMITTER, SANITIZE, Collector, Emitter, FaultEndpoint, emitter_copy,
+                     fault_rows, host_env, wait_for)
 
 # Moderate rates, so that the ASan build keeps up as well. The run's length
 # can be raised for a longer outage (the "down for a minute").
@@ -171,7 +171,7 @@ def record(scenario, spool, emitted, unique, repeats, counted, reasons):
 def test_fault_matrix(tmp_path, scenario, spool):
     if spool == "on" and not HAS_SPOOL:
         pytest.skip(NO_SPOOL_REASON)
-    prefix, work = (), tmp_path
+    prefix, work, binary, libdir = (), tmp_path, EMITTER, None
     if scenario.kind == "disk_full":
         unshare = _unshare_prefix()
         if unshare is None:
@@ -185,6 +185,8 @@ def test_fault_matrix(tmp_path, scenario, spool):
         os.chmod(work, 0o755)
         os.chown(work, 65534, 65534)
         prefix = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
+        # A copy nobody can run: the clone may be in root's 0700 home.
+        binary, libdir = emitter_copy(os.path.join(work, "bin"))
     work = str(work)
     spool_dir = os.path.join(work, "spool")
     os.makedirs(spool_dir)
@@ -200,6 +202,8 @@ def test_fault_matrix(tmp_path, scenario, spool):
         os.chown(progress.path, 65534, 65534)
 
     env = dict(BASE_ENV, OTELAGENT_E2E_PROGRESS=progress.path, **scenario.env)
+    if libdir is not None:
+        env["LD_LIBRARY_PATH"] = libdir
     if spool == "on":
         env["OTELAGENT_SPOOL_DIR"] = spool_dir
         if scenario.kind == "disk_full":
@@ -218,7 +222,8 @@ def test_fault_matrix(tmp_path, scenario, spool):
             target = collector.endpoint
         elif scenario.kind == "dns":
             target = NO_SUCH_HOST
-        em = Emitter("steady", target, env, [str(RATE), str(SECONDS)], prefix=prefix)
+        em = Emitter("steady", target, env, [str(RATE), str(SECONDS)], prefix=prefix,
+                     binary=binary)
         processes.append(em)
         if scenario.kind in ("read_only", "deleted"):
             phases.append((0.2, "spool", None, None))
