@@ -1440,6 +1440,20 @@ static PyObject *call_iter(ServerCall *c) {
   return Py_NewRef((PyObject *)c);
 }
 
+/* Hands the exception being raised (fetched into *type, *value, *tb, and
+   kept for the caller to restore) to hook(span, exc) when it is an
+   Exception; a failing hook is ignored: the application's error is the one
+   to see. */
+static void report_failure(PyObject *hook, PyObject *span, PyObject **type, PyObject **value,
+                           PyObject **tb) {
+  if (hook == NULL || *type == NULL || !PyErr_GivenExceptionMatches(*type, PyExc_Exception)) return;
+  PyErr_NormalizeException(type, value, tb);
+  if (*tb != NULL && *value != NULL) PyException_SetTraceback(*value, *tb);
+  PyObject *r = PyObject_CallFunctionObjArgs(hook, span, *value ? *value : Py_None, NULL);
+  if (r == NULL) PyErr_Clear();
+  Py_XDECREF(r);
+}
+
 /* The next chunk, made with the request's span and baggage current (spans
    the body starts are the span's children), and only then: between chunks
    nothing of the request is current in the server. */
@@ -1454,13 +1468,7 @@ static PyObject *call_next(ServerCall *c) {
   request_leave(&token, &bag_token);
   PyObject *type, *value, *tb;
   PyErr_Fetch(&type, &value, &tb);
-  if (type != NULL && c->recording && PyErr_GivenExceptionMatches(type, PyExc_Exception)) {
-    PyErr_NormalizeException(&type, &value, &tb);
-    if (tb != NULL && value != NULL) PyException_SetTraceback(value, tb);
-    PyObject *r = PyObject_CallFunctionObjArgs(g_failed, c->span, value ? value : Py_None, NULL);
-    if (r == NULL) PyErr_Clear(); /* the application's error is the one to see */
-    Py_XDECREF(r);
-  }
+  if (c->recording) report_failure(g_failed, c->span, &type, &value, &tb);
   PyErr_Restore(type, value, tb);
   return chunk;
 }
@@ -1615,6 +1623,14 @@ static PyTypeObject ServerCall_Type = {
    application (self.wsgi_app) with the ServerCall as its start_response, and
    what closing() makes of the result. A request begin() leaves to Python
    goes to self._python_path. */
+/* self.<name>(*args, **kwargs). */
+static PyObject *call_method(PyObject *self, PyObject *name, PyObject *args, PyObject *kwargs) {
+  PyObject *fn = PyObject_GetAttr(self, name);
+  PyObject *r = fn ? PyObject_Call(fn, args, kwargs) : NULL;
+  Py_XDECREF(fn);
+  return r;
+}
+
 static PyObject *server_call(Server *self, PyObject *args, PyObject *kwargs) {
   if (!self->wsgi || self->scope_entries == NULL) {
     PyErr_SetString(PyExc_RuntimeError,
@@ -1623,19 +1639,13 @@ static PyObject *server_call(Server *self, PyObject *args, PyObject *kwargs) {
   }
   if ((kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) || PyTuple_GET_SIZE(args) != 2) {
     /* Arguments by keyword (a generic wrapper's **kwargs): Python binds them. */
-    PyObject *path = PyObject_GetAttr((PyObject *)self, s_python_path);
-    PyObject *r = path ? PyObject_Call(path, args, kwargs) : NULL;
-    Py_XDECREF(path);
-    return r;
+    return call_method((PyObject *)self, s_python_path, args, kwargs);
   }
   PyObject *call = server_begin(self, &PyTuple_GET_ITEM(args, 0), 2);
   if (call == NULL) return NULL;
   if (call == Py_NotImplemented) {
     Py_DECREF(call);
-    PyObject *path = PyObject_GetAttr((PyObject *)self, s_python_path);
-    PyObject *r = path ? PyObject_Call(path, args, NULL) : NULL;
-    Py_XDECREF(path);
-    return r;
+    return call_method((PyObject *)self, s_python_path, args, NULL);
   }
   PyObject *app = PyObject_GetAttr((PyObject *)self, s_wsgi_app);
   if (call == Py_None) { /* not traced */
@@ -1665,14 +1675,7 @@ static PyObject *server_call(Server *self, PyObject *args, PyObject *kwargs) {
   } else {
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
-    if (self->on_error != NULL && PyErr_GivenExceptionMatches(type, PyExc_Exception)) {
-      PyErr_NormalizeException(&type, &value, &tb);
-      if (tb != NULL && value != NULL) PyException_SetTraceback(value, tb);
-      PyObject *x =
-          PyObject_CallFunctionObjArgs(self->on_error, c->span, value ? value : Py_None, NULL);
-      if (x == NULL) PyErr_Clear(); /* the application's error is the one to see */
-      Py_XDECREF(x);
-    }
+    report_failure(self->on_error, c->span, &type, &value, &tb);
     if (call_end(c) != 0) PyErr_Clear();
     PyErr_Restore(type, value, tb);
   }

@@ -7,6 +7,7 @@ import re
 from .. import _ffi
 from .. import _record as R
 from .. import _tracing as T
+from ..propagation import _baggage
 
 # Stable HTTP semantic conventions: known methods; others are "_OTHER".
 KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS",
@@ -146,6 +147,28 @@ def failed(span, exc):
     """An exception escaped the application while the span was current."""
     span.record_exception(exc)
     span.set_status(2, f"{type(exc).__name__}: {exc}")
+
+
+def request_failed(span, exc):
+    """An exception escaped the application's call: recorded, ERROR, and
+    error.type (the server middlewares' Python path and the native one)."""
+    if span._records:
+        failed(span, exc)
+        span._attrs["error.type"] = type(exc).__qualname__
+
+
+def reset_request(token, bag_token):
+    """Resets the request's current span and baggage; a token of another
+    context (a generator resumed elsewhere) leaves that context alone."""
+    try:
+        T._cur_reset(token)
+    except ValueError:
+        pass
+    if bag_token is not None:
+        try:
+            _baggage.reset(bag_token)
+        except ValueError:
+            pass
 
 
 def _bind_native():

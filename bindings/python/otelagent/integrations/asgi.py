@@ -120,7 +120,7 @@ class OtelAgentMiddleware:
             else:
                 send_wrapper = send
         except BaseException:
-            _reset(token, bag_token)  # nothing of this request stays current
+            _http.reset_request(token, bag_token)  # nothing of this request stays current
             raise
         try:
             await self.app(scope, receive, send_wrapper)
@@ -129,7 +129,7 @@ class OtelAgentMiddleware:
                 _failed(span, exc, send_wrapper)
             raise
         finally:
-            _reset(token, bag_token)
+            _http.reset_request(token, bag_token)
             if recording:
                 route = scope.get("route")
                 template = getattr(route, "path_format", None) or getattr(route, "path", None)
@@ -152,26 +152,12 @@ class OtelAgentMiddleware:
                 span.end()
 
 
-def _reset(token, bag_token):
-    try:
-        T._cur_reset(token)
-    except ValueError:
-        pass
-    if bag_token is not None:
-        try:
-            _baggage.reset(bag_token)
-        except ValueError:
-            pass
-
-
 def _failed(span, exc, call):
     """An exception escaped the application: recorded, ERROR, and a 500 when
     no response had started."""
-    if span._records:
-        _http.failed(span, exc)
-        span._attrs["error.type"] = type(exc).__qualname__
-        if call.status is None:
-            call.status = 500
+    _http.request_failed(span, exc)
+    if span._records and call.status is None:
+        call.status = 500
 
 
 def _flushing_lifespan_send(send):

@@ -31,7 +31,8 @@ class OtelAgentWSGIMiddleware(_http.NativeServer or object):
         self.excluded = excluded if excluded else None  # None: no pattern to try
         self.scope = scope
         if _http.NativeServer is not None:
-            _http.NativeServer.__init__(self, True, scope, self.excluded, _full_url, _failed)
+            _http.NativeServer.__init__(self, True, scope, self.excluded, _full_url,
+                                        _http.request_failed)
 
     if _http.NativeServer is None:
         def __call__(self, environ, start_response):
@@ -74,7 +75,7 @@ class OtelAgentWSGIMiddleware(_http.NativeServer or object):
             try:
                 result = self.wsgi_app(environ, start_response)
             finally:
-                _reset(token, bag_token)
+                _http.reset_request(token, bag_token)
             if type(result) is list or type(result) is tuple:
                 return result
             # Streamed: spans the body makes are children of the sampled-out
@@ -84,7 +85,7 @@ class OtelAgentWSGIMiddleware(_http.NativeServer or object):
         try:
             a = _request_attributes(span, environ, method, known, path)
         except BaseException:
-            _reset(token, bag_token)  # nothing of this request stays current
+            _http.reset_request(token, bag_token)  # nothing of this request stays current
             raise
 
         def _start_response(status, headers, exc_info=None):
@@ -103,11 +104,11 @@ class OtelAgentWSGIMiddleware(_http.NativeServer or object):
             result = self.wsgi_app(environ, _start_response)
         except BaseException as exc:
             if isinstance(exc, Exception):
-                _failed(span, exc)
+                _http.request_failed(span, exc)
             span.end()
-            _reset(token, bag_token)
+            _http.reset_request(token, bag_token)
             raise
-        _reset(token, bag_token)
+        _http.reset_request(token, bag_token)
         if type(result) is list or type(result) is tuple:
             span.end()
             return result
@@ -156,23 +157,9 @@ def _request_attributes(span, environ, method, known, path):
 def _rebuild(cls, state):
     mw = cls.__new__(cls)
     mw.__dict__.update(state)
-    _http.NativeServer.__init__(mw, True, mw.scope, mw.excluded, _full_url, _failed)
+    _http.NativeServer.__init__(mw, True, mw.scope, mw.excluded, _full_url,
+                                _http.request_failed)
     return mw
-
-
-def _failed(span, exc):
-    if span._records:
-        _http.failed(span, exc)
-        span._attrs["error.type"] = type(exc).__qualname__
-
-
-def _reset(token, bag_token):
-    try:
-        T._cur_reset(token)
-        if bag_token is not None:
-            _baggage.reset(bag_token)
-    except ValueError:
-        pass
 
 
 class _ClosingIterable:
@@ -204,7 +191,7 @@ class _ClosingIterable:
                 _http.failed(span, exc)
                 raise
             finally:
-                _reset(token, bag_token)
+                _http.reset_request(token, bag_token)
             yield chunk
 
     def close(self):
@@ -217,7 +204,7 @@ class _ClosingIterable:
                 try:
                     close()
                 finally:
-                    _reset(token, bag_token)
+                    _http.reset_request(token, bag_token)
         finally:
             self._span.end()
 
