@@ -612,3 +612,112 @@ def test_a_dead_binding_interpreter_does_not_hand_its_objects_to_the_next(tmp_pa
                          timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["native", "python", "python", "python", "main", "python"]
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_a_streamed_body_keeps_its_span_current_and_ends_with_its_last_chunk(agent, exported,
+                                                                            native):
+    """The span and baggage are current from the body's first chunk to its
+    last, between chunks too (one set and one reset per body, as the
+    OpenTelemetry WSGI middleware keeps its context attached); after the last
+    chunk the body's close() runs with them current, the span ends and
+    nothing stays current, before the server's close()."""
+    import otelagent
+    from otelagent.integrations.wsgi import SPAN_KEY, OtelAgentWSGIMiddleware
+    from otelagent.propagation import get_baggage
+    closed = []
+
+    class Body:
+        def __iter__(self):
+            return iter([b"a", b"b"])
+
+        def close(self):
+            closed.append((otelagent.get_current_span(), get_baggage()))
+
+    def app(environ, start_response):
+        start_response("200 OK", [])
+        return Body()
+    mw = OtelAgentWSGIMiddleware(app)
+    trace = uuid.uuid4().hex
+    env = _environ(HTTP_TRACEPARENT=TRACE_SAMPLED.format(trace), HTTP_BAGGAGE="k=v")
+    result = (mw if native else mw._python_path)(env, lambda *a: None)
+    server = env[SPAN_KEY]
+    assert otelagent.get_current_span() is otelagent.INVALID_SPAN
+    seen = [(chunk, otelagent.get_current_span() is server, get_baggage()) for chunk in result]
+    assert seen == [(b"a", True, "k=v"), (b"b", True, "k=v")]
+    assert closed == [(server, "k=v")]
+    assert otelagent.get_current_span() is otelagent.INVALID_SPAN
+    assert get_baggage() == ""
+    exported.wait(["GET"], bytes.fromhex(trace))  # ended before the server's close()
+    result.close()
+    assert closed == [(server, "k=v")]  # the application's close() ran once
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_a_body_iterated_in_a_new_context_per_chunk(agent, native):
+    """A server that runs each call into the body in a copy of its context
+    (as an async server running a WSGI app in a thread pool does): the span
+    is current in every chunk, and nothing of it reaches the server's own
+    context."""
+    import contextvars
+
+    import otelagent
+    from otelagent.integrations.wsgi import SPAN_KEY, OtelAgentWSGIMiddleware
+    current = []
+
+    def app(environ, start_response):
+        start_response("200 OK", [])
+
+        def body():
+            for chunk in (b"a", b"b", b"c"):
+                current.append(otelagent.get_current_span())
+                yield chunk
+        return body()
+    mw = OtelAgentWSGIMiddleware(app)
+    env = _environ(HTTP_TRACEPARENT=TRACE_UNSAMPLED.format(uuid.uuid4().hex))
+    result = (mw if native else mw._python_path)(env, lambda *a: None)
+    it = iter(result)
+    chunks = [contextvars.copy_context().run(next, it) for _ in range(3)]
+    with pytest.raises(StopIteration):
+        contextvars.copy_context().run(next, it)
+    contextvars.copy_context().run(result.close)
+    assert chunks == [b"a", b"b", b"c"]
+    assert current == [env[SPAN_KEY]] * 3
+    assert otelagent.get_current_span() is otelagent.INVALID_SPAN
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_an_outer_span_that_ended_before_the_body_closed_is_not_brought_back(agent, native):
+    """An outer WSGI layer iterates the body inside a span of its own and
+    closes the body only after that span ended (the client went away):
+    resetting the body's span then would make the outer span current again,
+    for good."""
+    import otelagent
+    from otelagent.integrations.wsgi import OtelAgentWSGIMiddleware
+
+    def app(environ, start_response):
+        start_response("200 OK", [])
+
+        def body():
+            yield b"a"
+            yield b"b"
+        return body()
+    mw = OtelAgentWSGIMiddleware(app)
+
+    def outer(environ, start_response):
+        inner = (mw if native else mw._python_path)(environ, start_response)
+
+        def body():
+            try:
+                with otelagent.start_as_current_span("outer"):
+                    for chunk in inner:
+                        yield chunk
+            finally:
+                inner.close()
+        return body()
+    for parent in (TRACE_SAMPLED, TRACE_UNSAMPLED):
+        result = outer(_environ(HTTP_TRACEPARENT=parent.format(uuid.uuid4().hex)),
+                       lambda *a: None)
+        assert next(iter(result)) == b"a"
+        result.close()
+        assert otelagent.get_current_span() is otelagent.INVALID_SPAN

@@ -717,8 +717,13 @@ typedef struct {
   PyObject *result;     /* WSGI: the application's iterable, while it streams */
   PyObject *iter;       /* ...and its iterator */
   PyObject *baggage;    /* WSGI: the request's baggage, current again while it streams */
+  PyObject *body_token, *body_bag_token; /* WSGI: made current for the body, until it ends */
+  PyObject *body_ctx;                    /* ...in this context (held: compared by identity) */
   char wsgi, websocket, recording, ended;
+  char body_closed; /* WSGI: the application's body was closed */
 } ServerCall;
+
+static void body_leave(ServerCall *c);
 
 /* Whether `path` is excluded: 1, 0, or -1 with an exception set. */
 static int server_excludes(Server *self, PyObject *path, PyObject *request) {
@@ -1030,8 +1035,9 @@ static ServerCall *new_call(int wsgi) {
   if (c == NULL) return NULL;
   c->span = c->token = c->bag_token = c->target = c->scope = NULL;
   c->method = c->first_name = c->status = c->result = c->iter = c->baggage = NULL;
+  c->body_token = c->body_bag_token = c->body_ctx = NULL;
   c->wsgi = (char)wsgi;
-  c->websocket = c->recording = c->ended = 0;
+  c->websocket = c->recording = c->ended = c->body_closed = 0;
   PyObject_GC_Track((PyObject *)c);
   return c;
 }
@@ -1334,6 +1340,7 @@ static int note_status(ServerCall *c, PyObject *code) {
 static int call_end(ServerCall *c) {
   reset_var(g_current, &c->token);
   reset_var(g_baggage_var, &c->bag_token);
+  body_leave(c);
   if (c->ended) return 0;
   c->ended = 1;
   if (!c->recording) return 0;
@@ -1371,9 +1378,9 @@ static PyObject *call_closing(ServerCall *c, PyObject *result) {
 }
 
 /* Makes the request's span and baggage current again in the current context
-   (around each chunk and the body's close()), and only them: whatever else
-   the body sets or resets happens in the server's context, as without this
-   middleware. 0, or -1 with an exception set. */
+   (for a streamed body), and only them: whatever else the body sets or
+   resets happens in the server's context, as without this middleware. 0, or
+   -1 with an exception set. */
 static int request_enter(ServerCall *c, PyObject **token, PyObject **bag_token) {
   *bag_token = NULL;
   if ((*token = PyContextVar_Set(g_current, c->span)) == NULL) return -1;
@@ -1393,29 +1400,94 @@ static void request_leave(PyObject **token, PyObject **bag_token) {
   PyErr_Restore(type, value, tb);
 }
 
-/* close() of a streamed WSGI body: the application's close() (with the span
-   current), then the span ends whatever that did. */
-static PyObject *call_close(ServerCall *c, PyObject *unused) {
-  (void)unused;
-  PyObject *r = Py_None;
-  Py_INCREF(r);
-  if (c->result != NULL) {
-    PyObject *close;
-    if (optional_attr(c->result, s_close, &close) < 0) {
+/* Whether `var` holds `value` in the current context (1, 0, or -1 with an
+   exception set). */
+static int var_is(PyObject *var, PyObject *value) {
+  PyObject *cur;
+  if (PyContextVar_Get(var, NULL, &cur) != 0) return -1;
+  Py_XDECREF(cur); /* compared by identity only */
+  return cur == value;
+}
+
+/* Before a call into a streamed body (its next chunk, its close()): makes the
+   request's span and baggage current. The first time they stay current in
+   this context until the body ends, as the OpenTelemetry WSGI middleware
+   keeps its context attached: a body costs one set and one reset however
+   many chunks it has. Later calls in the same context do nothing, whatever
+   the body made current since (a generator holding a span across its yields
+   resets it itself). In another context (a server that iterates each chunk
+   in a copy, say) they are made current around this call only (*token,
+   *bag_token, for body_call_leave). 0, or -1 with an exception set. */
+static int body_call_enter(ServerCall *c, PyObject **token, PyObject **bag_token) {
+  *token = *bag_token = NULL;
+  PyThreadState *ts = PyThreadState_Get();
+  if (c->body_token != NULL) {
+    if (ts->context == c->body_ctx) return 0;
+  } else if (!c->ended) {
+    if (request_enter(c, &c->body_token, &c->body_bag_token) != 0) return -1;
+    /* The context exists now (the set made it); held, so that its address
+       cannot come back as another context's. */
+    c->body_ctx = Py_XNewRef(ts->context);
+    return 0;
+  }
+  return request_enter(c, token, bag_token);
+}
+
+/* Undoes what body_call_enter made current for this call only. */
+static void body_call_leave(PyObject **token, PyObject **bag_token) {
+  if (*token != NULL) request_leave(token, bag_token);
+}
+
+/* The end of a streamed body: what body_call_enter left current is reset,
+   provided it is still what is current here. If it is not, code in between
+   made something else current and will reset it itself (an outer generator's
+   `with` that ended before the server closed the body, say): resetting ours
+   now would bring back what that code had replaced. Keeps any exception. */
+static void body_leave(ServerCall *c) {
+  if (c->body_token == NULL) return;
+  PyObject *type, *value, *tb;
+  PyErr_Fetch(&type, &value, &tb);
+  if (c->body_bag_token != NULL && var_is(g_baggage_var, c->baggage) > 0)
+    reset_var(g_baggage_var, &c->body_bag_token);
+  if (var_is(g_current, c->span) > 0) reset_var(g_current, &c->body_token);
+  PyErr_Clear();
+  Py_CLEAR(c->body_token);
+  Py_CLEAR(c->body_bag_token);
+  Py_CLEAR(c->body_ctx);
+  PyErr_Restore(type, value, tb);
+}
+
+/* The application's close() of a streamed body (once), with the span
+   current too: the cleanup of a body closed before its end (the client went
+   away) may make spans. A new reference to what it returned, or NULL with
+   an exception set. */
+static PyObject *close_app(ServerCall *c) {
+  PyObject *result = c->result, *close;
+  if (result == NULL || c->body_closed) Py_RETURN_NONE;
+  c->body_closed = 1;
+  c->result = NULL;
+  Py_CLEAR(c->iter);
+  PyObject *r = NULL;
+  if (optional_attr(result, s_close, &close) >= 0) {
+    r = Py_NewRef(Py_None);
+    PyObject *token, *bag_token;
+    if (close != NULL && body_call_enter(c, &token, &bag_token) != 0) {
       Py_CLEAR(r);
     } else if (close != NULL) {
-      /* With the span current too: the cleanup of a body closed before its
-         end (the client went away) may make spans. */
-      PyObject *token, *bag_token;
-      if (request_enter(c, &token, &bag_token) != 0) {
-        Py_CLEAR(r);
-      } else {
-        Py_SETREF(r, PyObject_CallNoArgs(close));
-        request_leave(&token, &bag_token);
-      }
-      Py_DECREF(close);
+      Py_SETREF(r, PyObject_CallNoArgs(close));
+      body_call_leave(&token, &bag_token);
     }
+    Py_XDECREF(close);
   }
+  Py_DECREF(result);
+  return r;
+}
+
+/* The end of a streamed body: the application's close(), then the span
+   ends, whatever close() did. What close() returned, or NULL with its
+   exception set. */
+static PyObject *end_body(ServerCall *c) {
+  PyObject *r = close_app(c);
   PyObject *type, *value, *tb;
   PyErr_Fetch(&type, &value, &tb);
   int rc = call_end(c);
@@ -1424,19 +1496,24 @@ static PyObject *call_close(ServerCall *c, PyObject *unused) {
     PyErr_Restore(type, value, tb);
     return NULL;
   }
-  if (rc != 0) {
-    Py_XDECREF(r);
-    return NULL;
-  }
+  if (rc != 0) Py_CLEAR(r);
   return r;
 }
 
+/* close() of a streamed WSGI body, from the server: the body's end, unless
+   its last chunk already was. */
+static PyObject *call_close(ServerCall *c, PyObject *unused) {
+  (void)unused;
+  return end_body(c);
+}
+
 static PyObject *call_iter(ServerCall *c) {
-  if (c->result == NULL) {
+  if (c->result == NULL && !c->body_closed) {
     PyErr_SetString(PyExc_TypeError, "ServerCall: not a streamed body");
     return NULL;
   }
-  if (c->iter == NULL && (c->iter = PyObject_GetIter(c->result)) == NULL) return NULL;
+  if (c->iter == NULL && !c->body_closed && (c->iter = PyObject_GetIter(c->result)) == NULL)
+    return NULL;
   return Py_NewRef((PyObject *)c);
 }
 
@@ -1454,23 +1531,34 @@ static void report_failure(PyObject *hook, PyObject *span, PyObject **type, PyOb
   Py_XDECREF(r);
 }
 
-/* The next chunk, made with the request's span and baggage current (spans
-   the body starts are the span's children), and only then: between chunks
-   nothing of the request is current in the server. */
+/* The next chunk, made with the request's span and baggage current: spans
+   the body starts are the span's children. After the last chunk the body
+   ends at once (its close(), then the span), as in the OpenTelemetry WSGI
+   middleware: nothing of the request stays current once the server has all
+   of the body, and the server's close() finds nothing left to do. After an
+   error, nothing stays current either; the server's close() ends the body. */
 static PyObject *call_next(ServerCall *c) {
   if (c->iter == NULL) {
+    if (c->body_closed) return NULL;
     PyErr_SetString(PyExc_TypeError, "ServerCall: iterated before iter()");
     return NULL;
   }
   PyObject *token, *bag_token;
-  if (request_enter(c, &token, &bag_token) != 0) return NULL;
+  if (body_call_enter(c, &token, &bag_token) != 0) return NULL;
   PyObject *chunk = PyIter_Next(c->iter);
-  request_leave(&token, &bag_token);
+  body_call_leave(&token, &bag_token);
+  if (chunk != NULL) return chunk;
+  if (!PyErr_Occurred()) {
+    PyObject *r = end_body(c);
+    Py_XDECREF(r);
+    return NULL; /* StopIteration, or what close() raised */
+  }
   PyObject *type, *value, *tb;
   PyErr_Fetch(&type, &value, &tb);
   if (c->recording) report_failure(g_failed, c->span, &type, &value, &tb);
+  body_leave(c);
   PyErr_Restore(type, value, tb);
-  return chunk;
+  return NULL;
 }
 
 /* The first argument, positional or by `name` (borrowed; NULL when absent,
@@ -1562,6 +1650,9 @@ static int call_traverse(ServerCall *c, visitproc visit, void *arg) {
   Py_VISIT(c->result);
   Py_VISIT(c->iter);
   Py_VISIT(c->baggage);
+  Py_VISIT(c->body_token);
+  Py_VISIT(c->body_bag_token);
+  Py_VISIT(c->body_ctx);
   return 0;
 }
 
@@ -1577,11 +1668,15 @@ static int call_clear(ServerCall *c) {
   Py_CLEAR(c->result);
   Py_CLEAR(c->iter);
   Py_CLEAR(c->baggage);
+  Py_CLEAR(c->body_token);
+  Py_CLEAR(c->body_bag_token);
+  Py_CLEAR(c->body_ctx);
   return 0;
 }
 
 static void call_dealloc(ServerCall *c) {
   PyObject_GC_UnTrack(c);
+  body_leave(c); /* a server that never closed the body */
   call_clear(c);
   PyObject_GC_Del(c);
 }

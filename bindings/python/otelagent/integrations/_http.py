@@ -158,12 +158,14 @@ def request_failed(span, exc):
 
 
 def reset_request(token, bag_token):
-    """Resets the request's current span and baggage; a token of another
-    context (a generator resumed elsewhere) leaves that context alone."""
-    try:
-        T._cur_reset(token)
-    except ValueError:
-        pass
+    """Resets the request's current span and baggage (either token may be
+    None); a token of another context (a generator resumed elsewhere) leaves
+    that context alone."""
+    if token is not None:
+        try:
+            T._cur_reset(token)
+        except ValueError:
+            pass
     if bag_token is not None:
         try:
             _baggage.reset(bag_token)

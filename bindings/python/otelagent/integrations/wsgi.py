@@ -7,6 +7,7 @@ One server span per request with the stable HTTP semantic-convention
 attributes. The route template comes from the framework (the Flask
 integration sets it); without one the span is named after the method."""
 
+import contextvars
 import inspect
 
 from .. import _tracing as T
@@ -17,6 +18,9 @@ from ._http import P_ADDRESS, P_CLIENT, P_METHOD, P_PORT, P_PROTO, P_SCHEME, P_S
 SCOPE = _http.scope_entries("otelagent.integrations.wsgi", "0.2.0")
 SPAN_KEY = "otelagent.server_span"
 _SERVER = 2
+# The streamed body whose span this context holds current (the native path
+# compares the context itself, which Python code cannot see).
+_body = contextvars.ContextVar("otelagent.wsgi_body", default=None)
 
 
 class OtelAgentWSGIMiddleware(_http.NativeServer or object):
@@ -112,8 +116,8 @@ class OtelAgentWSGIMiddleware(_http.NativeServer or object):
         if type(result) is list or type(result) is tuple:
             span.end()
             return result
-        # A streamed body: the span ends when the server closes the iterable,
-        # after the last chunk.
+        # A streamed body: the span ends with the body (its last chunk, or
+        # the server's close() if that comes first).
         return _ClosingIterable(result, span, baggage)
 
 
@@ -163,50 +167,111 @@ def _rebuild(cls, state):
 
 
 class _ClosingIterable:
-    __slots__ = ("_it", "_span", "_baggage")
+    """A streamed body (the Python path of _native.c's ServerCall, which
+    documents the rules): the request's span and baggage are made current at
+    the first chunk and stay current while the server writes the chunks (one
+    set and one reset per body, as the OpenTelemetry WSGI middleware keeps its
+    context attached); after the last chunk the application's close() runs
+    and the span ends at once, and nothing of the request stays current."""
+
+    __slots__ = ("_it", "_iter", "_span", "_baggage", "_tokens", "_closed", "_ended")
 
     def __init__(self, it, span, baggage):
         self._it = it
+        self._iter = None
         self._span = span
         self._baggage = baggage  # the request's, current again while it streams
+        self._tokens = None  # what the body made current, until it ends
+        self._closed = self._ended = False
 
     def _enter(self):
         return T._cur_set(self._span), _baggage.set(self._baggage) if self._baggage else None
 
-    def __iter__(self):
-        # The span (and baggage) are current while the application makes each
-        # chunk (so spans started in a streaming generator are its children),
-        # and only then: nothing of the request stays current between chunks,
-        # in the server. Only these two variables: whatever else the body sets
-        # or resets happens in the server's context, as without us.
-        span = self._span
-        it = iter(self._it)
-        while True:
-            token, bag_token = self._enter()
+    def _call_enter(self):
+        """Before a call into the body: the span and baggage made current;
+        tokens to reset after the call when, in another context than the
+        one they were made current in for the body, they can only be made
+        current around it; else None."""
+        if self._tokens is not None:
+            if _body.get() is self:
+                return None
+        elif not self._ended:
+            self._tokens = self._enter() + (_body.set(self),)
+            return None
+        return self._enter()
+
+    def _leave(self):
+        """Resets what the body made current, if it is still what is
+        current: otherwise code in between replaced it and resets its own."""
+        tokens, self._tokens = self._tokens, None
+        if tokens is None:
+            return
+        token, bag_token, body_token = tokens
+        if _body.get() is self:
             try:
-                chunk = next(it)
-            except StopIteration:
-                return
-            except Exception as exc:
-                _http.failed(span, exc)
-                raise
+                _body.reset(body_token)
+            except ValueError:
+                pass
+        if bag_token is not None and _baggage.get() is self._baggage:
+            _http.reset_request(None, bag_token)
+        if T._current.get() is self._span:
+            _http.reset_request(token, None)
+
+    def __iter__(self):
+        if self._iter is None and not self._closed:
+            self._iter = iter(self._it)
+        return self
+
+    def __next__(self):
+        it = self._iter
+        if it is None:
+            if self._closed:
+                raise StopIteration
+            raise TypeError("iterated before iter()")
+        tokens = self._call_enter()
+        try:
+            chunk = next(it)
+        except StopIteration:
+            if tokens is not None:
+                _http.reset_request(*tokens)
+            self.close()
+            raise
+        except BaseException as exc:
+            if tokens is not None:
+                _http.reset_request(*tokens)
+            if isinstance(exc, Exception) and self._span._records:
+                _http.failed(self._span, exc)
+            self._leave()
+            raise
+        if tokens is not None:
+            _http.reset_request(*tokens)
+        return chunk
+
+    def _close_app(self):
+        if self._closed:
+            return
+        self._closed = True
+        it, self._it, self._iter = self._it, None, None
+        close = getattr(it, "close", None)
+        if close is not None:
+            # With the span current too: the cleanup of a body closed before
+            # its end (the client went away) may make spans.
+            tokens = self._call_enter()
+            try:
+                close()
             finally:
-                _http.reset_request(token, bag_token)
-            yield chunk
+                if tokens is not None:
+                    _http.reset_request(*tokens)
 
     def close(self):
+        """The body's end (from the server, unless the last chunk was)."""
         try:
-            close = getattr(self._it, "close", None)
-            if close is not None:
-                # With the span current too: the cleanup of a body closed
-                # before its end (the client went away) may make spans.
-                token, bag_token = self._enter()
-                try:
-                    close()
-                finally:
-                    _http.reset_request(token, bag_token)
+            self._close_app()
         finally:
-            self._span.end()
+            self._leave()
+            if not self._ended:
+                self._ended = True
+                self._span.end()
 
 
 def _full_url(environ):
