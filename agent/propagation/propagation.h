@@ -94,7 +94,8 @@ std::string xray_format(const otelagent_span_context &ctx, bool sampling_deferre
 
 // Lower-case hex of `n` bytes.
 void hex_encode(const uint8_t *bytes, size_t n, char *out);
-// Parses exactly 2n hex digits (lower case only unless `allow_upper`).
+// Parses exactly 2n hex digits (lower case only unless `allow_upper`); `out`
+// (n bytes) is written even when that fails.
 bool hex_decode(std::string_view hex, uint8_t *out, bool allow_upper);
 
 // Trims the optional white space (spaces and tabs) HTTP allows around values.

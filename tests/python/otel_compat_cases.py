@@ -202,3 +202,32 @@ def test_contrib_server_instrumentations_run_on_our_provider(provider, agent, ex
         assert c.get("/a/8").status_code == 200
     got = exported.wait(["GET /f/<int:n>", "GET /a/{n}"])
     assert got["GET /f/<int:n>"][0].kind == 2 and got["GET /a/{n}"][0].kind == 2
+
+
+def test_our_flask_integration_names_bridge_spans(provider, agent, exported):
+    """With the bridge installed the server span is the bridge's class: the
+    native dispatch hands it to the Python naming, and an exception the view
+    raises is recorded on it."""
+    from flask import Flask
+
+    import otelagent.integrations.flask as ofl
+    app = Flask("compat-own-flask")
+
+    @app.get("/own/<int:n>")
+    def own(n):
+        if n == 0:
+            raise ValueError("zero")
+        assert trace.get_current_span().is_recording()
+        return str(n)
+
+    ofl.instrument_app(app)
+    trace_id = uuid.uuid4().hex
+    with app.test_client() as c:
+        tp = {"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"}
+        assert c.get("/own/7", headers=tp, buffered=True).status_code == 200
+        assert c.get("/own/0", headers=tp, buffered=True).status_code == 500
+    got = exported.wait(["GET /own/<int:n>"], bytes.fromhex(trace_id))
+    ok, failed = sorted(got["GET /own/<int:n>"], key=lambda s: len(s.events))
+    assert attrs(ok)["http.route"] == "/own/<int:n>" and ok.status.code == 0
+    assert [e.name for e in failed.events] == ["exception"] and failed.status.code == 2
+    assert attrs(failed)["error.type"] == "ValueError"

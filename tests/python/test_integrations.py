@@ -264,6 +264,41 @@ def test_flask_handled_exception_and_unsampled_count(agent, exported):
     assert agent.stats()["spans_sampled_out"] == before + 1
 
 
+def test_flask_exception_in_a_before_request_hook_is_recorded(agent, exported):
+    """Exceptions reach the span through Flask's handle_user_exception (no
+    per-request cost): a before_request hook's too, not only the view's."""
+    from flask import Flask
+
+    import otelagent.integrations.flask as ofl
+    app = Flask(__name__)
+
+    @app.before_request
+    def check():
+        raise PermissionError("no badge")
+
+    @app.get("/guarded/<int:n>")
+    def guarded(n):
+        return "never"
+
+    ofl.instrument_app(app)
+    trace = uuid.uuid4().hex
+    r = app.test_client().get("/guarded/1", headers=_tp(trace), buffered=True)
+    assert r.status_code == 500
+    s = exported.wait(["GET /guarded/<int:n>"], bytes.fromhex(trace))["GET /guarded/<int:n>"][0]
+    assert [e.name for e in s.events] == ["exception"]
+    assert s.status.code == 2 and s.status.message == "PermissionError: no badge"
+    assert attrs(s)["error.type"] == "PermissionError"
+
+
+def test_flask_native_dispatch_fails_cleanly_before_init(agent):
+    T = pytest.importorskip("otelagent._tracing")
+    if T.native is None:
+        pytest.skip("the native module is not in use")
+    d = T.native.FlaskDispatch.__new__(T.native.FlaskDispatch)
+    with pytest.raises(RuntimeError):
+        d()
+
+
 def test_flask_streamed_body_spans_are_children_and_nothing_leaks(agent, exported):
     from flask import Flask, stream_with_context
 

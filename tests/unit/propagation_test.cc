@@ -95,6 +95,33 @@ TEST(TraceParent, IdsAndFlagsAreLowerCaseHex) {  // TC "version-format": HEXDIGL
   EXPECT_FALSE(parses(tp("00", kTrace, kSpan, "0.")));
 }
 
+// hex_decode is table-driven: every pair of bytes, in both modes, against
+// the rule written out (0-9, a-f, and A-F only where upper case is allowed).
+TEST(Hex, EveryBytePairDecodesAsTheRuleSays) {
+  auto digit = [](int c, bool upper) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (upper && c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  for (bool upper : {false, true}) {
+    for (int a = 0; a < 256; ++a) {
+      for (int b = 0; b < 256; ++b) {
+        const char pair[2] = {static_cast<char>(a), static_cast<char>(b)};
+        uint8_t out = 0;
+        bool ok = hex_decode(std::string_view(pair, 2), &out, upper);
+        int hi = digit(a, upper), lo = digit(b, upper);
+        ASSERT_EQ(ok, hi >= 0 && lo >= 0) << a << " " << b << " upper " << upper;
+        if (ok) {
+          ASSERT_EQ(out, hi << 4 | lo) << a << " " << b;
+        }
+      }
+    }
+  }
+  uint8_t out[2];
+  EXPECT_FALSE(hex_decode("abc", out, false));  // an odd number of digits
+}
+
 TEST(TraceParent, FieldLengthsAreExact) {  // TC "version-format": 32, 16 and 2 digits
   EXPECT_FALSE(parses(tp("00", kTrace.substr(1))));
   EXPECT_FALSE(parses(tp("00", kTrace + "0")));
