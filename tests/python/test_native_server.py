@@ -615,21 +615,21 @@ def test_a_dead_binding_interpreter_does_not_hand_its_objects_to_the_next(tmp_pa
 
 
 @pytest.mark.parametrize("native", [True, False])
-def test_a_streamed_body_keeps_its_span_current_and_ends_with_its_last_chunk(agent, exported,
-                                                                            native):
-    """The span and baggage are current from the body's first chunk to its
-    last, between chunks too (one set and one reset per body, as the
-    OpenTelemetry WSGI middleware keeps its context attached); after the last
-    chunk the body's close() runs with them current, the span ends and
-    nothing stays current, before the server's close()."""
+def test_a_streamed_body_ends_with_its_last_chunk(agent, exported, native):
+    """The span and baggage are current while each chunk is made and only
+    then; after the last chunk, in that call, the body's close() runs with
+    them current and the span ends, before the server's close(), which then
+    does nothing."""
     import otelagent
     from otelagent.integrations.wsgi import SPAN_KEY, OtelAgentWSGIMiddleware
     from otelagent.propagation import get_baggage
-    closed = []
+    made, closed = [], []
 
     class Body:
         def __iter__(self):
-            return iter([b"a", b"b"])
+            for chunk in (b"a", b"b"):
+                made.append((otelagent.get_current_span(), get_baggage()))
+                yield chunk
 
         def close(self):
             closed.append((otelagent.get_current_span(), get_baggage()))
@@ -642,15 +642,113 @@ def test_a_streamed_body_keeps_its_span_current_and_ends_with_its_last_chunk(age
     env = _environ(HTTP_TRACEPARENT=TRACE_SAMPLED.format(trace), HTTP_BAGGAGE="k=v")
     result = (mw if native else mw._python_path)(env, lambda *a: None)
     server = env[SPAN_KEY]
-    assert otelagent.get_current_span() is otelagent.INVALID_SPAN
-    seen = [(chunk, otelagent.get_current_span() is server, get_baggage()) for chunk in result]
-    assert seen == [(b"a", True, "k=v"), (b"b", True, "k=v")]
+    between = []
+    for _ in result:
+        between.append((otelagent.get_current_span(), get_baggage()))
+    assert made == [(server, "k=v")] * 2
+    assert between == [(otelagent.INVALID_SPAN, "")] * 2
     assert closed == [(server, "k=v")]
-    assert otelagent.get_current_span() is otelagent.INVALID_SPAN
-    assert get_baggage() == ""
+    assert otelagent.get_current_span() is otelagent.INVALID_SPAN and get_baggage() == ""
     exported.wait(["GET"], bytes.fromhex(trace))  # ended before the server's close()
     result.close()
     assert closed == [(server, "k=v")]  # the application's close() ran once
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_chunks_pulled_on_other_threads_leave_nothing_behind(agent, native):
+    """A server that pulls each chunk on a pool thread and closes the body on
+    its loop thread (Tornado's WSGIContainer with an executor): nothing of the
+    request stays current on any of them, and a later request without
+    baggage sees none."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import otelagent
+    from otelagent.integrations.wsgi import OtelAgentWSGIMiddleware
+    from otelagent.propagation import get_baggage
+    a, b = ThreadPoolExecutor(1), ThreadPoolExecutor(1)
+    seen = []
+
+    def app(environ, start_response):
+        start_response("200 OK", [])
+        seen.append(get_baggage())
+
+        def body():
+            yield b"a"
+            yield b"b"
+        return body()
+    mw = OtelAgentWSGIMiddleware(app)
+    serve = mw if native else mw._python_path
+    state = (lambda: (otelagent.get_current_span(), get_baggage()))
+    try:
+        result = a.submit(serve, _environ(HTTP_BAGGAGE="user=alice"), lambda *x: None).result()
+        it = iter(result)
+        assert a.submit(next, it).result() == b"a"
+        assert b.submit(next, it).result() == b"b"
+        assert b.submit(list, it).result() == []
+        result.close()
+        assert a.submit(state).result() == (otelagent.INVALID_SPAN, "")
+        assert b.submit(state).result() == (otelagent.INVALID_SPAN, "")
+        later = a.submit(serve, _environ(), lambda *x: None).result()
+        assert a.submit(list, later).result() == [b"a", b"b"]
+        assert seen == ["user=alice", ""]
+    finally:
+        a.shutdown()
+        b.shutdown()
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_two_bodies_iterated_in_turn_in_one_context(agent, native):
+    """Two requests' bodies served chunk by chunk in turn on one thread:
+    each chunk's spans are children of its own request's span."""
+    import otelagent
+    from otelagent.integrations.wsgi import SPAN_KEY, OtelAgentWSGIMiddleware
+    parents = {}
+
+    def app(environ, start_response):
+        start_response("200 OK", [])
+        me = environ["PATH_INFO"]
+
+        def body():
+            for _ in range(2):
+                with otelagent.start_as_current_span("chunk") as ch:
+                    parents.setdefault(me, []).append(ch._parent[16:24])
+                yield b"x"
+        return body()
+    mw = OtelAgentWSGIMiddleware(app)
+    serve = mw if native else mw._python_path
+    e1, e2 = _environ("/one", HTTP_BAGGAGE="u=a"), _environ("/two", HTTP_BAGGAGE="u=b")
+    i1, i2 = iter(serve(e1, lambda *x: None)), iter(serve(e2, lambda *x: None))
+    for it in (i1, i2, i1, i2, i1, i2):
+        next(it, None)
+    own = {p: e[SPAN_KEY].context.raw[16:24] for p, e in (("/one", e1), ("/two", e2))}
+    assert parents == {"/one": [own["/one"]] * 2, "/two": [own["/two"]] * 2}
+    assert otelagent.get_current_span() is otelagent.INVALID_SPAN
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_an_exception_whose_str_raises_reaches_the_server(agent, native):
+    """The span's exception event and status call str() on the application's
+    exception: an __str__ that raises must not replace the exception the
+    server gets."""
+    from otelagent.integrations.wsgi import OtelAgentWSGIMiddleware
+
+    class Lazy(Exception):
+        def __str__(self):
+            raise RuntimeError("no message")
+
+    def app(environ, start_response):
+        start_response("200 OK", [])
+
+        def body():
+            yield b"a"
+            raise Lazy()
+        return body()
+    mw = OtelAgentWSGIMiddleware(app)
+    result = (mw if native else mw._python_path)(
+        _environ(HTTP_TRACEPARENT=TRACE_SAMPLED.format(uuid.uuid4().hex)), lambda *x: None)
+    with pytest.raises(Lazy):
+        list(result)
+    result.close()
 
 
 @pytest.mark.parametrize("native", [True, False])

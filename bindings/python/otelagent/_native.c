@@ -721,13 +721,9 @@ typedef struct {
   PyObject *result;     /* WSGI: the application's iterable, while it streams */
   PyObject *iter;       /* ...and its iterator */
   PyObject *baggage;    /* WSGI: the request's baggage, current again while it streams */
-  PyObject *body_token, *body_bag_token; /* WSGI: made current for the body, until it ends */
-  PyObject *body_ctx;                    /* ...in this context (held: compared by identity) */
   char wsgi, websocket, recording, ended;
   char body_closed; /* WSGI: the application's body was closed */
 } ServerCall;
-
-static void body_leave(ServerCall *c);
 
 /* Whether `path` is excluded: 1, 0, or -1 with an exception set. */
 static int server_excludes(Server *self, PyObject *path, PyObject *request) {
@@ -1039,7 +1035,6 @@ static ServerCall *new_call(int wsgi) {
   if (c == NULL) return NULL;
   c->span = c->token = c->bag_token = c->target = c->scope = NULL;
   c->method = c->first_name = c->status = c->result = c->iter = c->baggage = NULL;
-  c->body_token = c->body_bag_token = c->body_ctx = NULL;
   c->wsgi = (char)wsgi;
   c->websocket = c->recording = c->ended = c->body_closed = 0;
   PyObject_GC_Track((PyObject *)c);
@@ -1123,10 +1118,16 @@ static PyObject *server_begin(Server *self, PyObject *const *args, Py_ssize_t na
     if (q != NULL && q != Py_None && !PyBytes_CheckExact(q)) Py_RETURN_NOTIMPLEMENTED;
     method = websocket ? s_GET : get_or(scope, s_method, s_GET);
   } else {
-    if ((h.tp = get_or(scope, s_tp_env, NULL)) == NULL && PyErr_Occurred()) return NULL;
-    if ((h.ts = get_or(scope, s_ts_env, NULL)) == NULL && PyErr_Occurred()) return NULL;
-    if ((h.bag = get_or(scope, s_bag_env, NULL)) == NULL && PyErr_Occurred()) return NULL;
-    if ((h.xray = get_or(scope, s_xray_env, NULL)) == NULL && PyErr_Occurred()) return NULL;
+    /* Only the headers extract() will read: each lookup in a large environ
+       counts on every request. */
+    if (g_prop_tc && (h.tp = get_or(scope, s_tp_env, NULL)) == NULL && PyErr_Occurred())
+      return NULL;
+    if (h.tp != NULL && (h.ts = get_or(scope, s_ts_env, NULL)) == NULL && PyErr_Occurred())
+      return NULL;
+    if (g_prop_bag && (h.bag = get_or(scope, s_bag_env, NULL)) == NULL && PyErr_Occurred())
+      return NULL;
+    if (g_prop_xray && (h.xray = get_or(scope, s_xray_env, NULL)) == NULL && PyErr_Occurred())
+      return NULL;
     method = get_or(scope, s_request_method, s_GET);
   }
   if (method == NULL) return NULL;
@@ -1344,7 +1345,6 @@ static int note_status(ServerCall *c, PyObject *code) {
 static int call_end(ServerCall *c) {
   reset_var(g_current, &c->token);
   reset_var(g_baggage_var, &c->bag_token);
-  body_leave(c);
   if (c->ended) return 0;
   c->ended = 1;
   if (!c->recording) return 0;
@@ -1404,68 +1404,11 @@ static void request_leave(PyObject **token, PyObject **bag_token) {
   PyErr_Restore(type, value, tb);
 }
 
-/* Whether `var` holds `value` in the current context (1, 0, or -1 with an
-   exception set). */
-static int var_is(PyObject *var, PyObject *value) {
-  PyObject *cur;
-  if (PyContextVar_Get(var, NULL, &cur) != 0) return -1;
-  Py_XDECREF(cur); /* compared by identity only */
-  return cur == value;
-}
-
-/* Before a call into a streamed body (its next chunk, its close()): makes the
-   request's span and baggage current. The first time they stay current in
-   this context until the body ends, as the OpenTelemetry WSGI middleware
-   keeps its context attached: a body costs one set and one reset however
-   many chunks it has. Later calls in the same context do nothing, whatever
-   the body made current since (a generator holding a span across its yields
-   resets it itself). In another context (a server that iterates each chunk
-   in a copy, say) they are made current around this call only (*token,
-   *bag_token, for body_call_leave). 0, or -1 with an exception set. */
-static int body_call_enter(ServerCall *c, PyObject **token, PyObject **bag_token) {
-  *token = *bag_token = NULL;
-  PyThreadState *ts = PyThreadState_Get();
-  if (c->body_token != NULL) {
-    if (ts->context == c->body_ctx) return 0;
-  } else if (!c->ended) {
-    if (request_enter(c, &c->body_token, &c->body_bag_token) != 0) return -1;
-    /* The context exists now (the set made it); held, so that its address
-       cannot come back as another context's. */
-    c->body_ctx = Py_XNewRef(ts->context);
-    return 0;
-  }
-  return request_enter(c, token, bag_token);
-}
-
-/* Undoes what body_call_enter made current for this call only. */
-static void body_call_leave(PyObject **token, PyObject **bag_token) {
-  if (*token != NULL) request_leave(token, bag_token);
-}
-
-/* The end of a streamed body: what body_call_enter left current is reset,
-   provided it is still what is current here. If it is not, code in between
-   made something else current and will reset it itself (an outer generator's
-   `with` that ended before the server closed the body, say): resetting ours
-   now would bring back what that code had replaced. Keeps any exception. */
-static void body_leave(ServerCall *c) {
-  if (c->body_token == NULL) return;
-  PyObject *type, *value, *tb;
-  PyErr_Fetch(&type, &value, &tb);
-  if (c->body_bag_token != NULL && var_is(g_baggage_var, c->baggage) > 0)
-    reset_var(g_baggage_var, &c->body_bag_token);
-  if (var_is(g_current, c->span) > 0) reset_var(g_current, &c->body_token);
-  PyErr_Clear();
-  Py_CLEAR(c->body_token);
-  Py_CLEAR(c->body_bag_token);
-  Py_CLEAR(c->body_ctx);
-  PyErr_Restore(type, value, tb);
-}
-
-/* The application's close() of a streamed body (once), with the span
-   current too: the cleanup of a body closed before its end (the client went
-   away) may make spans. A new reference to what it returned, or NULL with
-   an exception set. */
-static PyObject *close_app(ServerCall *c) {
+/* The application's close() of a streamed body (once), with the span and
+   baggage current (the cleanup of a body closed before its end, the client
+   gone, may make spans), unless the caller already made them current. A new
+   reference to what it returned, or NULL with an exception set. */
+static PyObject *close_app(ServerCall *c, int entered) {
   PyObject *result = c->result, *close;
   if (result == NULL || c->body_closed) Py_RETURN_NONE;
   c->body_closed = 1;
@@ -1474,12 +1417,12 @@ static PyObject *close_app(ServerCall *c) {
   PyObject *r = NULL;
   if (optional_attr(result, s_close, &close) >= 0) {
     r = Py_NewRef(Py_None);
-    PyObject *token, *bag_token;
-    if (close != NULL && body_call_enter(c, &token, &bag_token) != 0) {
+    PyObject *token = NULL, *bag_token = NULL;
+    if (close != NULL && !entered && request_enter(c, &token, &bag_token) != 0) {
       Py_CLEAR(r);
     } else if (close != NULL) {
       Py_SETREF(r, PyObject_CallNoArgs(close));
-      body_call_leave(&token, &bag_token);
+      request_leave(&token, &bag_token);
     }
     Py_XDECREF(close);
   }
@@ -1487,11 +1430,9 @@ static PyObject *close_app(ServerCall *c) {
   return r;
 }
 
-/* The end of a streamed body: the application's close(), then the span
-   ends, whatever close() did. What close() returned, or NULL with its
-   exception set. */
-static PyObject *end_body(ServerCall *c) {
-  PyObject *r = close_app(c);
+/* The span ends after the body's close(), whatever that did: what close()
+   returned (r), or NULL with its exception set. */
+static PyObject *end_after(ServerCall *c, PyObject *r) {
   PyObject *type, *value, *tb;
   PyErr_Fetch(&type, &value, &tb);
   int rc = call_end(c);
@@ -1508,7 +1449,7 @@ static PyObject *end_body(ServerCall *c) {
    its last chunk already was. */
 static PyObject *call_close(ServerCall *c, PyObject *unused) {
   (void)unused;
-  return end_body(c);
+  return end_after(c, close_app(c, 0));
 }
 
 static PyObject *call_iter(ServerCall *c) {
@@ -1535,12 +1476,13 @@ static void report_failure(PyObject *hook, PyObject *span, PyObject **type, PyOb
   Py_XDECREF(r);
 }
 
-/* The next chunk, made with the request's span and baggage current: spans
-   the body starts are the span's children. After the last chunk the body
-   ends at once (its close(), then the span), as in the OpenTelemetry WSGI
-   middleware: nothing of the request stays current once the server has all
-   of the body, and the server's close() finds nothing left to do. After an
-   error, nothing stays current either; the server's close() ends the body. */
+/* The next chunk, made with the request's span and baggage current (spans
+   the body starts are its children), and only during this call: between
+   chunks nothing of the request is current in the server, which may run
+   other work, or the next call in another thread or context. After the last
+   chunk, still in this call, the body's close() runs and the span ends (as
+   in the OpenTelemetry WSGI middleware): the server's close() then finds
+   nothing left to do, and one set and reset fewer are paid per request. */
 static PyObject *call_next(ServerCall *c) {
   if (c->iter == NULL) {
     if (c->body_closed) return NULL;
@@ -1548,21 +1490,22 @@ static PyObject *call_next(ServerCall *c) {
     return NULL;
   }
   PyObject *token, *bag_token;
-  if (body_call_enter(c, &token, &bag_token) != 0) return NULL;
+  if (request_enter(c, &token, &bag_token) != 0) return NULL;
   PyObject *chunk = PyIter_Next(c->iter);
-  body_call_leave(&token, &bag_token);
-  if (chunk != NULL) return chunk;
-  if (!PyErr_Occurred()) {
-    PyObject *r = end_body(c);
-    Py_XDECREF(r);
+  if (chunk == NULL && !PyErr_Occurred()) {
+    PyObject *r = close_app(c, 1);
+    request_leave(&token, &bag_token);
+    Py_XDECREF(end_after(c, r));
     return NULL; /* StopIteration, or what close() raised */
   }
-  PyObject *type, *value, *tb;
-  PyErr_Fetch(&type, &value, &tb);
-  if (c->recording) report_failure(g_failed, c->span, &type, &value, &tb);
-  body_leave(c);
-  PyErr_Restore(type, value, tb);
-  return NULL;
+  request_leave(&token, &bag_token);
+  if (chunk == NULL && c->recording) {
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    report_failure(g_failed, c->span, &type, &value, &tb);
+    PyErr_Restore(type, value, tb);
+  }
+  return chunk;
 }
 
 /* The first argument, positional or by `name` (borrowed; NULL when absent,
@@ -1654,9 +1597,6 @@ static int call_traverse(ServerCall *c, visitproc visit, void *arg) {
   Py_VISIT(c->result);
   Py_VISIT(c->iter);
   Py_VISIT(c->baggage);
-  Py_VISIT(c->body_token);
-  Py_VISIT(c->body_bag_token);
-  Py_VISIT(c->body_ctx);
   return 0;
 }
 
@@ -1672,15 +1612,11 @@ static int call_clear(ServerCall *c) {
   Py_CLEAR(c->result);
   Py_CLEAR(c->iter);
   Py_CLEAR(c->baggage);
-  Py_CLEAR(c->body_token);
-  Py_CLEAR(c->body_bag_token);
-  Py_CLEAR(c->body_ctx);
   return 0;
 }
 
 static void call_dealloc(ServerCall *c) {
   PyObject_GC_UnTrack(c);
-  body_leave(c); /* a server that never closed the body */
   call_clear(c);
   PyObject_GC_Del(c);
 }

@@ -150,13 +150,27 @@ class NonRecordingSpan:
 INVALID_SPAN = NonRecordingSpan()
 
 
+def _message(exc):
+    """str(exc), which runs the application's __str__: when that raises, a
+    placeholder, never the host's exception replaced by ours."""
+    try:
+        return str(exc)
+    except Exception:
+        return f"<{type(exc).__name__}: str() failed>"
+
+
+def _describe(exc):
+    """An exception's status description: `Type: message`."""
+    return f"{type(exc).__name__}: {_message(exc)}"
+
+
 def _exception_attributes(exc):
     et = type(exc)
     mod = et.__module__
     name = et.__qualname__ if mod in ("builtins", "__main__") else f"{mod}.{et.__qualname__}"
     return {
         "exception.type": name,
-        "exception.message": str(exc),
+        "exception.message": _message(exc),
         "exception.stacktrace": "".join(traceback.format_exception(et, exc, exc.__traceback__)),
     }
 
@@ -363,7 +377,7 @@ class Span:
                 pass
         if ev is not None and isinstance(ev, Exception):
             self.record_exception(ev)
-            self.set_status(2, f"{et.__name__}: {ev}")
+            self.set_status(2, _describe(ev))
         self.end()
         return False
 
@@ -656,7 +670,7 @@ class _Scope:
             if self._record_exception:
                 span.record_exception(ev)
             if self._set_status_on_exception:
-                span.set_status(2, f"{et.__name__}: {ev}")
+                span.set_status(2, _describe(ev))
         if self._end_on_exit:
             span.end()
         return False
@@ -762,7 +776,7 @@ class use_span:
             pass
         if ev is not None and isinstance(ev, Exception) and self._span.is_recording():
             self._span.record_exception(ev)
-            self._span.set_status(StatusCode.ERROR, f"{et.__name__}: {ev}")
+            self._span.set_status(StatusCode.ERROR, _describe(ev))
         if self._end:
             self._span.end()
         return False

@@ -146,7 +146,7 @@ def claim_app(app, log):
 def failed(span, exc):
     """An exception escaped the application while the span was current."""
     span.record_exception(exc)
-    span.set_status(2, f"{type(exc).__name__}: {exc}")
+    span.set_status(2, T._describe(exc))
 
 
 def request_failed(span, exc):

@@ -93,7 +93,7 @@ def _finish(state, status_code=None, exc=None):
                 span._attrs["error.type"] = str(status_code)
         if exc is not None:
             span.record_exception(exc)
-            span.set_status(2, f"{type(exc).__name__}: {exc}")
+            span.set_status(2, T._describe(exc))
             span._attrs["error.type"] = type(exc).__qualname__
     span.end()
 

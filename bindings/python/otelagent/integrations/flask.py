@@ -59,6 +59,21 @@ def _naming_dispatch(dispatch):
     return dispatch_request
 
 
+def _record(app, e):
+    """An exception a hook or the view raised, on the request's span."""
+    ctx = _cv_request.get(None)
+    span = ctx.request.environ.get(SPAN_KEY) if ctx is not None else None
+    if span is not None and span._records:
+        if "http.route" not in span._attrs:  # a before_request hook raised
+            _name_span(span, ctx.request)
+        # Recorded even if an error handler turns it into a response; the
+        # status becomes ERROR only with a 5xx.
+        span.record_exception(e)
+        if not _has_handler(app, e):
+            span.set_status(2, T._describe(e))
+            span._attrs["error.type"] = type(e).__qualname__
+
+
 def instrument_app(app, excluded_urls=None, start_agent=True):
     if not _http.claim_app(app, _log):
         return False
@@ -70,17 +85,10 @@ def instrument_app(app, excluded_urls=None, start_agent=True):
         # Flask calls this only when a hook or the view raised: unlike a
         # wrapper around the view, it costs nothing on a request that did not.
         if not isinstance(e, HTTPException):  # an HTTP answer: its status code tells
-            ctx = _cv_request.get(None)
-            span = ctx.request.environ.get(SPAN_KEY) if ctx is not None else None
-            if span is not None and span._records:
-                if "http.route" not in span._attrs:  # a before_request hook raised
-                    _name_span(span, ctx.request)
-                # Recorded even if an error handler turns it into a response;
-                # the status becomes ERROR only with a 5xx.
-                span.record_exception(e)
-                if not _has_handler(app, e):
-                    span.set_status(2, f"{type(e).__name__}: {e}")
-                    span._attrs["error.type"] = type(e).__qualname__
+            try:
+                _record(app, e)
+            except Exception:  # never in the way of the application's handler
+                _log.debug("otelagent: could not record %s on the request's span", type(e))
         return handle(e)
 
     app.handle_user_exception = handle_user_exception

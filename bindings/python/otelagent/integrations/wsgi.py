@@ -7,7 +7,6 @@ One server span per request with the stable HTTP semantic-convention
 attributes. The route template comes from the framework (the Flask
 integration sets it); without one the span is named after the method."""
 
-import contextvars
 import inspect
 
 from .. import _tracing as T
@@ -18,9 +17,6 @@ from ._http import P_ADDRESS, P_CLIENT, P_METHOD, P_PORT, P_PROTO, P_SCHEME, P_S
 SCOPE = _http.scope_entries("otelagent.integrations.wsgi", "0.2.0")
 SPAN_KEY = "otelagent.server_span"
 _SERVER = 2
-# The streamed body whose span this context holds current (the native path
-# compares the context itself, which Python code cannot see).
-_body = contextvars.ContextVar("otelagent.wsgi_body", default=None)
 
 
 class OtelAgentWSGIMiddleware(_http.NativeServer or object):
@@ -167,55 +163,24 @@ def _rebuild(cls, state):
 
 
 class _ClosingIterable:
-    """A streamed body (the Python path of _native.c's ServerCall, which
-    documents the rules): the request's span and baggage are made current at
-    the first chunk and stay current while the server writes the chunks (one
-    set and one reset per body, as the OpenTelemetry WSGI middleware keeps its
-    context attached); after the last chunk the application's close() runs
-    and the span ends at once, and nothing of the request stays current."""
+    """A streamed body (the Python path of _native.c's ServerCall): the
+    request's span and baggage are current while the application makes each
+    chunk, and only then (between chunks the server may run other work, or
+    the next call in another thread or context). After the last chunk, still
+    in that call, the application's close() runs and the span ends; the
+    server's close() then has nothing left to do."""
 
-    __slots__ = ("_it", "_iter", "_span", "_baggage", "_tokens", "_closed", "_ended")
+    __slots__ = ("_it", "_iter", "_span", "_baggage", "_closed", "_ended")
 
     def __init__(self, it, span, baggage):
         self._it = it
         self._iter = None
         self._span = span
         self._baggage = baggage  # the request's, current again while it streams
-        self._tokens = None  # what the body made current, until it ends
         self._closed = self._ended = False
 
     def _enter(self):
         return T._cur_set(self._span), _baggage.set(self._baggage) if self._baggage else None
-
-    def _call_enter(self):
-        """Before a call into the body: the span and baggage made current;
-        tokens to reset after the call when, in another context than the
-        one they were made current in for the body, they can only be made
-        current around it; else None."""
-        if self._tokens is not None:
-            if _body.get() is self:
-                return None
-        elif not self._ended:
-            self._tokens = self._enter() + (_body.set(self),)
-            return None
-        return self._enter()
-
-    def _leave(self):
-        """Resets what the body made current, if it is still what is
-        current: otherwise code in between replaced it and resets its own."""
-        tokens, self._tokens = self._tokens, None
-        if tokens is None:
-            return
-        token, bag_token, body_token = tokens
-        if _body.get() is self:
-            try:
-                _body.reset(body_token)
-            except ValueError:
-                pass
-        if bag_token is not None and _baggage.get() is self._baggage:
-            _http.reset_request(None, bag_token)
-        if T._current.get() is self._span:
-            _http.reset_request(token, None)
 
     def __iter__(self):
         if self._iter is None and not self._closed:
@@ -228,24 +193,24 @@ class _ClosingIterable:
             if self._closed:
                 raise StopIteration
             raise TypeError("iterated before iter()")
-        tokens = self._call_enter()
+        tokens = self._enter()
         try:
-            chunk = next(it)
+            return next(it)
         except StopIteration:
-            if tokens is not None:
+            try:
+                self._close_app()
+            finally:
                 _http.reset_request(*tokens)
-            self.close()
+                tokens = None
+                self._end()
             raise
-        except BaseException as exc:
-            if tokens is not None:
-                _http.reset_request(*tokens)
-            if isinstance(exc, Exception) and self._span._records:
+        except Exception as exc:
+            if self._span._records:
                 _http.failed(self._span, exc)
-            self._leave()
             raise
-        if tokens is not None:
-            _http.reset_request(*tokens)
-        return chunk
+        finally:
+            if tokens is not None:
+                _http.reset_request(*tokens)
 
     def _close_app(self):
         if self._closed:
@@ -254,24 +219,26 @@ class _ClosingIterable:
         it, self._it, self._iter = self._it, None, None
         close = getattr(it, "close", None)
         if close is not None:
-            # With the span current too: the cleanup of a body closed before
-            # its end (the client went away) may make spans.
-            tokens = self._call_enter()
-            try:
-                close()
-            finally:
-                if tokens is not None:
-                    _http.reset_request(*tokens)
+            close()
+
+    def _end(self):
+        if not self._ended:
+            self._ended = True
+            self._span.end()
 
     def close(self):
-        """The body's end (from the server, unless the last chunk was)."""
+        """The body's end (from the server, unless the last chunk was): the
+        application's close() with the span current too (the cleanup of a
+        body closed before its end, the client gone, may make spans)."""
         try:
-            self._close_app()
+            if not self._closed:
+                tokens = self._enter()
+                try:
+                    self._close_app()
+                finally:
+                    _http.reset_request(*tokens)
         finally:
-            self._leave()
-            if not self._ended:
-                self._ended = True
-                self._span.end()
+            self._end()
 
 
 def _full_url(environ):
