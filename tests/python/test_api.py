@@ -389,3 +389,22 @@ otelagent.shutdown(1000)
     assert r.returncode == 0 and r.stdout.strip() == "300", (r.stdout, r.stderr)
     names = [s.name for s in sink.spans() if s.name.startswith(tag)]
     assert sorted(names) == sorted(f"{tag}-{i}" for i in range(300))
+
+
+def test_an_exception_whose_str_raises_leaves_the_with_block_unchanged(agent, exported):
+    """The exception event and the ERROR status describe the exception with
+    str(): an __str__ that raises must not replace the application's
+    exception on its way out of the span."""
+    import otelagent
+
+    class Lazy(Exception):
+        def __str__(self):
+            raise RuntimeError("no message")
+
+    with pytest.raises(Lazy):
+        with otelagent.start_as_current_span("lazy-failure") as span:
+            raise Lazy()
+    tid = span.context.raw[0:16]
+    s = exported.wait(["lazy-failure"], tid)["lazy-failure"][0]
+    assert s.status.code == 2 and "Lazy" in s.status.message
+    assert attrs(s.events[0])["exception.type"].endswith("Lazy")
