@@ -457,7 +457,7 @@ static PyObject *s_type, *s_http, *s_websocket, *s_path, *s_headers, *s_method, 
     *s_ua_env, *s_protocol_env, *s_tp_env, *s_ts_env, *s_bag_env, *s_xray_env, *s_HTTP_prefix,
     *a_method, *a_method_original, *a_other, *a_url_path, *a_url_scheme, *a_url_query,
     *a_server_address, *a_server_port, *a_client_address, *a_user_agent, *a_protocol, *a_route,
-    *a_status_code, *a_error_type, *s_request, *s_environ, *s_url_rule, *s_rule;
+    *a_status_code, *a_error_type, *s_werkzeug_request, *s_url_rule, *s_rule;
 static PyObject *g_kind_server, *g_zero, *g_port_80, *g_port_443, *g_invalid_ctx;
 
 static const struct {
@@ -493,8 +493,7 @@ static const struct {
     {&s_set_status, "set_status"},
     {&s_end, "end"},
     {&s_close, "close"},
-    {&s_request, "request"},
-    {&s_environ, "environ"},
+    {&s_werkzeug_request, "werkzeug.request"},
     {&s_url_rule, "url_rule"},
     {&s_rule, "rule"},
     {&s_search, "search"},
@@ -703,6 +702,7 @@ typedef struct {
   PyObject *cache;         /* path -> whether the pattern finds it */
   PyObject *on_error;      /* WSGI: on_error(span, exc) when the application raises */
   int needs_full;
+  int werkzeug_route; /* WSGI: the route is the rule werkzeug matched (Flask) */
   int wsgi;
 } Server;
 
@@ -722,7 +722,8 @@ typedef struct {
   PyObject *iter;       /* ...and its iterator */
   PyObject *baggage;    /* WSGI: the request's baggage, current again while it streams */
   char wsgi, websocket, recording, ended;
-  char body_closed; /* WSGI: the application's body was closed */
+  char body_closed;    /* WSGI: the application's body was closed */
+  char werkzeug_route; /* WSGI: name the span after werkzeug's rule when the response starts */
 } ServerCall;
 
 /* Whether `path` is excluded: 1, 0, or -1 with an exception set. */
@@ -1036,7 +1037,7 @@ static ServerCall *new_call(int wsgi) {
   c->span = c->token = c->bag_token = c->target = c->scope = NULL;
   c->method = c->first_name = c->status = c->result = c->iter = c->baggage = NULL;
   c->wsgi = (char)wsgi;
-  c->websocket = c->recording = c->ended = c->body_closed = 0;
+  c->websocket = c->recording = c->ended = c->body_closed = c->werkzeug_route = 0;
   PyObject_GC_Track((PyObject *)c);
   return c;
 }
@@ -1165,6 +1166,7 @@ static PyObject *server_begin(Server *self, PyObject *const *args, Py_ssize_t na
   c->token = PyContextVar_Set(g_current, c->span);
   if (c->token == NULL) goto fail;
   c->recording = (char)recording;
+  c->werkzeug_route = (char)self->werkzeug_route;
   if (recording) {
     PyObject *attrs = slot_get(c->span, g_off[SLOT_ATTRS]);
     if ((self->wsgi ? wsgi_attrs(attrs, scope, method, known, path)
@@ -1192,12 +1194,14 @@ fail:
 }
 
 static int server_init(Server *self, PyObject *args, PyObject *kwds) {
-  static char *kwlist[] = {"wsgi", "scope_entries", "excluded", "full_url", "on_error", NULL};
-  int wsgi;
+  static char *kwlist[] = {"wsgi",     "scope_entries",  "excluded", "full_url",
+                           "on_error", "werkzeug_route", NULL};
+  int wsgi, werkzeug_route = 0;
   PyObject *entries, *excluded, *full_url, *on_error = Py_None;
-  if (!PyArg_ParseTupleAndKeywords(args, kwds, "pO!OO|O", kwlist, &wsgi, &PyBytes_Type, &entries,
-                                   &excluded, &full_url, &on_error))
+  if (!PyArg_ParseTupleAndKeywords(args, kwds, "pO!OO|Op", kwlist, &wsgi, &PyBytes_Type, &entries,
+                                   &excluded, &full_url, &on_error, &werkzeug_route))
     return -1;
+  self->werkzeug_route = werkzeug_route;
   Py_XSETREF(self->on_error, on_error == Py_None ? NULL : Py_NewRef(on_error));
   self->wsgi = wsgi;
   Py_XSETREF(self->scope_entries, Py_NewRef(entries));
@@ -1264,7 +1268,7 @@ static PyTypeObject Server_Type = {
     .tp_basicsize = sizeof(Server),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE,
     .tp_doc =
-        "Server(wsgi, scope_entries, excluded, full_url, on_error=None): one "
+        "Server(wsgi, scope_entries, excluded, full_url, on_error=None, werkzeug_route=False): one "
         "middleware's settings; called as a WSGI application by a subclass that has "
         "wsgi_app and _python_path (integrations/wsgi.py).",
     .tp_call = (ternaryfunc)server_call,
@@ -1338,6 +1342,34 @@ static int note_status(ServerCall *c, PyObject *code) {
   if (PyDict_GetItemWithError(attrs, a_error_type) != NULL) return 0;
   if (PyErr_Occurred()) return -1;
   return put(attrs, a_error_type, PyObject_Str(code));
+}
+
+/* When a recorded WSGI request's response starts (its start_response), for
+   Flask: http.route and the name `METHOD rule` from the rule werkzeug
+   matched, environ["werkzeug.request"].url_rule.rule (Flask empties that
+   entry when the request ends, just after). A name the application set
+   (update_name) is kept. Naming here costs nothing on requests that record
+   nothing, and needs no attribute of ours on the Flask app. A failure leaves
+   the span as it is: it is not the application's. */
+static void name_after_werkzeug_rule(ServerCall *c) {
+  PyObject *request = PyDict_GetItemWithError(c->scope, s_werkzeug_request); /* borrowed */
+  PyObject *rule = NULL, *template = NULL;
+  if (request == NULL || request == Py_None) goto done;
+  if ((rule = PyObject_GetAttr(request, s_url_rule)) == NULL || rule == Py_None) goto done;
+  if ((template = PyObject_GetAttr(rule, s_rule)) == NULL || !PyUnicode_Check(template)) goto done;
+  PyObject *span = c->span;
+  if (PyDict_SetItem(slot_get(span, g_off[SLOT_ATTRS]), a_route, template) != 0) goto done;
+  if (slot_get(span, g_off[SLOT_NAME]) == c->first_name) {
+    PyObject *name = PyUnicode_FromFormat("%S %S", c->first_name, template);
+    if (name != NULL) {
+      slot_set(span, g_off[SLOT_NAME], name);
+      Py_DECREF(name);
+    }
+  }
+done:
+  PyErr_Clear();
+  Py_XDECREF(rule);
+  Py_XDECREF(template);
 }
 
 /* Ends the span once (records it); the current span and baggage are reset
@@ -1558,6 +1590,7 @@ static PyObject *call_call(ServerCall *c, PyObject *args, PyObject *kwargs) {
     int rc = note_status(c, code);
     Py_DECREF(code);
     if (rc != 0) return NULL;
+    if (c->werkzeug_route) name_after_werkzeug_rule(c);
   }
   return PyObject_Call(c->target, args, kwargs);
 }
@@ -1718,150 +1751,6 @@ static PyObject *server_call(Server *self, PyObject *args, PyObject *kwargs) {
   return r;
 }
 
-/* --- FlaskDispatch: the Flask integration's dispatch_request -------------- */
-
-typedef struct {
-  PyObject ob_base;    /* PyObject_HEAD */
-  PyObject *dispatch;  /* the application's own dispatch_request */
-  PyObject *request;   /* flask.globals._cv_request */
-  PyObject *name_span; /* flask.py's _name_span(span, request), for other span classes */
-  vectorcallfunc call; /* flask_dispatch_call */
-} FlaskDispatch;
-
-/* Names the request's recorded server span (environ[SPAN_KEY], which the
-   middleware put there) `METHOD rule` with http.route, from the rule Flask
-   matched; a span that records nothing costs a few lookups. 0, or -1 with
-   an exception set. */
-static int name_flask_span(FlaskDispatch *self) {
-  PyObject *ctx, *request = NULL, *environ = NULL, *rule = NULL, *template = NULL;
-  if (PyContextVar_Get(self->request, Py_None, &ctx) != 0) return -1;
-  int rc = -1;
-  if (ctx == Py_None) {
-    rc = 0;
-    goto done;
-  }
-  if ((request = PyObject_GetAttr(ctx, s_request)) == NULL ||
-      (environ = PyObject_GetAttr(request, s_environ)) == NULL)
-    goto done;
-  PyObject *span = PyDict_Check(environ) ? PyDict_GetItemWithError(environ, s_span_key) : NULL;
-  if (span == NULL || Py_TYPE(span) == g_nonrec_type) {
-    rc = PyErr_Occurred() ? -1 : 0;
-    goto done;
-  }
-  if (Py_TYPE(span) != g_span_type) { /* the OpenTelemetry bridge's: Python names it */
-    PyObject *r = PyObject_CallFunctionObjArgs(self->name_span, span, request, NULL);
-    rc = r == NULL ? -1 : 0;
-    Py_XDECREF(r);
-    goto done;
-  }
-  if ((rule = PyObject_GetAttr(request, s_url_rule)) == NULL) goto done;
-  if (rule == Py_None) {
-    rc = 0;
-    goto done;
-  }
-  if ((template = PyObject_GetAttr(rule, s_rule)) == NULL) goto done;
-  if (PyDict_SetItem(slot_get(span, g_off[SLOT_ATTRS]), a_route, template) != 0) goto done;
-  PyObject *name = PyUnicode_FromFormat("%S %S", slot_get(span, g_off[SLOT_NAME]), template);
-  if (name == NULL) goto done;
-  slot_set(span, g_off[SLOT_NAME], name);
-  Py_DECREF(name);
-  rc = 0;
-done:
-  Py_DECREF(ctx);
-  Py_XDECREF(request);
-  Py_XDECREF(environ);
-  Py_XDECREF(rule);
-  Py_XDECREF(template);
-  return rc;
-}
-
-/* Flask calls app.dispatch_request() on every request: the span is named,
-   then the application's dispatch runs. A failure to name it is not the
-   application's and is not raised (the span keeps its name). */
-static PyObject *flask_dispatch_call(FlaskDispatch *self, PyObject *const *args, size_t nargsf,
-                                     PyObject *kwnames) {
-  if (name_flask_span(self) != 0) PyErr_Clear();
-  return PyObject_Vectorcall(self->dispatch, args, nargsf, kwnames);
-}
-
-static int flask_dispatch_init(FlaskDispatch *self, PyObject *args, PyObject *kwds) {
-  PyObject *dispatch, *request, *name_span;
-  if (kwds != NULL && PyDict_GET_SIZE(kwds) != 0) {
-    PyErr_SetString(PyExc_TypeError, "FlaskDispatch() takes no keyword arguments");
-    return -1;
-  }
-  if (!PyArg_ParseTuple(args, "OO!O", &dispatch, &PyContextVar_Type, &request, &name_span))
-    return -1;
-  if (g_span_type == NULL) {
-    PyErr_SetString(PyExc_RuntimeError, "_native: bind_server() was not called");
-    return -1;
-  }
-  Py_XSETREF(self->dispatch, Py_NewRef(dispatch));
-  Py_XSETREF(self->request, Py_NewRef(request));
-  Py_XSETREF(self->name_span, Py_NewRef(name_span));
-  self->call = (vectorcallfunc)flask_dispatch_call;
-  return 0;
-}
-
-static int flask_dispatch_traverse(FlaskDispatch *self, visitproc visit, void *arg) {
-  Py_VISIT(self->dispatch);
-  Py_VISIT(self->request);
-  Py_VISIT(self->name_span);
-  return 0;
-}
-
-static int flask_dispatch_clear(FlaskDispatch *self) {
-  Py_CLEAR(self->dispatch);
-  Py_CLEAR(self->request);
-  Py_CLEAR(self->name_span);
-  return 0;
-}
-
-static void flask_dispatch_dealloc(FlaskDispatch *self) {
-  PyObject_GC_UnTrack(self);
-  flask_dispatch_clear(self);
-  Py_TYPE(self)->tp_free((PyObject *)self);
-}
-
-/* Called before __init__ (or without it): fails instead of crashing. */
-static PyObject *flask_dispatch_unready(FlaskDispatch *self, PyObject *const *args, size_t nargsf,
-                                        PyObject *kwnames) {
-  (void)self, (void)args, (void)nargsf, (void)kwnames;
-  PyErr_SetString(PyExc_RuntimeError, "FlaskDispatch.__init__ was not called");
-  return NULL;
-}
-
-static PyObject *flask_dispatch_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
-  (void)args, (void)kwds;
-  FlaskDispatch *self = (FlaskDispatch *)type->tp_alloc(type, 0);
-  if (self != NULL) self->call = (vectorcallfunc)flask_dispatch_unready;
-  return (PyObject *)self;
-}
-
-static PyMemberDef k_flask_dispatch_members[] = {
-    {"dispatch", T_OBJECT, offsetof(FlaskDispatch, dispatch), READONLY,
-     "the application's own dispatch_request"},
-    {NULL, 0, 0, 0, NULL},
-};
-
-static PyTypeObject FlaskDispatch_Type = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "otelagent._native.FlaskDispatch",
-    .tp_basicsize = sizeof(FlaskDispatch),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
-    .tp_doc =
-        "FlaskDispatch(dispatch, _cv_request, name_span): the Flask integration's "
-        "dispatch_request (names the request's span after the rule Flask matched, then "
-        "calls dispatch)",
-    .tp_new = flask_dispatch_new,
-    .tp_init = (initproc)flask_dispatch_init,
-    .tp_dealloc = (destructor)flask_dispatch_dealloc,
-    .tp_traverse = (traverseproc)flask_dispatch_traverse,
-    .tp_clear = (inquiry)flask_dispatch_clear,
-    .tp_call = PyVectorcall_Call,
-    .tp_vectorcall_offset = offsetof(FlaskDispatch, call),
-    .tp_members = k_flask_dispatch_members,
-};
-
 /* bind_server(Span, NonRecordingSpan, _tracing._classes, _tracing._current,
    propagation._baggage, _tracing's globals, _http.hosts, _http.server_host,
    _http.redact_query, _http.KNOWN_METHODS, _http.failed, addresses of
@@ -1952,8 +1841,7 @@ static struct PyModuleDef k_module = {
 };
 
 PyMODINIT_FUNC PyInit__native(void) {
-  if (make_strings() != 0 || PyType_Ready(&Server_Type) != 0 ||
-      PyType_Ready(&ServerCall_Type) != 0 || PyType_Ready(&FlaskDispatch_Type) != 0)
+  if (make_strings() != 0 || PyType_Ready(&Server_Type) != 0 || PyType_Ready(&ServerCall_Type) != 0)
     return NULL;
   PyObject *m = PyModule_Create(&k_module);
   if (m == NULL) return NULL;
@@ -1961,9 +1849,7 @@ PyMODINIT_FUNC PyInit__native(void) {
      an older _native.c is not used. */
   Py_INCREF(&Server_Type);
   Py_INCREF(&ServerCall_Type);
-  Py_INCREF(&FlaskDispatch_Type);
-  if (PyModule_AddIntConstant(m, "INTERFACE", 4) != 0 ||
-      PyModule_AddObject(m, "FlaskDispatch", (PyObject *)&FlaskDispatch_Type) != 0 ||
+  if (PyModule_AddIntConstant(m, "INTERFACE", 5) != 0 ||
       PyModule_AddObject(m, "Server", (PyObject *)&Server_Type) != 0 ||
       PyModule_AddObject(m, "ServerCall", (PyObject *)&ServerCall_Type) != 0)
     Py_CLEAR(m); /* a failed PyModule_AddObject leaves its reference: a type, kept */

@@ -131,12 +131,14 @@ def split_host(host, default_port):
         return addr, default_port
 
 
-def claim_app(app, log):
+def claim_app(app, log, ours=None):
     """False (with one warning when the contrib instrumentation did it) when
     ``app`` is already instrumented, so that no request gets two server
-    spans; True when the caller may instrument it."""
+    spans; True when the caller may instrument it. ``ours(app)`` tells
+    whether it was this package (default: its _otelagent_instrumented)."""
     if getattr(app, "_is_instrumented_by_opentelemetry", False):
-        if not getattr(app, "_otelagent_instrumented", False):
+        mine = ours(app) if ours is not None else getattr(app, "_otelagent_instrumented", False)
+        if not mine:
             log.warning("otelagent: %r is already instrumented by OpenTelemetry; "
                         "not adding a second server span", app)
         return False

@@ -4,8 +4,10 @@
     app.wsgi_app = OtelAgentWSGIMiddleware(app.wsgi_app)
 
 One server span per request with the stable HTTP semantic-convention
-attributes. The route template comes from the framework (the Flask
-integration sets it); without one the span is named after the method."""
+attributes. The route template comes from the framework: with
+`werkzeug_route=True` (the Flask integration's) the rule werkzeug matched,
+read when the response starts; without one the span is named after the
+method."""
 
 import inspect
 
@@ -25,14 +27,16 @@ class OtelAgentWSGIMiddleware(_http.NativeServer or object):
     does not expect to _python_path; without it, __call__ is _python_path."""
 
     def __init__(self, wsgi_app, excluded_urls=None,
-                 excluded_urls_var="OTEL_PYTHON_WSGI_EXCLUDED_URLS", scope=SCOPE):
+                 excluded_urls_var="OTEL_PYTHON_WSGI_EXCLUDED_URLS", scope=SCOPE,
+                 werkzeug_route=False):
         self.wsgi_app = wsgi_app
         excluded = _http.ExcludedUrls(excluded_urls_var, excluded_urls)
         self.excluded = excluded if excluded else None  # None: no pattern to try
         self.scope = scope
+        self.werkzeug_route = werkzeug_route
         if _http.NativeServer is not None:
             _http.NativeServer.__init__(self, True, scope, self.excluded, _full_url,
-                                        _http.request_failed)
+                                        _http.request_failed, werkzeug_route)
 
     if _http.NativeServer is None:
         def __call__(self, environ, start_response):
@@ -67,8 +71,8 @@ class OtelAgentWSGIMiddleware(_http.NativeServer or object):
                 bag_token = _baggage.set(baggage)
         method = get("REQUEST_METHOD", "GET")
         known = method in _http.KNOWN_METHODS
-        span = T._make_span(self.scope, method if known else "HTTP", parent, _SERVER, None, None,
-                            None)
+        first_name = method if known else "HTTP"
+        span = T._make_span(self.scope, first_name, parent, _SERVER, None, None, None)
         environ[SPAN_KEY] = span
         token = T._cur_set(span)
         if not span._records:
@@ -88,6 +92,8 @@ class OtelAgentWSGIMiddleware(_http.NativeServer or object):
             _http.reset_request(token, bag_token)  # nothing of this request stays current
             raise
 
+        werkzeug_route = self.werkzeug_route
+
         def _start_response(status, headers, exc_info=None):
             try:
                 code = int(status[:3])
@@ -98,6 +104,8 @@ class OtelAgentWSGIMiddleware(_http.NativeServer or object):
                 if span._status != 2:
                     span.set_status(2)
                 a.setdefault("error.type", str(code))
+            if werkzeug_route:
+                name_after_werkzeug_rule(span, first_name, environ)
             return start_response(status, headers, exc_info)
 
         try:
@@ -115,6 +123,20 @@ class OtelAgentWSGIMiddleware(_http.NativeServer or object):
         # A streamed body: the span ends with the body (its last chunk, or
         # the server's close() if that comes first).
         return _ClosingIterable(result, span, baggage)
+
+
+def name_after_werkzeug_rule(span, first_name, environ):
+    """http.route and `METHOD rule` from the rule werkzeug matched, while the
+    request is live (see _native.c's name_after_werkzeug_rule); a name the
+    application set is kept."""
+    try:
+        template = environ["werkzeug.request"].url_rule.rule
+    except Exception:  # no request, no rule (a 404): the span keeps its name
+        return
+    if isinstance(template, str):
+        span._attrs["http.route"] = template
+        if span._name is first_name:
+            span._name = f"{first_name} {template}"
 
 
 def _request_attributes(span, environ, method, known, path):
@@ -158,7 +180,7 @@ def _rebuild(cls, state):
     mw = cls.__new__(cls)
     mw.__dict__.update(state)
     _http.NativeServer.__init__(mw, True, mw.scope, mw.excluded, _full_url,
-                                _http.request_failed)
+                                _http.request_failed, mw.werkzeug_route)
     return mw
 
 
