@@ -819,3 +819,29 @@ def test_an_outer_span_that_ended_before_the_body_closed_is_not_brought_back(age
         assert next(iter(result)) == b"a"
         result.close()
         assert otelagent.get_current_span() is otelagent.INVALID_SPAN
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_an_error_while_streaming_sets_error_type(agent, exported, native):
+    """An exception raised by a streamed body: the exception event, ERROR,
+    and error.type, as for one raised by the application's call."""
+    from otelagent.integrations.wsgi import OtelAgentWSGIMiddleware
+
+    def app(environ, start_response):
+        start_response("200 OK", [])
+
+        def body():
+            yield b"a"
+            raise KeyError("gone")
+        return body()
+    mw = OtelAgentWSGIMiddleware(app)
+    trace = uuid.uuid4().hex
+    result = (mw if native else mw._python_path)(
+        _environ("/streaming-error", HTTP_TRACEPARENT=TRACE_SAMPLED.format(trace)),
+        lambda *x: None)
+    with pytest.raises(KeyError):
+        list(result)
+    result.close()
+    s = exported.wait(["GET"], bytes.fromhex(trace))["GET"][0]
+    assert s.status.code == 2 and attrs(s)["error.type"] == "KeyError"
+    assert [e.name for e in s.events] == ["exception"]

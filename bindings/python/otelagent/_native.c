@@ -443,7 +443,7 @@ static PyObject *g_hosts;        /* _http.hosts: Host header -> (address, port) 
 static PyObject *g_server_host;  /* _http.server_host */
 static PyObject *g_redact;       /* _http.redact_query */
 static PyObject *g_known;        /* _http.KNOWN_METHODS */
-static PyObject *g_failed;       /* _http.failed(span, exc): an exception escaped */
+static PyObject *g_failed;       /* _http.request_failed(span, exc): an exception escaped */
 /* OTEL_PROPAGATORS as the agent was started (propagation.propagators()). */
 static int g_prop_tc = 1, g_prop_xray = 0, g_prop_bag = 1;
 
@@ -1753,7 +1753,7 @@ static PyObject *server_call(Server *self, PyObject *args, PyObject *kwargs) {
 
 /* bind_server(Span, NonRecordingSpan, _tracing._classes, _tracing._current,
    propagation._baggage, _tracing's globals, _http.hosts, _http.server_host,
-   _http.redact_query, _http.KNOWN_METHODS, _http.failed, addresses of
+   _http.redact_query, _http.KNOWN_METHODS, _http.request_failed, addresses of
    otelagent_tracestate_normalize and otelagent_baggage_normalize). */
 static PyObject *native_bind_server(PyObject *self, PyObject *args) {
   (void)self;

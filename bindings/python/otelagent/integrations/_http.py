@@ -145,17 +145,13 @@ def claim_app(app, log, ours=None):
     return True
 
 
-def failed(span, exc):
-    """An exception escaped the application while the span was current."""
-    span.record_exception(exc)
-    span.set_status(2, T._describe(exc))
-
-
 def request_failed(span, exc):
-    """An exception escaped the application's call: recorded, ERROR, and
-    error.type (the server middlewares' Python path and the native one)."""
+    """An exception escaped the application's call, or its streamed body:
+    recorded, ERROR, and error.type (the server middlewares' Python path and
+    the native one)."""
     if span._records:
-        failed(span, exc)
+        span.record_exception(exc)
+        span.set_status(2, T._describe(exc))
         span._attrs["error.type"] = type(exc).__qualname__
 
 
@@ -186,7 +182,7 @@ def _bind_native():
     from .. import propagation
     if not native.bind_server(T.Span, T.NonRecordingSpan, T._classes, T._current,
                               propagation._baggage, vars(T), hosts, server_host, redact_query,
-                              KNOWN_METHODS, failed,
+                              KNOWN_METHODS, request_failed,
                               *(ctypes.cast(fn, ctypes.c_void_p).value
                                 for fn in (_ffi.tracestate_normalize, _ffi.baggage_normalize))):
         return None

@@ -227,8 +227,7 @@ class _ClosingIterable:
                 self._end()
             raise
         except Exception as exc:
-            if self._span._records:
-                _http.failed(self._span, exc)
+            _http.request_failed(self._span, exc)
             raise
         finally:
             if tokens is not None:
