@@ -845,3 +845,68 @@ def test_an_error_while_streaming_sets_error_type(agent, exported, native):
     s = exported.wait(["GET"], bytes.fromhex(trace))["GET"][0]
     assert s.status.code == 2 and attrs(s)["error.type"] == "KeyError"
     assert [e.name for e in s.events] == ["exception"]
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_a_close_that_fails_after_the_last_chunk_raises_from_the_servers_close(agent, exported,
+                                                                                 native):
+    """The body's close() runs after its last chunk; when it raises, the
+    server must not see an error while iterating (gunicorn would drop the
+    response unfinished, without its last chunk), but from its own close(),
+    as without the middleware; the span records it and ends once."""
+    from otelagent.integrations.wsgi import OtelAgentWSGIMiddleware
+
+    class Body:
+        def __iter__(self):
+            return iter([b"a", b"b"])
+
+        def close(self):
+            raise RuntimeError("close failed")
+
+    def app(environ, start_response):
+        start_response("200 OK", [])
+        return Body()
+    mw = OtelAgentWSGIMiddleware(app)
+    trace = uuid.uuid4().hex
+    result = (mw if native else mw._python_path)(
+        _environ("/close-fails", HTTP_TRACEPARENT=TRACE_SAMPLED.format(trace)), lambda *x: None)
+    assert list(result) == [b"a", b"b"]  # the server finishes the response
+    with pytest.raises(RuntimeError, match="close failed"):
+        result.close()
+    result.close()  # a second close() has nothing left to do
+    s = exported.wait(["GET"], bytes.fromhex(trace))["GET"]
+    assert len(s) == 1
+    assert s[0].status.code == 2 and attrs(s[0])["error.type"] == "RuntimeError"
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_a_flask_app_mounted_inside_does_not_name_the_outer_span(agent, exported, native):
+    """An uninstrumented Flask app mounted under /sub inside the instrumented
+    one sees the same environ: its rule, relative to /sub, is not the outer
+    app's route."""
+    from flask import Flask
+    from werkzeug.middleware.dispatcher import DispatcherMiddleware
+
+    import otelagent.integrations.flask as ofl
+    outer, sub = Flask("outer"), Flask("sub")
+
+    @outer.get("/users/<int:uid>")
+    def user(uid):
+        return "u"
+
+    @sub.get("/items/<int:i>")
+    def item(i):
+        return "i"
+    outer.wsgi_app = DispatcherMiddleware(outer.wsgi_app, {"/sub": sub})
+    assert ofl.instrument_app(outer, start_agent=False)
+    if not native:
+        outer.wsgi_app = outer.wsgi_app._python_path
+    client = outer.test_client()
+    for path, name, route in (("/sub/items/3", "GET", None),
+                              ("/users/7", "GET /users/<int:uid>", "/users/<int:uid>")):
+        trace = uuid.uuid4().hex
+        r = client.get(path, headers={"traceparent": TRACE_SAMPLED.format(trace)}, buffered=True)
+        assert r.status_code == 200
+        exported.wait([name], bytes.fromhex(trace))  # times out under another name
+        (span,) = exported.spans(bytes.fromhex(trace))
+        assert (span.name, attrs(span).get("http.route")) == (name, route)

@@ -457,7 +457,7 @@ static PyObject *s_type, *s_http, *s_websocket, *s_path, *s_headers, *s_method, 
     *s_ua_env, *s_protocol_env, *s_tp_env, *s_ts_env, *s_bag_env, *s_xray_env, *s_HTTP_prefix,
     *a_method, *a_method_original, *a_other, *a_url_path, *a_url_scheme, *a_url_query,
     *a_server_address, *a_server_port, *a_client_address, *a_user_agent, *a_protocol, *a_route,
-    *a_status_code, *a_error_type, *s_werkzeug_request, *s_url_rule, *s_rule;
+    *a_status_code, *a_error_type, *s_werkzeug_request, *s_url_rule, *s_rule, *s_map;
 static PyObject *g_kind_server, *g_zero, *g_port_80, *g_port_443, *g_invalid_ctx;
 
 static const struct {
@@ -496,6 +496,7 @@ static const struct {
     {&s_werkzeug_request, "werkzeug.request"},
     {&s_url_rule, "url_rule"},
     {&s_rule, "rule"},
+    {&s_map, "map"},
     {&s_search, "search"},
     {&s_excluded, "excluded"},
     {&s_wsgi_app, "wsgi_app"},
@@ -702,7 +703,8 @@ typedef struct {
   PyObject *cache;         /* path -> whether the pattern finds it */
   PyObject *on_error;      /* WSGI: on_error(span, exc) when the application raises */
   int needs_full;
-  int werkzeug_route; /* WSGI: the route is the rule werkzeug matched (Flask) */
+  PyObject *route_map; /* WSGI: the werkzeug Map whose matched rule names spans (Flask's
+                          app.url_map), or NULL */
   int wsgi;
 } Server;
 
@@ -722,8 +724,9 @@ typedef struct {
   PyObject *iter;       /* ...and its iterator */
   PyObject *baggage;    /* WSGI: the request's baggage, current again while it streams */
   char wsgi, websocket, recording, ended;
-  char body_closed;    /* WSGI: the application's body was closed */
-  char werkzeug_route; /* WSGI: name the span after werkzeug's rule when the response starts */
+  char body_closed;      /* WSGI: the application's body was closed */
+  PyObject *route_map;   /* WSGI: the Server's route_map, for a recorded request */
+  PyObject *close_error; /* WSGI: what the body's close() raised after its last chunk */
 } ServerCall;
 
 /* Whether `path` is excluded: 1, 0, or -1 with an exception set. */
@@ -1037,7 +1040,8 @@ static ServerCall *new_call(int wsgi) {
   c->span = c->token = c->bag_token = c->target = c->scope = NULL;
   c->method = c->first_name = c->status = c->result = c->iter = c->baggage = NULL;
   c->wsgi = (char)wsgi;
-  c->websocket = c->recording = c->ended = c->body_closed = c->werkzeug_route = 0;
+  c->websocket = c->recording = c->ended = c->body_closed = 0;
+  c->route_map = c->close_error = NULL;
   PyObject_GC_Track((PyObject *)c);
   return c;
 }
@@ -1166,7 +1170,7 @@ static PyObject *server_begin(Server *self, PyObject *const *args, Py_ssize_t na
   c->token = PyContextVar_Set(g_current, c->span);
   if (c->token == NULL) goto fail;
   c->recording = (char)recording;
-  c->werkzeug_route = (char)self->werkzeug_route;
+  if (recording && self->route_map != NULL) c->route_map = Py_NewRef(self->route_map);
   if (recording) {
     PyObject *attrs = slot_get(c->span, g_off[SLOT_ATTRS]);
     if ((self->wsgi ? wsgi_attrs(attrs, scope, method, known, path)
@@ -1196,12 +1200,12 @@ fail:
 static int server_init(Server *self, PyObject *args, PyObject *kwds) {
   static char *kwlist[] = {"wsgi",     "scope_entries",  "excluded", "full_url",
                            "on_error", "werkzeug_route", NULL};
-  int wsgi, werkzeug_route = 0;
-  PyObject *entries, *excluded, *full_url, *on_error = Py_None;
-  if (!PyArg_ParseTupleAndKeywords(args, kwds, "pO!OO|Op", kwlist, &wsgi, &PyBytes_Type, &entries,
-                                   &excluded, &full_url, &on_error, &werkzeug_route))
+  int wsgi;
+  PyObject *entries, *excluded, *full_url, *on_error = Py_None, *route_map = Py_None;
+  if (!PyArg_ParseTupleAndKeywords(args, kwds, "pO!OO|OO", kwlist, &wsgi, &PyBytes_Type, &entries,
+                                   &excluded, &full_url, &on_error, &route_map))
     return -1;
-  self->werkzeug_route = werkzeug_route;
+  Py_XSETREF(self->route_map, route_map == Py_None ? NULL : Py_NewRef(route_map));
   Py_XSETREF(self->on_error, on_error == Py_None ? NULL : Py_NewRef(on_error));
   self->wsgi = wsgi;
   Py_XSETREF(self->scope_entries, Py_NewRef(entries));
@@ -1235,6 +1239,7 @@ static int server_traverse(Server *self, visitproc visit, void *arg) {
   Py_VISIT(self->full_url);
   Py_VISIT(self->cache);
   Py_VISIT(self->on_error);
+  Py_VISIT(self->route_map);
   return 0;
 }
 
@@ -1245,6 +1250,7 @@ static int server_clear(Server *self) {
   Py_CLEAR(self->full_url);
   Py_CLEAR(self->cache);
   Py_CLEAR(self->on_error);
+  Py_CLEAR(self->route_map);
   return 0;
 }
 
@@ -1268,7 +1274,7 @@ static PyTypeObject Server_Type = {
     .tp_basicsize = sizeof(Server),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE,
     .tp_doc =
-        "Server(wsgi, scope_entries, excluded, full_url, on_error=None, werkzeug_route=False): one "
+        "Server(wsgi, scope_entries, excluded, full_url, on_error=None, werkzeug_route=None): one "
         "middleware's settings; called as a WSGI application by a subclass that has "
         "wsgi_app and _python_path (integrations/wsgi.py).",
     .tp_call = (ternaryfunc)server_call,
@@ -1356,7 +1362,11 @@ static void name_after_werkzeug_rule(ServerCall *c) {
   PyObject *rule = NULL, *template = NULL;
   if (request == NULL || request == Py_None) goto done;
   if ((rule = PyObject_GetAttr(request, s_url_rule)) == NULL || rule == Py_None) goto done;
-  if ((template = PyObject_GetAttr(rule, s_rule)) == NULL || !PyUnicode_Check(template)) goto done;
+  /* A rule of this app's map: not one of an app mounted inside it, which
+     sees the same environ without the mount's prefix. */
+  if ((template = PyObject_GetAttr(rule, s_map)) == NULL || template != c->route_map) goto done;
+  Py_SETREF(template, PyObject_GetAttr(rule, s_rule));
+  if (template == NULL || !PyUnicode_Check(template)) goto done;
   PyObject *span = c->span;
   if (PyDict_SetItem(slot_get(span, g_off[SLOT_ATTRS]), a_route, template) != 0) goto done;
   if (slot_get(span, g_off[SLOT_NAME]) == c->first_name) {
@@ -1478,9 +1488,15 @@ static PyObject *end_after(ServerCall *c, PyObject *r) {
 }
 
 /* close() of a streamed WSGI body, from the server: the body's end, unless
-   its last chunk already was. */
+   its last chunk already was; then what the body's close() raised there. */
 static PyObject *call_close(ServerCall *c, PyObject *unused) {
   (void)unused;
+  PyObject *e = c->close_error;
+  if (e != NULL) {
+    c->close_error = NULL;
+    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(e)), e, PyException_GetTraceback(e));
+    return NULL;
+  }
   return end_after(c, close_app(c, 0));
 }
 
@@ -1527,8 +1543,23 @@ static PyObject *call_next(ServerCall *c) {
   if (chunk == NULL && !PyErr_Occurred()) {
     PyObject *r = close_app(c, 1);
     request_leave(&token, &bag_token);
-    Py_XDECREF(end_after(c, r));
-    return NULL; /* StopIteration, or what close() raised */
+    if (r == NULL) {
+      /* The body's close() failed: recorded on the span, and raised from
+         the server's close(), as without this middleware. Raised here, it
+         would look like a body that broke off: a server then drops the
+         response unfinished (gunicorn skips its last chunk). */
+      PyObject *type, *value, *tb;
+      PyErr_Fetch(&type, &value, &tb);
+      if (c->recording) report_failure(g_failed, c->span, &type, &value, &tb);
+      PyErr_NormalizeException(&type, &value, &tb);
+      if (tb != NULL && value != NULL) PyException_SetTraceback(value, tb);
+      Py_XSETREF(c->close_error, value);
+      Py_XDECREF(type);
+      Py_XDECREF(tb);
+    }
+    Py_XDECREF(r);
+    if (call_end(c) != 0) PyErr_Clear(); /* the span's end is not the application's error */
+    return NULL;                         /* StopIteration */
   }
   request_leave(&token, &bag_token);
   if (chunk == NULL && c->recording) {
@@ -1590,7 +1621,7 @@ static PyObject *call_call(ServerCall *c, PyObject *args, PyObject *kwargs) {
     int rc = note_status(c, code);
     Py_DECREF(code);
     if (rc != 0) return NULL;
-    if (c->werkzeug_route) name_after_werkzeug_rule(c);
+    if (c->route_map != NULL) name_after_werkzeug_rule(c);
   }
   return PyObject_Call(c->target, args, kwargs);
 }
@@ -1630,6 +1661,8 @@ static int call_traverse(ServerCall *c, visitproc visit, void *arg) {
   Py_VISIT(c->result);
   Py_VISIT(c->iter);
   Py_VISIT(c->baggage);
+  Py_VISIT(c->route_map);
+  Py_VISIT(c->close_error);
   return 0;
 }
 
@@ -1645,6 +1678,8 @@ static int call_clear(ServerCall *c) {
   Py_CLEAR(c->result);
   Py_CLEAR(c->iter);
   Py_CLEAR(c->baggage);
+  Py_CLEAR(c->route_map);
+  Py_CLEAR(c->close_error);
   return 0;
 }
 

@@ -45,7 +45,7 @@ def _on_exception(sender, exception=None, **_):
         if "http.route" not in span._attrs:  # the response has not started: name it now
             name = span._name
             name_after_werkzeug_rule(span, name if name == "HTTP" or name in _http.KNOWN_METHODS
-                                     else None, environ)
+                                     else None, environ, sender.url_map)
         propagate = sender.config.get("PROPAGATE_EXCEPTIONS")
         if propagate is None:
             propagate = sender.testing or sender.debug
@@ -68,7 +68,7 @@ def instrument_app(app, excluded_urls=None, start_agent=True):
                      "on server spans (only their 500)")
     app.wsgi_app = OtelAgentWSGIMiddleware(app.wsgi_app, excluded_urls,
                                            "OTEL_PYTHON_FLASK_EXCLUDED_URLS", _SCOPE,
-                                           werkzeug_route=True)
+                                           werkzeug_route=app.url_map)
     app._is_instrumented_by_opentelemetry = True
     _instrumented.add(app)
     return True

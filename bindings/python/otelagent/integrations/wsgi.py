@@ -5,9 +5,9 @@
 
 One server span per request with the stable HTTP semantic-convention
 attributes. The route template comes from the framework: with
-`werkzeug_route=True` (the Flask integration's) the rule werkzeug matched,
-read when the response starts; without one the span is named after the
-method."""
+`werkzeug_route=app.url_map` (the Flask integration's) the rule of that map
+werkzeug matched, read when the response starts; without one the span is
+named after the method."""
 
 import inspect
 
@@ -28,7 +28,7 @@ class OtelAgentWSGIMiddleware(_http.NativeServer or object):
 
     def __init__(self, wsgi_app, excluded_urls=None,
                  excluded_urls_var="OTEL_PYTHON_WSGI_EXCLUDED_URLS", scope=SCOPE,
-                 werkzeug_route=False):
+                 werkzeug_route=None):
         self.wsgi_app = wsgi_app
         excluded = _http.ExcludedUrls(excluded_urls_var, excluded_urls)
         self.excluded = excluded if excluded else None  # None: no pattern to try
@@ -104,8 +104,8 @@ class OtelAgentWSGIMiddleware(_http.NativeServer or object):
                 if span._status != 2:
                     span.set_status(2)
                 a.setdefault("error.type", str(code))
-            if werkzeug_route:
-                name_after_werkzeug_rule(span, first_name, environ)
+            if werkzeug_route is not None:
+                name_after_werkzeug_rule(span, first_name, environ, werkzeug_route)
             return start_response(status, headers, exc_info)
 
         try:
@@ -125,12 +125,13 @@ class OtelAgentWSGIMiddleware(_http.NativeServer or object):
         return _ClosingIterable(result, span, baggage)
 
 
-def name_after_werkzeug_rule(span, first_name, environ):
-    """http.route and `METHOD rule` from the rule werkzeug matched, while the
-    request is live (see _native.c's name_after_werkzeug_rule); a name the
-    application set is kept."""
+def name_after_werkzeug_rule(span, first_name, environ, url_map):
+    """http.route and `METHOD rule` from the rule of `url_map` werkzeug
+    matched, while the request is live (see _native.c's
+    name_after_werkzeug_rule); a name the application set is kept."""
     try:
-        template = environ["werkzeug.request"].url_rule.rule
+        rule = environ["werkzeug.request"].url_rule
+        template = rule.rule if rule.map is url_map else None  # not a mounted app's
     except Exception:  # no request, no rule (a 404): the span keeps its name
         return
     if isinstance(template, str):
@@ -192,7 +193,7 @@ class _ClosingIterable:
     in that call, the application's close() runs and the span ends; the
     server's close() then has nothing left to do."""
 
-    __slots__ = ("_it", "_iter", "_span", "_baggage", "_closed", "_ended")
+    __slots__ = ("_it", "_iter", "_span", "_baggage", "_closed", "_ended", "_close_error")
 
     def __init__(self, it, span, baggage):
         self._it = it
@@ -200,6 +201,7 @@ class _ClosingIterable:
         self._span = span
         self._baggage = baggage  # the request's, current again while it streams
         self._closed = self._ended = False
+        self._close_error = None  # what the body's close() raised after its last chunk
 
     def _enter(self):
         return T._cur_set(self._span), _baggage.set(self._baggage) if self._baggage else None
@@ -221,6 +223,12 @@ class _ClosingIterable:
         except StopIteration:
             try:
                 self._close_app()
+            except BaseException as exc:
+                # Recorded, and raised from the server's close(): raised here
+                # it would look like a body that broke off (see _native.c).
+                if isinstance(exc, Exception):
+                    _http.request_failed(self._span, exc)
+                self._close_error = exc
             finally:
                 _http.reset_request(*tokens)
                 tokens = None
@@ -251,6 +259,9 @@ class _ClosingIterable:
         """The body's end (from the server, unless the last chunk was): the
         application's close() with the span current too (the cleanup of a
         body closed before its end, the client gone, may make spans)."""
+        if self._close_error is not None:
+            exc, self._close_error = self._close_error, None
+            raise exc
         try:
             if not self._closed:
                 tokens = self._enter()
