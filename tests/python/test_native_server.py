@@ -871,9 +871,19 @@ def test_a_close_that_fails_after_the_last_chunk_raises_from_the_servers_close(a
     result = (mw if native else mw._python_path)(
         _environ("/close-fails", HTTP_TRACEPARENT=TRACE_SAMPLED.format(trace)), lambda *x: None)
     assert list(result) == [b"a", b"b"]  # the server finishes the response
-    with pytest.raises(RuntimeError, match="close failed"):
+    with pytest.raises(RuntimeError, match="close failed") as raised:
         result.close()
     result.close()  # a second close() has nothing left to do
+    # As without the middleware: not chained to the body's StopIteration,
+    # and no frame of ours kept (they would hold the request in a cycle).
+    err = raised.value
+    assert err.__context__ is None
+    tb, ours = err.__traceback__, []
+    while tb is not None:
+        ours.append(tb.tb_frame.f_code.co_filename.endswith("integrations/wsgi.py")
+                    and tb.tb_frame.f_code.co_name != "close")
+        tb = tb.tb_next
+    assert not any(ours)
     s = exported.wait(["GET"], bytes.fromhex(trace))["GET"]
     assert len(s) == 1
     assert s[0].status.code == 2 and attrs(s[0])["error.type"] == "RuntimeError"
@@ -910,3 +920,9 @@ def test_a_flask_app_mounted_inside_does_not_name_the_outer_span(agent, exported
         exported.wait([name], bytes.fromhex(trace))  # times out under another name
         (span,) = exported.spans(bytes.fromhex(trace))
         assert (span.name, attrs(span).get("http.route")) == (name, route)
+
+
+def test_werkzeug_route_takes_a_map_not_a_flag(agent):
+    from otelagent.integrations.wsgi import OtelAgentWSGIMiddleware
+    with pytest.raises(TypeError, match="werkzeug_route"):
+        OtelAgentWSGIMiddleware(lambda e, s: [], werkzeug_route=True)

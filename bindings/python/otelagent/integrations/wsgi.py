@@ -33,6 +33,11 @@ class OtelAgentWSGIMiddleware(_http.NativeServer or object):
         excluded = _http.ExcludedUrls(excluded_urls_var, excluded_urls)
         self.excluded = excluded if excluded else None  # None: no pattern to try
         self.scope = scope
+        if werkzeug_route is not None:
+            from werkzeug.routing import Map
+            if not isinstance(werkzeug_route, Map):
+                raise TypeError("werkzeug_route: the app's werkzeug Map (app.url_map) or None, "
+                                f"not {type(werkzeug_route).__name__}")
         self.werkzeug_route = werkzeug_route
         if _http.NativeServer is not None:
             _http.NativeServer.__init__(self, True, scope, self.excluded, _full_url,
@@ -219,27 +224,41 @@ class _ClosingIterable:
             raise TypeError("iterated before iter()")
         tokens = self._enter()
         try:
-            return next(it)
-        except StopIteration:
             try:
-                self._close_app()
-            except BaseException as exc:
-                # Recorded, and raised from the server's close(): raised here
-                # it would look like a body that broke off (see _native.c).
-                if isinstance(exc, Exception):
-                    _http.request_failed(self._span, exc)
-                self._close_error = exc
-            finally:
-                _http.reset_request(*tokens)
-                tokens = None
-                self._end()
-            raise
-        except Exception as exc:
-            _http.request_failed(self._span, exc)
-            raise
+                return next(it)
+            except StopIteration:
+                pass
+            except Exception as exc:
+                _http.request_failed(self._span, exc)
+                raise
+            # The body ended: its close() now, still in this call, with the
+            # span current (see _native.c's call_next). Outside the except
+            # clause, so that an error of close() does not chain to the
+            # StopIteration.
+            error = self._close_at_end()
         finally:
-            if tokens is not None:
-                _http.reset_request(*tokens)
+            _http.reset_request(*tokens)
+        if error is not None:
+            # Recorded, and raised from the server's close(): raised here it
+            # would look like a body that broke off.
+            if isinstance(error, Exception):
+                _http.request_failed(self._span, error)
+            self._close_error = error
+        self._end()
+        raise StopIteration
+
+    def _close_at_end(self):
+        """The application's close() after the last chunk: what it raised,
+        without this module's frames (they would hold this iterable, the
+        span and the body alive in a cycle until the collector ran)."""
+        try:
+            self._close_app()
+        except BaseException as exc:
+            tb = exc.__traceback__
+            while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+                tb = tb.tb_next
+            return exc.with_traceback(tb)
+        return None
 
     def _close_app(self):
         if self._closed:
