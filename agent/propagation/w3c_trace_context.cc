@@ -2,6 +2,7 @@
 // w3c/trace-context spec/20-http_request_header_format.md and
 // spec/30-processing-model.md). Section names in comments refer to that text.
 #include <array>
+#include <bit>
 #include <cstring>
 
 #include "core/record.h"
@@ -26,8 +27,6 @@ void hex_encode(const uint8_t *bytes, size_t n, char *out) {
 namespace {
 // Each byte's value as a hex digit: 0-15 for 0-9 and a-f, 0x10 | 10-15 for
 // A-F (refused where the spec says lower case), 0xff for every other byte.
-// A table rather than comparisons: a traceparent has 48 digits to decode on
-// every incoming request.
 constexpr std::array<uint8_t, 256> kHexValue = [] {
   std::array<uint8_t, 256> t{};
   t.fill(0xff);
@@ -36,21 +35,56 @@ constexpr std::array<uint8_t, 256> kHexValue = [] {
   for (int c = 'A'; c <= 'F'; ++c) t[c] = static_cast<uint8_t>(0x10 | (c - 'A' + 10));
   return t;
 }();
+
+constexpr uint64_t kOnes = 0x0101010101010101ull;
+constexpr uint64_t kHigh = 0x8080808080808080ull;
+
+// The bytes of x (each below 0x80) that lie in [lo, hi], as their high
+// bits: adding 0x80 - lo sets a byte's high bit when it is >= lo, adding
+// 0x7f - hi when it is > hi, and neither sum carries into the next byte.
+constexpr uint64_t in_range(uint64_t x, uint8_t lo, uint8_t hi) {
+  return (x + (0x80 - lo) * kOnes) & ~(x + (0x7f - hi) * kOnes) & kHigh;
+}
+
+// Eight digits into four bytes, all eight at once: a traceparent has 48
+// digits to decode on every incoming request.
+bool hex_decode8(const char *p, uint8_t *out, bool allow_upper) {
+  uint64_t x;  // the first digit in the lowest byte
+  std::memcpy(&x, p, 8);
+  if constexpr (std::endian::native == std::endian::big) x = __builtin_bswap64(x);
+  if (x & kHigh) return false;
+  // Upper case folded to lower where allowed: only A-F land on a-f.
+  if (allow_upper) x |= (x & 0x4040404040404040ull) >> 1;
+  const uint64_t letters = in_range(x, 'a', 'f');
+  if ((in_range(x, '0', '9') | letters) != kHigh) return false;
+  // Each byte's value (a letter's low bits are 1-6), then each pair of
+  // values into the byte of the first one, and those four bytes together.
+  uint64_t v = (x & 0x0f0f0f0f0f0f0f0full) + (letters >> 7) * 9;
+  v = ((v << 4) | (v >> 8)) & 0x00ff00ff00ff00ffull;
+  v = (v | (v >> 8)) & 0x0000ffff0000ffffull;
+  auto bytes = static_cast<uint32_t>(v | (v >> 16));
+  if constexpr (std::endian::native == std::endian::big) bytes = __builtin_bswap32(bytes);
+  std::memcpy(out, &bytes, 4);
+  return true;
+}
 }  // namespace
 
 bool hex_decode(std::string_view hex, uint8_t *out, bool allow_upper) {
   if (hex.size() % 2 != 0) return false;
+  size_t i = 0;
+  for (; i + 8 <= hex.size(); i += 8)
+    if (!hex_decode8(hex.data() + i, out + i / 2, allow_upper)) return false;
   // The bits that mark a byte refused: any above the digit's 4, or above
   // the upper-case mark's 5 where upper case is allowed.
   const uint8_t refused = allow_upper ? 0xe0 : 0xf0;
   uint8_t bad = 0;
-  for (size_t i = 0; i < hex.size(); i += 2) {
+  for (; i < hex.size(); i += 2) {
     uint8_t hi = kHexValue[static_cast<uint8_t>(hex[i])];
     uint8_t lo = kHexValue[static_cast<uint8_t>(hex[i + 1])];
     bad |= (hi | lo) & refused;
     out[i / 2] = static_cast<uint8_t>((hi & 0x0f) << 4 | (lo & 0x0f));
   }
-  return bad == 0;  // out is written either way: callers decode into scratch
+  return bad == 0;  // out may be written either way: callers decode into scratch
 }
 
 bool traceparent_parse(std::string_view value, otelagent_span_context *out) {

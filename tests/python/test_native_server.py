@@ -449,6 +449,77 @@ def test_copy_and_signature_of_the_wsgi_middleware(agent):
     assert list(inspect.signature(mw).parameters) == ["environ", "start_response"]
 
 
+def test_wsgi_app_set_after_construction_is_the_one_called(agent):
+    """wsgi_app lives in the native base (read without a lookup per
+    request): replacing it takes effect, deleting it gives the
+    AttributeError a plain attribute would, and nothing of the request
+    stays current either way."""
+    import otelagent
+    from otelagent.integrations.wsgi import OtelAgentWSGIMiddleware
+    first, second = {}, {}
+    mw = OtelAgentWSGIMiddleware(wsgi_app(first))
+    assert "wsgi_app" not in vars(mw)
+    mw.wsgi_app = wsgi_app(second)
+    assert mw(_environ("/c"), lambda *a: None) == [b"x"]
+    assert second["recording"] is True and first == {}
+    del mw.wsgi_app
+    with pytest.raises(AttributeError, match="wsgi_app"):
+        mw(_environ("/c"), lambda *a: None)
+    with pytest.raises(AttributeError, match="wsgi_app"):
+        _ = mw.wsgi_app
+    assert otelagent.get_current_span() is otelagent.INVALID_SPAN
+
+
+def test_close_of_a_sampled_out_streamed_body(agent):
+    """A sampled-out streamed body's close is the body itself, called
+    without arguments (no bound method per request): the application's
+    close() runs once, with the request's span current, then nothing is.
+    A recorded body's close is a method as usual, and start_response
+    called without arguments still reaches the server's."""
+    import otelagent
+    from otelagent.integrations.wsgi import OtelAgentWSGIMiddleware
+    closes = []
+
+    class Body:
+        def __iter__(self):
+            return iter([b"a", b"b"])
+
+        def close(self):
+            closes.append(otelagent.get_current_span().get_span_context().trace_id)
+
+    def app(environ, start_response):
+        start_response("200 OK", [])
+        return Body()
+    mw = OtelAgentWSGIMiddleware(app)
+    trace = uuid.uuid4().hex
+    result = mw(_environ("/s", HTTP_TRACEPARENT=TRACE_UNSAMPLED.format(trace)), lambda *a: None)
+    assert next(iter(result)) == b"a"  # closed before its end, as when the client is gone
+    close = result.close
+    assert callable(close)
+    assert close() is None
+    assert closes == [int(trace, 16)]
+    result.close()  # a second close() has nothing left to do
+    assert closes == [int(trace, 16)]
+    assert otelagent.get_current_span() is otelagent.INVALID_SPAN
+
+    result = mw(_environ("/s", HTTP_TRACEPARENT=TRACE_SAMPLED.format(trace)), lambda *a: None)
+    assert type(result.close).__name__ == "builtin_function_or_method"
+    result.close()
+    assert len(closes) == 2
+
+    def no_args(environ, start_response):
+        start_response()
+    seen = []
+
+    def server_start_response(*args):
+        seen.append(args)
+        raise TypeError("start_response() needs a status and headers")
+    mw = OtelAgentWSGIMiddleware(no_args)
+    with pytest.raises(TypeError, match="needs a status"):
+        mw(_environ("/s", HTTP_TRACEPARENT=TRACE_SAMPLED.format(trace)), server_start_response)
+    assert seen == [()]
+
+
 def test_a_second_interpreter_uses_the_python_path(agent):
     """uWSGI runs --mount apps in sub-interpreters, each importing the
     package: the native module serves only the interpreter that bound it

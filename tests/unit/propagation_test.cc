@@ -95,22 +95,26 @@ TEST(TraceParent, IdsAndFlagsAreLowerCaseHex) {  // TC "version-format": HEXDIGL
   EXPECT_FALSE(parses(tp("00", kTrace, kSpan, "0.")));
 }
 
-// hex_decode is table-driven: every pair of bytes, in both modes, against
-// the rule written out (0-9, a-f, and A-F only where upper case is allowed).
+namespace {
+// The rule written out: 0-9, a-f, and A-F only where upper case is allowed.
+int hex_digit(int c, bool upper) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (upper && c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+}  // namespace
+
+// Short inputs are decoded through a table: every pair of bytes, in both
+// modes, against the rule.
 TEST(Hex, EveryBytePairDecodesAsTheRuleSays) {
-  auto digit = [](int c, bool upper) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (upper && c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
   for (bool upper : {false, true}) {
     for (int a = 0; a < 256; ++a) {
       for (int b = 0; b < 256; ++b) {
         const char pair[2] = {static_cast<char>(a), static_cast<char>(b)};
         uint8_t out = 0;
         bool ok = hex_decode(std::string_view(pair, 2), &out, upper);
-        int hi = digit(a, upper), lo = digit(b, upper);
+        int hi = hex_digit(a, upper), lo = hex_digit(b, upper);
         ASSERT_EQ(ok, hi >= 0 && lo >= 0) << a << " " << b << " upper " << upper;
         if (ok) {
           ASSERT_EQ(out, hi << 4 | lo) << a << " " << b;
@@ -120,6 +124,40 @@ TEST(Hex, EveryBytePairDecodesAsTheRuleSays) {
   }
   uint8_t out[2];
   EXPECT_FALSE(hex_decode("abc", out, false));  // an odd number of digits
+}
+
+// Eight digits at a time: every pair of byte values at every two
+// neighbouring places of 16 digits (two words and their seam), in both
+// modes and over digits, lower and upper case around them, against the rule.
+TEST(Hex, EveryBytePairAnywhereInTwoWordsDecodesAsTheRuleSays) {
+  const std::string backgrounds[] = {"0123456789abcdef", "fedcba9876543210", "9a0F5cB1e7D2f3A8"};
+  for (bool upper : {false, true}) {
+    for (const std::string &bg : backgrounds) {
+      for (size_t pos = 0; pos + 1 < bg.size(); ++pos) {
+        for (int a = 0; a < 256; ++a) {
+          for (int b = 0; b < 256; ++b) {
+            std::string s = bg;
+            s[pos] = static_cast<char>(a);
+            s[pos + 1] = static_cast<char>(b);
+            uint8_t want[8];
+            bool valid = true;
+            for (size_t i = 0; i < 16; i += 2) {
+              int hi = hex_digit(static_cast<uint8_t>(s[i]), upper);
+              int lo = hex_digit(static_cast<uint8_t>(s[i + 1]), upper);
+              valid = valid && hi >= 0 && lo >= 0;
+              want[i / 2] = static_cast<uint8_t>(hi << 4 | (lo & 0x0f));
+            }
+            uint8_t out[8];
+            bool ok = hex_decode(s, out, upper);
+            ASSERT_EQ(ok, valid) << pos << " " << a << " " << b << " upper " << upper;
+            if (ok) {
+              ASSERT_EQ(std::memcmp(out, want, 8), 0) << pos << " " << a << " " << b;
+            }
+          }
+        }
+      }
+    }
+  }
 }
 
 TEST(TraceParent, FieldLengthsAreExact) {  // TC "version-format": 32, 16 and 2 digits

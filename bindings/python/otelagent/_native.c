@@ -44,6 +44,10 @@ static inline PyObject *Py_NewRef(PyObject *o) {
   Py_INCREF(o);
   return o;
 }
+static inline PyObject *Py_XNewRef(PyObject *o) {
+  Py_XINCREF(o);
+  return o;
+}
 #endif
 
 #ifdef Py_GIL_DISABLED
@@ -452,12 +456,12 @@ static PyObject *s_type, *s_http, *s_websocket, *s_path, *s_headers, *s_method, 
     *s_scheme, *s_http_scheme, *s_https, *s_wss, *s_query_string, *s_server, *s_client,
     *s_http_version, *s_v11, *s_route, *s_path_format, *s_status, *s_message, *s_response_start,
     *s_forks, *s_span_key, *s_empty, *s_slash, *s_set_status, *s_end, *s_close, *s_search,
-    *s_excluded, *s_wsgi_app, *s_python_path, *s_WEBSOCKET, *s_request_method, *s_path_info,
-    *s_url_scheme_env, *s_query_env, *s_host_env, *s_server_name, *s_server_port, *s_remote_addr,
-    *s_ua_env, *s_protocol_env, *s_tp_env, *s_ts_env, *s_bag_env, *s_xray_env, *s_HTTP_prefix,
-    *a_method, *a_method_original, *a_other, *a_url_path, *a_url_scheme, *a_url_query,
-    *a_server_address, *a_server_port, *a_client_address, *a_user_agent, *a_protocol, *a_route,
-    *a_status_code, *a_error_type, *s_werkzeug_request, *s_url_rule, *s_rule, *s_map;
+    *s_excluded, *s_python_path, *s_WEBSOCKET, *s_request_method, *s_path_info, *s_url_scheme_env,
+    *s_query_env, *s_host_env, *s_server_name, *s_server_port, *s_remote_addr, *s_ua_env,
+    *s_protocol_env, *s_tp_env, *s_ts_env, *s_bag_env, *s_xray_env, *s_HTTP_prefix, *a_method,
+    *a_method_original, *a_other, *a_url_path, *a_url_scheme, *a_url_query, *a_server_address,
+    *a_server_port, *a_client_address, *a_user_agent, *a_protocol, *a_route, *a_status_code,
+    *a_error_type, *s_werkzeug_request, *s_url_rule, *s_rule, *s_map;
 static PyObject *g_kind_server, *g_zero, *g_port_80, *g_port_443, *g_invalid_ctx;
 
 static const struct {
@@ -499,7 +503,6 @@ static const struct {
     {&s_map, "map"},
     {&s_search, "search"},
     {&s_excluded, "excluded"},
-    {&s_wsgi_app, "wsgi_app"},
     {&s_python_path, "_python_path"},
     {&s_WEBSOCKET, "WEBSOCKET"},
     {&s_request_method, "REQUEST_METHOD"},
@@ -599,29 +602,41 @@ static PyObject *new_nonrecording(PyObject *ctx, PyObject *tracestate) {
   return o;
 }
 
-/* A new server span under `parent` (a 32-byte context or NULL), as
-   _tracing._make_span makes it with the native sampler call. */
-static PyObject *new_span(PyObject *parent, PyObject *tracestate, PyObject *name,
-                          PyObject *scope_entries, int *recording) {
-  unsigned char out[32];
-  *recording = 0;
-  if (g_context(parent ? PyBytes_AS_STRING(parent) : NULL, out) != 0)
-    return new_nonrecording(parent ? parent : g_invalid_ctx, tracestate);
-  PyObject *ctx = PyBytes_FromStringAndSize((const char *)out, 32);
-  if (ctx == NULL) return NULL;
-  if (!(out[24] & 1)) {
-    PyObject *o = new_nonrecording(ctx, tracestate);
-    Py_DECREF(ctx);
-    return o;
-  }
-  PyObject *forks = PyDict_GetItemWithError(g_tracing_dict, s_forks);
+/* The sampling decision for a server span under `parent` (its 32 bytes, or
+   NULL), as _tracing._make_span makes it with the native sampler call: 1
+   with the span's context in ctx[] when it records; 0 with *span set to the
+   NonRecordingSpan that stands for it (of its own context, or of the
+   parent's when the library makes none: not started, disabled); -1 with an
+   exception set. */
+static int decide(const unsigned char *parent, PyObject *tracestate, unsigned char *ctx,
+                  PyObject **span) {
+  *span = NULL;
+  int rc = g_context(parent, ctx);
+  if (rc == 0 && (ctx[24] & 1)) return 1;
+  const unsigned char *own = rc == 0 ? ctx : parent;
+  PyObject *b = own ? PyBytes_FromStringAndSize((const char *)own, 32) : Py_NewRef(g_invalid_ctx);
+  if (b == NULL) return -1;
+  *span = new_nonrecording(b, tracestate);
+  Py_DECREF(b);
+  return *span ? 0 : -1;
+}
+
+/* The recording server span of context ctx[] under `parent` (NULL for a
+   root), as _tracing._make_span makes it. */
+static PyObject *new_span(const unsigned char *parent, const unsigned char *ctx_raw,
+                          PyObject *tracestate, PyObject *name, PyObject *scope_entries) {
+  PyObject *ctx = PyBytes_FromStringAndSize((const char *)ctx_raw, 32);
+  PyObject *parent_ctx = !ctx     ? NULL
+                         : parent ? PyBytes_FromStringAndSize((const char *)parent, 32)
+                                  : Py_NewRef(Py_None);
+  PyObject *forks = parent_ctx ? PyDict_GetItemWithError(g_tracing_dict, s_forks) : NULL;
   PyObject *start = forks ? now_ns() : NULL;
   PyObject *attrs = start ? PyDict_New() : NULL;
   PyObject *o = attrs ? g_span_type->tp_alloc(g_span_type, 0) : NULL;
   if (o != NULL) {
     slot_set(o, g_off[SLOT_NAME], name);
     slot_set(o, g_off[SLOT_CTX], ctx);
-    slot_set(o, g_off[SLOT_PARENT], parent ? parent : Py_None);
+    slot_set(o, g_off[SLOT_PARENT], parent_ctx);
     slot_set(o, g_off[SLOT_TRACESTATE], tracestate);
     slot_set(o, g_off[SLOT_KIND], g_kind_server);
     slot_set(o, g_off[SLOT_START], start);
@@ -632,11 +647,11 @@ static PyObject *new_span(PyObject *parent, PyObject *tracestate, PyObject *name
     slot_set(o, g_off[SLOT_X], Py_None);
     slot_set(o, g_off[SLOT_TOKEN], Py_None);
     slot_set(o, g_off[SLOT_FORKS], forks);
-    *recording = 1;
-  } else if (forks == NULL && !PyErr_Occurred()) {
+  } else if (parent_ctx != NULL && forks == NULL && !PyErr_Occurred()) {
     PyErr_SetString(PyExc_RuntimeError, "_native: _tracing._forks is missing");
   }
-  Py_DECREF(ctx);
+  Py_XDECREF(ctx);
+  Py_XDECREF(parent_ctx);
   Py_XDECREF(start);
   Py_XDECREF(attrs);
   return o;
@@ -705,6 +720,7 @@ typedef struct {
   int needs_full;
   PyObject *route_map; /* WSGI: the werkzeug Map whose matched rule names spans (Flask's
                           app.url_map), or NULL */
+  PyObject *app;       /* WSGI: the application (the wsgi_app attribute), or NULL */
   int wsgi;
 } Server;
 
@@ -787,23 +803,21 @@ typedef struct {
 } TraceHeaders;
 
 /* The remote parent and baggage from the trace headers, as
-   propagation.extract_values finds them. Sets *parent (a 32-byte context,
-   new reference, or NULL), *tracestate (new reference) and *baggage (new
-   reference, "" when none). 1; 0 when a value is not one this code reads
-   (the Python path takes the request); -1 with an exception set. */
-static int extract(const TraceHeaders *h, PyObject **parent, PyObject **tracestate,
-                   PyObject **baggage) {
+   propagation.extract_values finds them. Writes the parent's 32-byte context
+   to parent[] and sets *has_parent; sets *tracestate (new reference) and
+   *baggage (new reference, "" when none). 1; 0 when a value is not one this
+   code reads (the Python path takes the request); -1 with an exception set. */
+static int extract(const TraceHeaders *h, unsigned char *parent, int *has_parent,
+                   PyObject **tracestate, PyObject **baggage) {
   const char *d;
   Py_ssize_t n;
-  unsigned char out[32];
-  *parent = NULL;
+  *has_parent = 0;
   *tracestate = Py_NewRef(s_empty);
   *baggage = Py_NewRef(s_empty);
   if (h->tp != NULL && g_prop_tc) {
     if (!header_bytes(h->tp, &d, &n)) return 0;
-    if (n > 0 && g_traceparent(d, (size_t)n, out) == 0) {
-      *parent = PyBytes_FromStringAndSize((const char *)out, 32);
-      if (*parent == NULL) return -1;
+    if (n > 0 && g_traceparent(d, (size_t)n, parent) == 0) {
+      *has_parent = 1;
       if (h->ts != NULL) {
         if (!header_bytes(h->ts, &d, &n)) return 0;
         if (n > 0) {
@@ -813,12 +827,9 @@ static int extract(const TraceHeaders *h, PyObject **parent, PyObject **tracesta
       }
     }
   }
-  if (*parent == NULL && h->xray != NULL && g_prop_xray) {
+  if (!*has_parent && h->xray != NULL && g_prop_xray) {
     if (!header_bytes(h->xray, &d, &n)) return 0;
-    if (n > 0 && g_xray(d, (size_t)n, out) == 0) {
-      *parent = PyBytes_FromStringAndSize((const char *)out, 32);
-      if (*parent == NULL) return -1;
-    }
+    if (n > 0 && g_xray(d, (size_t)n, parent) == 0) *has_parent = 1;
   }
   if (h->bag != NULL && g_prop_bag) {
     if (!header_bytes(h->bag, &d, &n)) return 0;
@@ -1080,7 +1091,7 @@ static PyObject *server_begin(Server *self, PyObject *const *args, Py_ssize_t na
       PyList_GET_ITEM(g_classes, 1) != (PyObject *)g_nonrec_type || !PyDict_CheckExact(scope))
     Py_RETURN_NOTIMPLEMENTED;
   int websocket = 0;
-  PyObject *path, *method;
+  PyObject *path;
   TraceHeaders h = {NULL, NULL, NULL, NULL};
   PyObject *host = NULL, *ua = NULL; /* borrowed */
   if (!self->wsgi) {
@@ -1121,7 +1132,6 @@ static PyObject *server_begin(Server *self, PyObject *const *args, Py_ssize_t na
     PyObject *q = PyDict_GetItemWithError(scope, s_query_string);
     if (q == NULL && PyErr_Occurred()) return NULL;
     if (q != NULL && q != Py_None && !PyBytes_CheckExact(q)) Py_RETURN_NOTIMPLEMENTED;
-    method = websocket ? s_GET : get_or(scope, s_method, s_GET);
   } else {
     /* Only the headers extract() will read: each lookup in a large environ
        counts on every request. */
@@ -1133,51 +1143,59 @@ static PyObject *server_begin(Server *self, PyObject *const *args, Py_ssize_t na
       return NULL;
     if (g_prop_xray && (h.xray = get_or(scope, s_xray_env, NULL)) == NULL && PyErr_Occurred())
       return NULL;
-    method = get_or(scope, s_request_method, s_GET);
-  }
-  if (method == NULL) return NULL;
-  int known = PySet_Contains(g_known, method);
-  if (known < 0) {
-    PyErr_Clear(); /* unhashable: the Python path decides */
-    Py_RETURN_NOTIMPLEMENTED;
   }
 
-  PyObject *parent, *tracestate, *baggage;
-  int rc = extract(&h, &parent, &tracestate, &baggage);
+  unsigned char parent[32], ctx[32];
+  int has_parent;
+  PyObject *tracestate, *baggage, *span = NULL, *method = NULL, *name = NULL;
+  ServerCall *c = NULL;
+  int rc = extract(&h, parent, &has_parent, &tracestate, &baggage);
   if (rc <= 0) {
-    Py_XDECREF(parent);
     Py_DECREF(tracestate);
     Py_DECREF(baggage);
     return rc < 0 ? NULL : Py_NewRef(Py_NotImplemented);
   }
-  ServerCall *c = new_call(self->wsgi);
+  int recording = decide(has_parent ? parent : NULL, tracestate, ctx, &span);
+  if (recording < 0) goto fail;
+  int known = 0;
+  if (recording) {
+    /* The method only names and describes a span that records. */
+    method = self->wsgi  ? get_or(scope, s_request_method, s_GET)
+             : websocket ? s_GET
+                         : get_or(scope, s_method, s_GET);
+    known = method ? PySet_Contains(g_known, method) : -1;
+    if (known < 0) goto fail; /* unhashable: the Python path decides */
+    name = known ? method : s_HTTP;
+    span = new_span(has_parent ? parent : NULL, ctx, tracestate, name, self->scope_entries);
+    if (span == NULL) goto fail;
+  }
+  c = new_call(self->wsgi);
   if (c == NULL) goto fail;
+  c->span = span; /* the call owns it now */
+  span = NULL;
   c->websocket = (char)websocket;
   c->target = Py_NewRef(target);
   c->scope = Py_NewRef(scope);
-  c->method = Py_NewRef(method);
   if (PyUnicode_GET_LENGTH(baggage) > 0) {
     c->baggage = Py_NewRef(baggage);
     c->bag_token = PyContextVar_Set(g_baggage_var, baggage);
     if (c->bag_token == NULL) goto fail;
   }
-  int recording;
-  c->first_name = Py_NewRef(known ? method : s_HTTP);
-  c->span = new_span(parent, tracestate, c->first_name, self->scope_entries, &recording);
   /* The span in the scope: an inner middleware leaves the request to it,
      the Flask integration names it after the route. */
-  if (c->span == NULL || PyDict_SetItem(scope, s_span_key, c->span) != 0) goto fail;
+  if (PyDict_SetItem(scope, s_span_key, c->span) != 0) goto fail;
   c->token = PyContextVar_Set(g_current, c->span);
   if (c->token == NULL) goto fail;
-  c->recording = (char)recording;
-  if (recording && self->route_map != NULL) c->route_map = Py_NewRef(self->route_map);
   if (recording) {
+    c->recording = 1;
+    c->method = Py_NewRef(method);
+    c->first_name = Py_NewRef(name);
+    if (self->route_map != NULL) c->route_map = Py_NewRef(self->route_map);
     PyObject *attrs = slot_get(c->span, g_off[SLOT_ATTRS]);
     if ((self->wsgi ? wsgi_attrs(attrs, scope, method, known, path)
                     : asgi_attrs(attrs, scope, method, known, path, host, ua)) != 0)
       goto fail;
   }
-  Py_XDECREF(parent);
   Py_DECREF(tracestate);
   Py_DECREF(baggage);
   return (PyObject *)c;
@@ -1190,8 +1208,8 @@ fail:
     unwind_call(c);
     Py_DECREF(c);
   }
+  Py_XDECREF(span);
   PyErr_Clear();
-  Py_XDECREF(parent);
   Py_DECREF(tracestate);
   Py_DECREF(baggage);
   Py_RETURN_NOTIMPLEMENTED;
@@ -1240,6 +1258,7 @@ static int server_traverse(Server *self, visitproc visit, void *arg) {
   Py_VISIT(self->cache);
   Py_VISIT(self->on_error);
   Py_VISIT(self->route_map);
+  Py_VISIT(self->app);
   return 0;
 }
 
@@ -1251,6 +1270,7 @@ static int server_clear(Server *self) {
   Py_CLEAR(self->cache);
   Py_CLEAR(self->on_error);
   Py_CLEAR(self->route_map);
+  Py_CLEAR(self->app);
   return 0;
 }
 
@@ -1265,6 +1285,34 @@ static PyMethodDef k_server_methods[] = {
      "begin(scope, send) or begin(environ, start_response) -> ServerCall, None "
      "(not traced) or NotImplemented (the Python path takes it)"},
     {NULL, NULL, 0, NULL},
+};
+
+/* wsgi_app is kept in the struct: the C __call__ reads it without an
+   attribute lookup on every request. */
+static PyObject *server_get_app(Server *self, void *closure) {
+  (void)closure;
+  if (self->app == NULL) {
+    PyErr_Format(PyExc_AttributeError, "'%.100s' object has no attribute 'wsgi_app'",
+                 Py_TYPE(self)->tp_name);
+    return NULL;
+  }
+  return Py_NewRef(self->app);
+}
+
+static int server_set_app(Server *self, PyObject *v, void *closure) {
+  (void)closure;
+  if (v == NULL && self->app == NULL) {
+    PyErr_SetString(PyExc_AttributeError, "wsgi_app");
+    return -1;
+  }
+  Py_XSETREF(self->app, Py_XNewRef(v));
+  return 0;
+}
+
+static PyGetSetDef k_server_getset[] = {
+    {"wsgi_app", (getter)server_get_app, (setter)server_set_app,
+     "the WSGI application this middleware calls", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
 };
 
 static PyObject *server_call(Server *self, PyObject *args, PyObject *kwargs);
@@ -1284,6 +1332,7 @@ static PyTypeObject Server_Type = {
     .tp_clear = (inquiry)server_clear,
     .tp_dealloc = (destructor)server_dealloc,
     .tp_methods = k_server_methods,
+    .tp_getset = k_server_getset,
 };
 
 /* --- ServerCall: one traced request -------------------------------------- */
@@ -1580,8 +1629,11 @@ static PyObject *first_arg(PyObject *args, PyObject *kwargs, PyObject *name) {
 }
 
 /* ASGI send(message), or WSGI start_response(status, headers, exc_info=None),
-   noting the status on the way. */
+   noting the status on the way; WSGI close() without arguments. */
 static PyObject *call_call(ServerCall *c, PyObject *args, PyObject *kwargs) {
+  if (c->wsgi && !c->recording && PyTuple_GET_SIZE(args) == 0 &&
+      (kwargs == NULL || PyDict_GET_SIZE(kwargs) == 0))
+    return call_close(c, NULL); /* close() (see call_get_close) */
   if (!c->wsgi) {
     PyObject *msg = c->status == NULL ? first_arg(args, kwargs, s_message) : NULL;
     if (msg == NULL && PyErr_Occurred()) return NULL;
@@ -1644,6 +1696,23 @@ static PyObject *call_get_send(ServerCall *c, void *closure) {
   return Py_NewRef(c->recording || c->target == NULL ? (PyObject *)c : c->target);
 }
 
+static PyMethodDef k_close_def = {"close", (PyCFunction)call_close, METH_NOARGS,
+                                  "close() of a streamed WSGI body"};
+
+/* close of a streamed WSGI body. When the span records nothing, the call
+   itself, which closes when called without arguments: the application never
+   had it as its start_response (see server_call), and a bound method made
+   for every request costs an allocation. */
+static PyObject *call_get_close(ServerCall *c, void *closure) {
+  (void)closure;
+  if (!c->wsgi) {
+    PyErr_SetString(PyExc_AttributeError, "close");
+    return NULL;
+  }
+  if (c->recording) return PyCMethod_New(&k_close_def, (PyObject *)c, NULL, NULL);
+  return Py_NewRef((PyObject *)c);
+}
+
 static PyObject *call_get_span(ServerCall *c, void *closure) {
   (void)closure;
   return Py_NewRef(c->span ? c->span : Py_None);
@@ -1694,7 +1763,6 @@ static PyMethodDef k_call_methods[] = {
      "finish(): resets the current span and ends the span (once)"},
     {"closing", (PyCFunction)call_closing, METH_O,
      "closing(result) -> what the WSGI server gets (the span ends when it is closed)"},
-    {"close", (PyCFunction)call_close, METH_NOARGS, "close() of a streamed WSGI body"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1702,6 +1770,7 @@ static PyGetSetDef k_call_getset[] = {
     {"status", (getter)call_get_status, (setter)call_set_status,
      "the ASGI response status (None before it starts)", NULL},
     {"span", (getter)call_get_span, NULL, "the request's span", NULL},
+    {"close", (getter)call_get_close, NULL, "close() of a streamed WSGI body", NULL},
     {"send", (getter)call_get_send, NULL, "the send to give the application", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
@@ -1750,26 +1819,23 @@ static PyObject *server_call(Server *self, PyObject *args, PyObject *kwargs) {
     Py_DECREF(call);
     return call_method((PyObject *)self, s_python_path, args, NULL);
   }
-  PyObject *app = PyObject_GetAttr((PyObject *)self, s_wsgi_app);
+  PyObject *app = self->app;
   if (call == Py_None) { /* not traced */
     Py_DECREF(call);
-    PyObject *r = app ? PyObject_Call(app, args, NULL) : NULL;
-    Py_XDECREF(app);
-    return r;
+    return app ? PyObject_Call(app, args, NULL) : server_get_app(self, NULL);
   }
   if (app == NULL) { /* no wsgi_app: nothing of the request stays current */
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
     if (call_end((ServerCall *)call) != 0) PyErr_Clear();
-    PyErr_Restore(type, value, tb);
     Py_DECREF(call);
-    return NULL;
+    return server_get_app(self, NULL);
   }
   ServerCall *c = (ServerCall *)call;
   /* A span that records nothing needs no status: the server's own
-     start_response, without a hop through the call. */
-  PyObject *result = PyObject_CallFunctionObjArgs(app, PyTuple_GET_ITEM(args, 0),
-                                                  c->recording ? call : c->target, NULL);
+     start_response, without a hop through the call. The slot before the
+     arguments is the callee's to use (a bound method puts its self there). */
+  PyObject *argv[3] = {NULL, PyTuple_GET_ITEM(args, 0), c->recording ? call : c->target};
+  Py_INCREF(app); /* the application may replace wsgi_app while it runs */
+  PyObject *result = PyObject_Vectorcall(app, argv + 1, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
   Py_DECREF(app);
   PyObject *r = NULL;
   if (result != NULL) {

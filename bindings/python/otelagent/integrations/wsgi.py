@@ -54,8 +54,9 @@ class OtelAgentWSGIMiddleware(_http.NativeServer or object):
 
         def __reduce__(self):
             # copy.copy / deepcopy (and pickle, for a picklable wsgi_app): the
-            # C base's state is made again from the attributes.
-            return _rebuild, (type(self), self.__dict__)
+            # C base's state (wsgi_app is kept there) is made again from the
+            # attributes.
+            return _rebuild, (type(self), self.wsgi_app, self.__dict__)
 
     def _python_path(self, environ, start_response):
         if SPAN_KEY in environ:  # another instance of this middleware is outside
@@ -182,9 +183,10 @@ def _request_attributes(span, environ, method, known, path):
     return a
 
 
-def _rebuild(cls, state):
+def _rebuild(cls, wsgi_app, state):
     mw = cls.__new__(cls)
     mw.__dict__.update(state)
+    mw.wsgi_app = wsgi_app
     _http.NativeServer.__init__(mw, True, mw.scope, mw.excluded, _full_url,
                                 _http.request_failed, mw.werkzeug_route)
     return mw
