@@ -67,6 +67,13 @@ bool hex_decode8(const char *p, uint8_t *out, bool allow_upper) {
   std::memcpy(out, &bytes, 4);
   return true;
 }
+// Two lower-case digits into one byte.
+bool hex_decode2(const char *p, uint8_t *out) {
+  const uint8_t hi = kHexValue[static_cast<uint8_t>(p[0])];
+  const uint8_t lo = kHexValue[static_cast<uint8_t>(p[1])];
+  *out = static_cast<uint8_t>(hi << 4 | (lo & 0x0f));
+  return ((hi | lo) & 0xf0) == 0;
+}
 }  // namespace
 
 bool hex_decode(std::string_view hex, uint8_t *out, bool allow_upper) {
@@ -93,15 +100,19 @@ bool traceparent_parse(std::string_view value, otelagent_span_context *out) {
   // version "-" trace-id "-" parent-id "-" flags: 2+1+32+1+16+1+2 = 55; a
   // future version shorter than that is not parsed either ("Versioning").
   if (v.size() < 55) return false;
+  const char *d = v.data();
   uint8_t version;
-  if (!hex_decode(v.substr(0, 2), &version, false) || version == 0xff) return false;
+  if (!hex_decode2(d, &version) || version == 0xff) return false;
   if (v[2] != '-' || v[35] != '-' || v[52] != '-') return false;
   // Version 00 ends at the flags; a higher version may go on, but only after
   // a '-' that ends the flags.
   if (version == 0 ? v.size() != 55 : v.size() > 55 && v[55] != '-') return false;
+  // The ids word by word (hex_decode would loop over them).
   uint8_t trace_id[16], span_id[8], flags;
-  if (!hex_decode(v.substr(3, 32), trace_id, false) ||
-      !hex_decode(v.substr(36, 16), span_id, false) || !hex_decode(v.substr(53, 2), &flags, false))
+  if (!hex_decode8(d + 3, trace_id, false) || !hex_decode8(d + 11, trace_id + 4, false) ||
+      !hex_decode8(d + 19, trace_id + 8, false) || !hex_decode8(d + 27, trace_id + 12, false) ||
+      !hex_decode8(d + 36, span_id, false) || !hex_decode8(d + 44, span_id + 4, false) ||
+      !hex_decode2(d + 53, &flags))
     return false;
   if (all_zero(trace_id, 16) || all_zero(span_id, 8)) return false;
   std::memcpy(out->trace_id, trace_id, 16);
