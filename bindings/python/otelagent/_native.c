@@ -1546,6 +1546,7 @@ static PyObject *call_close(ServerCall *c, PyObject *unused) {
     PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(e)), e, PyException_GetTraceback(e));
     return NULL;
   }
+  if (c->body_closed && c->ended) Py_RETURN_NONE; /* the usual case: ended at its last chunk */
   return end_after(c, close_app(c, 0));
 }
 
