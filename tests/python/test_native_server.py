@@ -470,6 +470,121 @@ def test_wsgi_app_set_after_construction_is_the_one_called(agent):
     assert otelagent.get_current_span() is otelagent.INVALID_SPAN
 
 
+UAF_REPRO = """
+import sys
+import otelagent
+from otelagent.integrations.wsgi import OtelAgentWSGIMiddleware
+otelagent.start({"OTEL_TRACES_EXPORTER": "none"})
+holder = {}
+def app(environ, start_response):
+    holder["outer"].wsgi_app = lambda e, s: [b"new"]  # a reload, say
+    raise ValueError("app failed")
+outer = OtelAgentWSGIMiddleware(OtelAgentWSGIMiddleware(app), excluded_urls="^/health")
+holder["outer"] = outer
+env = {"REQUEST_METHOD": "GET", "PATH_INFO": "/health", "wsgi.url_scheme": "http",
+       "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000"}
+try:
+    outer(env, lambda *a: None)
+except ValueError as e:
+    print("raised", e)
+print(outer(dict(env), lambda *a: None))
+"""
+
+
+def test_an_app_replacing_the_outer_wsgi_app_does_not_free_the_running_one():
+    """An excluded request passed on by an outer middleware to an inner one
+    whose application replaces the outer's wsgi_app (the inner middleware's
+    last reference) and raises: the inner one must stay alive until its
+    call returns (it read its settings from freed memory: a crash under the
+    debug allocator, which poisons what is freed)."""
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, PYTHONMALLOC="debug")
+    p = subprocess.run([sys.executable, "-c", UAF_REPRO], env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.splitlines() == ["raised app failed", "[b'new']"]
+
+
+def test_a_subclass_defining_wsgi_app_is_served(agent):
+    """A subclass whose class defines wsgi_app (a property, a class-level
+    default) keeps the application out of the native slot: the C __call__
+    then looks it up as Python does (every request failed with an
+    AttributeError)."""
+    from otelagent.integrations.wsgi import OtelAgentWSGIMiddleware
+
+    class WithProperty(OtelAgentWSGIMiddleware):
+        @property
+        def wsgi_app(self):
+            return self._app
+
+        @wsgi_app.setter
+        def wsgi_app(self, v):
+            self._app = v
+
+    class WithDefault(OtelAgentWSGIMiddleware):
+        wsgi_app = None
+
+    for cls in (WithProperty, WithDefault):
+        seen = {}
+        mw = cls(wsgi_app(seen))
+        for tp in (TRACE_SAMPLED, TRACE_UNSAMPLED, None):
+            env = _environ("/sub") if tp is None else _environ(
+                "/sub", HTTP_TRACEPARENT=tp.format(uuid.uuid4().hex))
+            seen.clear()
+            assert mw(env, lambda *a: None) == [b"x"], (cls, tp)
+            assert seen["recording"] is (tp != TRACE_UNSAMPLED)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_a_method_that_cannot_be_hashed_is_an_unknown_one(agent, exported, native):
+    """A REQUEST_METHOD of an odd type (not hashable): the request is served
+    and its span names the method _OTHER, sampled or not, on both paths (the
+    Python path raised TypeError into the server)."""
+    from otelagent.integrations.wsgi import OtelAgentWSGIMiddleware
+    seen = {}
+    mw = OtelAgentWSGIMiddleware(wsgi_app(seen))
+    call = mw if native else mw._python_path
+    traces = {}
+    for tp in (TRACE_SAMPLED, TRACE_UNSAMPLED):
+        traces[tp] = uuid.uuid4().hex
+        env = _environ("/m", REQUEST_METHOD=["GET"], HTTP_TRACEPARENT=tp.format(traces[tp]))
+        seen.clear()
+        assert call(env, lambda *a: None) == [b"x"]
+        assert seen["recording"] is (tp == TRACE_SAMPLED)
+    got = exported.wait(["HTTP"], bytes.fromhex(traces[TRACE_SAMPLED]))
+    assert attrs(got["HTTP"][0])["http.request.method"] == "_OTHER"
+
+
+def test_pickles_of_the_wsgi_middleware_from_before_load(agent):
+    """A middleware pickled when wsgi_app was an instance attribute (its
+    state then held it) still loads and serves; one without a wsgi_app can
+    be copied."""
+    import copy
+    import pickle
+
+    from otelagent.integrations import wsgi
+    from otelagent.integrations.wsgi import OtelAgentWSGIMiddleware
+    mw = OtelAgentWSGIMiddleware(_picklable_app, excluded_urls="^/healthz$")
+    state = dict(vars(mw), wsgi_app=_picklable_app)
+    old = pickle.loads(pickle.dumps((wsgi._rebuild, (OtelAgentWSGIMiddleware, state))))
+    clone = old[0](*old[1])
+    assert clone(_environ("/c"), lambda *a: None) == [b"p"]
+    assert clone.begin(_environ("/healthz"), None) is None
+    clone = pickle.loads(pickle.dumps(mw))
+    assert clone(_environ("/c"), lambda *a: None) == [b"p"]
+    del mw.wsgi_app
+    bare = copy.copy(mw)
+    with pytest.raises(AttributeError, match="wsgi_app"):
+        _ = bare.wsgi_app
+
+
+def _picklable_app(environ, start_response):
+    start_response("200 OK", [])
+    return [b"p"]
+
+
 def test_close_of_a_sampled_out_streamed_body(agent):
     """A sampled-out streamed body's close is the body itself, called
     without arguments (no bound method per request): the application's
@@ -501,11 +616,24 @@ def test_close_of_a_sampled_out_streamed_body(agent):
     result.close()  # a second close() has nothing left to do
     assert closes == [int(trace, 16)]
     assert otelagent.get_current_span() is otelagent.INVALID_SPAN
+    # close() with arguments is refused, as a method's would be, and closes
+    # nothing (it was handed on to the server's start_response).
+    calls = []
+    result = mw(_environ("/s", HTTP_TRACEPARENT=TRACE_UNSAMPLED.format(trace)),
+                lambda *a: calls.append(a))
+    calls.clear()
+    with pytest.raises(TypeError, match="no arguments"):
+        result.close(None)
+    assert calls == [] and len(closes) == 1
+    result.close()
+    assert len(closes) == 2
 
     result = mw(_environ("/s", HTTP_TRACEPARENT=TRACE_SAMPLED.format(trace)), lambda *a: None)
     assert type(result.close).__name__ == "builtin_function_or_method"
+    with pytest.raises(TypeError):
+        result.close(None)
     result.close()
-    assert len(closes) == 2
+    assert len(closes) == 3
 
     def no_args(environ, start_response):
         start_response()

@@ -456,12 +456,12 @@ static PyObject *s_type, *s_http, *s_websocket, *s_path, *s_headers, *s_method, 
     *s_scheme, *s_http_scheme, *s_https, *s_wss, *s_query_string, *s_server, *s_client,
     *s_http_version, *s_v11, *s_route, *s_path_format, *s_status, *s_message, *s_response_start,
     *s_forks, *s_span_key, *s_empty, *s_slash, *s_set_status, *s_end, *s_close, *s_search,
-    *s_excluded, *s_python_path, *s_WEBSOCKET, *s_request_method, *s_path_info, *s_url_scheme_env,
-    *s_query_env, *s_host_env, *s_server_name, *s_server_port, *s_remote_addr, *s_ua_env,
-    *s_protocol_env, *s_tp_env, *s_ts_env, *s_bag_env, *s_xray_env, *s_HTTP_prefix, *a_method,
-    *a_method_original, *a_other, *a_url_path, *a_url_scheme, *a_url_query, *a_server_address,
-    *a_server_port, *a_client_address, *a_user_agent, *a_protocol, *a_route, *a_status_code,
-    *a_error_type, *s_werkzeug_request, *s_url_rule, *s_rule, *s_map;
+    *s_excluded, *s_wsgi_app, *s_python_path, *s_WEBSOCKET, *s_request_method, *s_path_info,
+    *s_url_scheme_env, *s_query_env, *s_host_env, *s_server_name, *s_server_port, *s_remote_addr,
+    *s_ua_env, *s_protocol_env, *s_tp_env, *s_ts_env, *s_bag_env, *s_xray_env, *s_HTTP_prefix,
+    *a_method, *a_method_original, *a_other, *a_url_path, *a_url_scheme, *a_url_query,
+    *a_server_address, *a_server_port, *a_client_address, *a_user_agent, *a_protocol, *a_route,
+    *a_status_code, *a_error_type, *s_werkzeug_request, *s_url_rule, *s_rule, *s_map;
 static PyObject *g_kind_server, *g_zero, *g_port_80, *g_port_443, *g_invalid_ctx;
 
 static const struct {
@@ -504,6 +504,7 @@ static const struct {
     {&s_search, "search"},
     {&s_excluded, "excluded"},
     {&s_python_path, "_python_path"},
+    {&s_wsgi_app, "wsgi_app"},
     {&s_WEBSOCKET, "WEBSOCKET"},
     {&s_request_method, "REQUEST_METHOD"},
     {&s_path_info, "PATH_INFO"},
@@ -1163,8 +1164,12 @@ static PyObject *server_begin(Server *self, PyObject *const *args, Py_ssize_t na
     method = self->wsgi  ? get_or(scope, s_request_method, s_GET)
              : websocket ? s_GET
                          : get_or(scope, s_method, s_GET);
-    known = method ? PySet_Contains(g_known, method) : -1;
-    if (known < 0) goto fail; /* unhashable: the Python path decides */
+    if (method == NULL) goto fail;
+    known = PySet_Contains(g_known, method);
+    if (known < 0) { /* a value that cannot be hashed: an unknown method, as in Python */
+      PyErr_Clear();
+      known = 0;
+    }
     name = known ? method : s_HTTP;
     span = new_span(has_parent ? parent : NULL, ctx, tracestate, name, self->scope_entries);
     if (span == NULL) goto fail;
@@ -1632,9 +1637,13 @@ static PyObject *first_arg(PyObject *args, PyObject *kwargs, PyObject *name) {
 /* ASGI send(message), or WSGI start_response(status, headers, exc_info=None),
    noting the status on the way; WSGI close() without arguments. */
 static PyObject *call_call(ServerCall *c, PyObject *args, PyObject *kwargs) {
-  if (c->wsgi && !c->recording && PyTuple_GET_SIZE(args) == 0 &&
-      (kwargs == NULL || PyDict_GET_SIZE(kwargs) == 0))
-    return call_close(c, NULL); /* close() (see call_get_close) */
+  if (c->wsgi && !c->recording) { /* only ever close() (see call_get_close) */
+    if (PyTuple_GET_SIZE(args) != 0 || (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0)) {
+      PyErr_SetString(PyExc_TypeError, "close() takes no arguments");
+      return NULL;
+    }
+    return call_close(c, NULL);
+  }
   if (!c->wsgi) {
     PyObject *msg = c->status == NULL ? first_arg(args, kwargs, s_message) : NULL;
     if (msg == NULL && PyErr_Occurred()) return NULL;
@@ -1820,22 +1829,30 @@ static PyObject *server_call(Server *self, PyObject *args, PyObject *kwargs) {
     Py_DECREF(call);
     return call_method((PyObject *)self, s_python_path, args, NULL);
   }
-  PyObject *app = self->app;
+  /* Held for the whole call: the application may replace wsgi_app while it
+     runs (freeing the old one, which may be this code's caller). A subclass
+     whose class defines wsgi_app (a property, a class attribute) keeps it
+     out of the slot: then it is looked up as Python would. */
+  PyObject *app = self->app ? Py_NewRef(self->app) : PyObject_GetAttr((PyObject *)self, s_wsgi_app);
   if (call == Py_None) { /* not traced */
     Py_DECREF(call);
-    return app ? PyObject_Call(app, args, NULL) : server_get_app(self, NULL);
-  }
-  if (app == NULL) { /* no wsgi_app: nothing of the request stays current */
-    if (call_end((ServerCall *)call) != 0) PyErr_Clear();
-    Py_DECREF(call);
-    return server_get_app(self, NULL);
+    PyObject *r = app ? PyObject_Call(app, args, NULL) : NULL;
+    Py_XDECREF(app);
+    return r;
   }
   ServerCall *c = (ServerCall *)call;
+  if (app == NULL) { /* no wsgi_app: nothing of the request stays current */
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    if (call_end(c) != 0) PyErr_Clear();
+    PyErr_Restore(type, value, tb);
+    Py_DECREF(call);
+    return NULL;
+  }
   /* A span that records nothing needs no status: the server's own
      start_response, without a hop through the call. The slot before the
      arguments is the callee's to use (a bound method puts its self there). */
   PyObject *argv[3] = {NULL, PyTuple_GET_ITEM(args, 0), c->recording ? call : c->target};
-  Py_INCREF(app); /* the application may replace wsgi_app while it runs */
   PyObject *result = PyObject_Vectorcall(app, argv + 1, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
   Py_DECREF(app);
   PyObject *r = NULL;

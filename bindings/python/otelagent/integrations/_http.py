@@ -13,6 +13,12 @@ from ..propagation import _baggage
 KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS",
                            "TRACE", "PATCH", "QUERY"))
 
+
+def known_method(method):
+    """Whether a request's method is one of KNOWN_METHODS (a value of an odd
+    type, even one that cannot be hashed, is not)."""
+    return isinstance(method, str) and method in KNOWN_METHODS
+
 # Query parameters whose values are never recorded (url.query keeps the name
 # with the value "REDACTED"): the semantic conventions' list plus common
 # secret names.

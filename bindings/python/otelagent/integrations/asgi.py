@@ -83,7 +83,8 @@ class OtelAgentMiddleware:
                 bag_token = _baggage.set(baggage)
 
         method = scope.get("method", "GET") if typ == "http" else "GET"
-        first_name = method if method in _http.KNOWN_METHODS else "HTTP"
+        known = _http.known_method(method)
+        first_name = method if known else "HTTP"
         span = T._make_span(_SCOPE, first_name, parent, _SERVER, None, None, None)
         scope[_SPAN_KEY] = span
         token = T._cur_set(span)
@@ -92,7 +93,7 @@ class OtelAgentMiddleware:
             if recording:
                 scheme = scope.get("scheme", "http")
                 a = span._attrs
-                if method in _http.KNOWN_METHODS:
+                if known:
                     a["http.request.method"] = P_METHOD(method)
                 else:
                     a["http.request.method"] = "_OTHER"

@@ -56,7 +56,7 @@ class OtelAgentWSGIMiddleware(_http.NativeServer or object):
             # copy.copy / deepcopy (and pickle, for a picklable wsgi_app): the
             # C base's state (wsgi_app is kept there) is made again from the
             # attributes.
-            return _rebuild, (type(self), self.wsgi_app, self.__dict__)
+            return _rebuild, (type(self), self.__dict__, getattr(self, "wsgi_app", _NoApp))
 
     def _python_path(self, environ, start_response):
         if SPAN_KEY in environ:  # another instance of this middleware is outside
@@ -76,7 +76,7 @@ class OtelAgentWSGIMiddleware(_http.NativeServer or object):
             if baggage:
                 bag_token = _baggage.set(baggage)
         method = get("REQUEST_METHOD", "GET")
-        known = method in _http.KNOWN_METHODS
+        known = _http.known_method(method)
         first_name = method if known else "HTTP"
         span = T._make_span(self.scope, first_name, parent, _SERVER, None, None, None)
         environ[SPAN_KEY] = span
@@ -183,10 +183,19 @@ def _request_attributes(span, environ, method, known, path):
     return a
 
 
-def _rebuild(cls, wsgi_app, state):
+class _NoApp:
+    """A middleware's wsgi_app when it has none (pickled by reference)."""
+
+
+def _rebuild(cls, state, wsgi_app=_NoApp):
+    # A middleware pickled before wsgi_app moved to the native base has it
+    # in its state.
     mw = cls.__new__(cls)
+    state = dict(state)
+    wsgi_app = state.pop("wsgi_app", wsgi_app)
     mw.__dict__.update(state)
-    mw.wsgi_app = wsgi_app
+    if wsgi_app is not _NoApp:
+        mw.wsgi_app = wsgi_app
     _http.NativeServer.__init__(mw, True, mw.scope, mw.excluded, _full_url,
                                 _http.request_failed, mw.werkzeug_route)
     return mw
