@@ -14,6 +14,8 @@ T = pytest.importorskip("otelagent._tracing")
 if T.native is None:
     pytest.skip("the native module is not in use", allow_module_level=True)
 
+from otelagent.integrations.wsgi import OtelAgentWSGIMiddleware as _WSGIMiddleware  # noqa: E402
+
 TRACE_SAMPLED = "00-{}-00f067aa0ba902b7-01"
 TRACE_UNSAMPLED = "00-{}-00f067aa0ba902b7-00"
 _DELETE = object()
@@ -538,6 +540,64 @@ def test_a_subclass_defining_wsgi_app_is_served(agent):
 
 
 @pytest.mark.parametrize("native", [True, False])
+def test_a_wsgi_app_lookup_that_fails_is_recorded_as_the_apps_error(agent, exported, native):
+    """A subclass whose wsgi_app property raises: the request fails with that
+    error, and its span records it (ERROR, error.type, an exception event)
+    on both paths (the native one ended the span without it)."""
+    from otelagent.integrations.wsgi import OtelAgentWSGIMiddleware
+
+    class Lazy(OtelAgentWSGIMiddleware):
+        @property
+        def wsgi_app(self):
+            raise LookupError("no application loaded yet")
+
+        @wsgi_app.setter
+        def wsgi_app(self, v):
+            pass
+    mw = Lazy(None)
+    trace = uuid.uuid4().hex
+    with pytest.raises(LookupError):
+        (mw if native else mw._python_path)(
+            _environ("/lazy", HTTP_TRACEPARENT=TRACE_SAMPLED.format(trace)), lambda *a: None)
+    span = exported.wait(["GET"], bytes.fromhex(trace))["GET"][0]
+    assert span.status.code == 2
+    assert attrs(span)["error.type"] == "LookupError"
+    assert [e.name for e in span.events] == ["exception"]
+
+
+def test_a_copy_does_not_run_a_wsgi_app_setter_again(agent):
+    """A subclass's wsgi_app property with a setter that wraps the app (a
+    proxy fix, say): a copy, deep copy or pickle keeps one layer (the copy
+    assigned the getter's result through the setter again)."""
+    import copy
+    import pickle
+
+    mw = _WrappingMiddleware(_picklable_app)
+    for clone in (copy.copy(mw), copy.deepcopy(mw), pickle.loads(pickle.dumps(mw))):
+        assert clone._app.layers == 1
+        assert clone(_environ("/c"), lambda *a: None) == [b"p"]
+
+
+def test_only_a_str_method_is_a_known_one(agent, exported):
+    """A method of another type that hashes and compares as a known one (a
+    UserString) is an unknown method natively too, as in Python: only a str
+    names a known method."""
+    from collections import UserString
+
+    from otelagent.integrations.wsgi import OtelAgentWSGIMiddleware
+    mw = OtelAgentWSGIMiddleware(wsgi_app({}))
+    names = {}
+    for label, call in (("native", mw), ("python", mw._python_path)):
+        trace = uuid.uuid4().hex
+        env = _environ("/u", REQUEST_METHOD=UserString("GET"),
+                       HTTP_TRACEPARENT=TRACE_SAMPLED.format(trace))
+        assert call(env, lambda *a: None) == [b"x"]
+        got = exported.wait(["HTTP"], bytes.fromhex(trace))["HTTP"][0]
+        names[label] = (got.name, attrs(got)["http.request.method"])
+    assert names == {"native": ("HTTP", "_OTHER"), "python": ("HTTP", "_OTHER")}
+
+
+@pytest.mark.parametrize("native", [True, False])
 def test_a_method_that_cannot_be_hashed_is_an_unknown_one(agent, exported, native):
     """A REQUEST_METHOD of an odd type (not hashable): the request is served
     and its span names the method _OTHER, sampled or not, on both paths (the
@@ -583,6 +643,27 @@ def test_pickles_of_the_wsgi_middleware_from_before_load(agent):
 def _picklable_app(environ, start_response):
     start_response("200 OK", [])
     return [b"p"]
+
+
+class _Layer:
+    """An application wrapped once more (what a wrapping setter makes)."""
+
+    def __init__(self, app):
+        self.app = app
+        self.layers = getattr(app, "layers", 0) + 1
+
+    def __call__(self, environ, start_response):
+        return self.app(environ, start_response)
+
+
+class _WrappingMiddleware(_WSGIMiddleware):  # module level: picklable by name
+    @property
+    def wsgi_app(self):
+        return self._app
+
+    @wsgi_app.setter
+    def wsgi_app(self, app):
+        self._app = _Layer(app)
 
 
 def test_close_of_a_sampled_out_streamed_body(agent):

@@ -1165,8 +1165,10 @@ static PyObject *server_begin(Server *self, PyObject *const *args, Py_ssize_t na
              : websocket ? s_GET
                          : get_or(scope, s_method, s_GET);
     if (method == NULL) goto fail;
-    known = PySet_Contains(g_known, method);
-    if (known < 0) { /* a value that cannot be hashed: an unknown method, as in Python */
+    /* Only a str names a known method (as _http.known_method decides); one
+       that cannot be hashed or compared is an unknown one. */
+    known = PyUnicode_Check(method) ? PySet_Contains(g_known, method) : 0;
+    if (known < 0) {
       PyErr_Clear();
       known = 0;
     }
@@ -1841,9 +1843,10 @@ static PyObject *server_call(Server *self, PyObject *args, PyObject *kwargs) {
     return r;
   }
   ServerCall *c = (ServerCall *)call;
-  if (app == NULL) { /* no wsgi_app: nothing of the request stays current */
+  if (app == NULL) { /* no wsgi_app: recorded as the application's error would be */
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
+    report_failure(self->on_error, c->span, &type, &value, &tb);
     if (call_end(c) != 0) PyErr_Clear();
     PyErr_Restore(type, value, tb);
     Py_DECREF(call);

@@ -15,9 +15,14 @@ KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "O
 
 
 def known_method(method):
-    """Whether a request's method is one of KNOWN_METHODS (a value of an odd
-    type, even one that cannot be hashed, is not)."""
-    return isinstance(method, str) and method in KNOWN_METHODS
+    """Whether a request's method is one of KNOWN_METHODS: only a str can be
+    (a value of another type, or one that cannot be hashed, is not)."""
+    if not isinstance(method, str):
+        return False
+    try:
+        return method in KNOWN_METHODS
+    except Exception:  # a str subclass whose hash or comparison raises
+        return False
 
 # Query parameters whose values are never recorded (url.query keeps the name
 # with the value "REDACTED"): the semantic conventions' list plus common

@@ -54,9 +54,14 @@ class OtelAgentWSGIMiddleware(_http.NativeServer or object):
 
         def __reduce__(self):
             # copy.copy / deepcopy (and pickle, for a picklable wsgi_app): the
-            # C base's state (wsgi_app is kept there) is made again from the
-            # attributes.
-            return _rebuild, (type(self), self.__dict__, getattr(self, "wsgi_app", _NoApp))
+            # C base's state is made again from the attributes, and its
+            # wsgi_app slot read and set as it is (through a subclass's
+            # wsgi_app property, a wrapping setter would run again).
+            try:
+                app = _http.NativeServer.wsgi_app.__get__(self)
+            except AttributeError:
+                app = _NoApp
+            return _rebuild, (type(self), self.__dict__, app)
 
     def _python_path(self, environ, start_response):
         if SPAN_KEY in environ:  # another instance of this middleware is outside
@@ -187,15 +192,16 @@ class _NoApp:
     """A middleware's wsgi_app when it has none (pickled by reference)."""
 
 
-def _rebuild(cls, state, wsgi_app=_NoApp):
-    # A middleware pickled before wsgi_app moved to the native base has it
-    # in its state.
+def _rebuild(cls, state, *slot):
     mw = cls.__new__(cls)
-    state = dict(state)
-    wsgi_app = state.pop("wsgi_app", wsgi_app)
+    if slot:  # the native slot's application (or _NoApp), apart from the state
+        app = slot[0]
+    else:  # pickled when wsgi_app was an instance attribute: in the state
+        state = dict(state)
+        app = state.pop("wsgi_app", _NoApp)
     mw.__dict__.update(state)
-    if wsgi_app is not _NoApp:
-        mw.wsgi_app = wsgi_app
+    if app is not _NoApp:
+        _http.NativeServer.wsgi_app.__set__(mw, app)
     _http.NativeServer.__init__(mw, True, mw.scope, mw.excluded, _full_url,
                                 _http.request_failed, mw.werkzeug_route)
     return mw
