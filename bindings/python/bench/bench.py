@@ -148,6 +148,30 @@ def child_span(mode, n, sink):
     return _measure(one, n)
 
 
+def request_target(variant):
+    """The path and headers of the per-request measurements: /healthz for
+    the excluded variant, a sampled-out traceparent for the unsampled one."""
+    path = "/healthz" if variant == "excluded" else "/api/users/42"
+    headers = [("host", "127.0.0.1:8000"), ("user-agent", "bench/1.0")]
+    if variant == "unsampled":
+        headers.append(("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"))
+    return path, headers
+
+
+def wsgi_driver(app, environ, start_response):
+    """run(k): k requests to a WSGI app, served as a server does (the body
+    iterated, then closed)."""
+    def run(k):
+        for _ in range(k):
+            result = app(dict(environ), start_response)
+            for _ in result:
+                pass
+            close = getattr(result, "close", None)
+            if close:
+                close()
+    return run
+
+
 def child_request(framework, mode, n, sink):
     """Per request in process: the configured app and a bare copy of it, in
     the same process, driven in alternating batches (the difference between
@@ -158,10 +182,7 @@ def child_request(framework, mode, n, sink):
     if base_mode == "otelagent":
         _start_agent(sink)
     import apps
-    path = "/healthz" if variant == "excluded" else "/api/users/42"
-    headers = [("host", "127.0.0.1:8000"), ("user-agent", "bench/1.0")]
-    if variant == "unsampled":
-        headers.append(("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"))
+    path, headers = request_target(variant)
     if framework == "fastapi":
         import asyncio
         scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
@@ -198,17 +219,8 @@ def child_request(framework, mode, n, sink):
     def start_response(status, hdrs, exc_info=None):
         statuses.append(status)
 
-    def driver(app):
-        def run(k):
-            for _ in range(k):
-                result = app(dict(environ), start_response)
-                for _ in result:
-                    pass
-                close = getattr(result, "close", None)
-                if close:
-                    close()
-        return run
-    res = _interleaved(driver(apps.make_flask("bare")), driver(apps.make_flask(base_mode)), n)
+    res = _interleaved(wsgi_driver(apps.make_flask("bare"), environ, start_response),
+                       wsgi_driver(apps.make_flask(base_mode), environ, start_response), n)
     assert all(s.startswith("200") for s in statuses), set(statuses)
     return res
 

@@ -35,24 +35,16 @@ def child(mode):
     otelagent.start({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
                      "OTEL_SERVICE_NAME": "bench", "OTEL_BSP_SCHEDULE_DELAY": "100000"})
     import apps
+    from bench import request_target, wsgi_driver
     from werkzeug.test import EnvironBuilder
-    path = "/healthz" if variant == "excluded" else "/api/users/42"
-    headers = [("host", "127.0.0.1:8000"), ("user-agent", "bench/1.0")]
-    if variant == "unsampled":
-        headers.append(("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"))
+    path, headers = request_target(variant)
     environ = EnvironBuilder(path=path, headers=headers).get_environ()
 
     def start_response(status, hdrs, exc_info=None):
         pass
 
     def serve(app, k):
-        for _ in range(k):
-            result = app(dict(environ), start_response)
-            for _ in result:
-                pass
-            close = getattr(result, "close", None)
-            if close:
-                close()
+        wsgi_driver(app, environ, start_response)(k)
     bare, configured = apps.make_flask("bare"), apps.make_flask(base)
     serve(bare, 300)
     serve(configured, 300)
