@@ -67,12 +67,13 @@ bool hex_decode8(const char *p, uint8_t *out, bool allow_upper) {
   std::memcpy(out, &bytes, 4);
   return true;
 }
-// Two lower-case digits into one byte.
-bool hex_decode2(const char *p, uint8_t *out) {
+// Two digits into one byte through the table: upper case is marked 0x10 in
+// it, refused where the spec says lower case.
+bool hex_decode2(const char *p, uint8_t *out, bool allow_upper) {
   const uint8_t hi = kHexValue[static_cast<uint8_t>(p[0])];
   const uint8_t lo = kHexValue[static_cast<uint8_t>(p[1])];
-  *out = static_cast<uint8_t>(hi << 4 | (lo & 0x0f));
-  return ((hi | lo) & 0xf0) == 0;
+  *out = static_cast<uint8_t>((hi & 0x0f) << 4 | (lo & 0x0f));
+  return ((hi | lo) & (allow_upper ? 0xe0 : 0xf0)) == 0;
 }
 }  // namespace
 
@@ -81,17 +82,9 @@ bool hex_decode(std::string_view hex, uint8_t *out, bool allow_upper) {
   size_t i = 0;
   for (; i + 8 <= hex.size(); i += 8)
     if (!hex_decode8(hex.data() + i, out + i / 2, allow_upper)) return false;
-  // The bits that mark a byte refused: any above the digit's 4, or above
-  // the upper-case mark's 5 where upper case is allowed.
-  const uint8_t refused = allow_upper ? 0xe0 : 0xf0;
-  uint8_t bad = 0;
-  for (; i < hex.size(); i += 2) {
-    uint8_t hi = kHexValue[static_cast<uint8_t>(hex[i])];
-    uint8_t lo = kHexValue[static_cast<uint8_t>(hex[i + 1])];
-    bad |= (hi | lo) & refused;
-    out[i / 2] = static_cast<uint8_t>((hi & 0x0f) << 4 | (lo & 0x0f));
-  }
-  return bad == 0;  // out may be written either way: callers decode into scratch
+  for (; i < hex.size(); i += 2)
+    if (!hex_decode2(hex.data() + i, out + i / 2, allow_upper)) return false;
+  return true;  // out may be written even when false: callers decode into scratch
 }
 
 bool traceparent_parse(std::string_view value, otelagent_span_context *out) {
@@ -102,7 +95,7 @@ bool traceparent_parse(std::string_view value, otelagent_span_context *out) {
   if (v.size() < 55) return false;
   const char *d = v.data();
   uint8_t version;
-  if (!hex_decode2(d, &version) || version == 0xff) return false;
+  if (!hex_decode2(d, &version, false) || version == 0xff) return false;
   if (v[2] != '-' || v[35] != '-' || v[52] != '-') return false;
   // Version 00 ends at the flags; a higher version may go on, but only after
   // a '-' that ends the flags.
@@ -112,7 +105,7 @@ bool traceparent_parse(std::string_view value, otelagent_span_context *out) {
   if (!hex_decode8(d + 3, trace_id, false) || !hex_decode8(d + 11, trace_id + 4, false) ||
       !hex_decode8(d + 19, trace_id + 8, false) || !hex_decode8(d + 27, trace_id + 12, false) ||
       !hex_decode8(d + 36, span_id, false) || !hex_decode8(d + 44, span_id + 4, false) ||
-      !hex_decode2(d + 53, &flags))
+      !hex_decode2(d + 53, &flags, false))
     return false;
   if (all_zero(trace_id, 16) || all_zero(span_id, 8)) return false;
   std::memcpy(out->trace_id, trace_id, 16);
