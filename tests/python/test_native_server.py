@@ -578,6 +578,23 @@ def test_a_copy_does_not_run_a_wsgi_app_setter_again(agent):
         assert clone(_environ("/c"), lambda *a: None) == [b"p"]
 
 
+def test_a_copy_keeps_a_subclass_s_slots(agent):
+    """A subclass that keeps its own values in __slots__ (outside __dict__):
+    a copy, deep copy or pickle keeps them (they were lost), and one never
+    set stays unset."""
+    import copy
+    import pickle
+
+    mw = _SlottedMiddleware(_picklable_app)
+    mw.tag = "blue"
+    for clone in (copy.copy(mw), copy.deepcopy(mw), pickle.loads(pickle.dumps(mw))):
+        assert clone.tag == "blue"
+        assert clone._SlottedMiddleware__secret == 7
+        with pytest.raises(AttributeError):
+            _ = clone.unset
+        assert clone(_environ("/c"), lambda *a: None) == [b"p"]
+
+
 def test_only_a_str_method_is_a_known_one(agent, exported):
     """A method of another type that hashes and compares as a known one (a
     UserString) is an unknown method natively too, as in Python: only a str
@@ -664,6 +681,14 @@ class _WrappingMiddleware(_WSGIMiddleware):  # module level: picklable by name
     @wsgi_app.setter
     def wsgi_app(self, app):
         self._app = _Layer(app)
+
+
+class _SlottedMiddleware(_WSGIMiddleware):  # module level: picklable by name
+    __slots__ = ("tag", "unset", "__secret")
+
+    def __init__(self, app):
+        super().__init__(app)
+        self.__secret = 7
 
 
 def test_close_of_a_sampled_out_streamed_body(agent):

@@ -9,6 +9,7 @@ attributes. The route template comes from the framework: with
 werkzeug matched, read when the response starts; without one the span is
 named after the method."""
 
+import copyreg
 import inspect
 
 from .. import _tracing as T
@@ -61,7 +62,14 @@ class OtelAgentWSGIMiddleware(_http.NativeServer or object):
                 app = _http.NativeServer.wsgi_app.__get__(self)
             except AttributeError:
                 app = _NoApp
-            return _rebuild, (type(self), self.__dict__, app)
+            # A subclass's __slots__ hold values outside __dict__.
+            slots = {}
+            for name in copyreg._slotnames(type(self)):
+                try:
+                    slots[name] = object.__getattribute__(self, name)
+                except AttributeError:  # a slot never set
+                    pass
+            return _rebuild, (type(self), self.__dict__, app, slots)
 
     def _python_path(self, environ, start_response):
         if SPAN_KEY in environ:  # another instance of this middleware is outside
@@ -193,13 +201,18 @@ class _NoApp:
 
 
 def _rebuild(cls, state, *slot):
+    """slot: the native slot's application (or _NoApp), apart from the
+    state, then the subclass's __slots__ values; none in a pickle made when
+    wsgi_app was an instance attribute (then it is in the state)."""
     mw = cls.__new__(cls)
-    if slot:  # the native slot's application (or _NoApp), apart from the state
+    if slot:
         app = slot[0]
-    else:  # pickled when wsgi_app was an instance attribute: in the state
+    else:
         state = dict(state)
         app = state.pop("wsgi_app", _NoApp)
     mw.__dict__.update(state)
+    for name, value in (slot[1] if len(slot) > 1 else {}).items():
+        object.__setattr__(mw, name, value)
     if app is not _NoApp:
         _http.NativeServer.wsgi_app.__set__(mw, app)
     _http.NativeServer.__init__(mw, True, mw.scope, mw.excluded, _full_url,
