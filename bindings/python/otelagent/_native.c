@@ -461,8 +461,9 @@ static PyObject *s_type, *s_http, *s_websocket, *s_path, *s_headers, *s_method, 
     *s_ua_env, *s_protocol_env, *s_tp_env, *s_ts_env, *s_bag_env, *s_xray_env, *s_HTTP_prefix,
     *a_method, *a_method_original, *a_other, *a_url_path, *a_url_scheme, *a_url_query,
     *a_server_address, *a_server_port, *a_client_address, *a_user_agent, *a_protocol, *a_route,
-    *a_status_code, *a_error_type, *s_werkzeug_request, *s_url_rule, *s_rule, *s_map;
-static PyObject *g_kind_server, *g_zero, *g_port_80, *g_port_443, *g_invalid_ctx;
+    *a_status_code, *a_error_type, *s_werkzeug_request, *s_url_rule, *s_rule, *s_map, *s_cur_set,
+    *s_cur_reset, *s_cur_get, *s_native_record, *s_native_context, *s_kind, *s_attributes;
+static PyObject *g_kind_server, *g_kind_internal, *g_zero, *g_port_80, *g_port_443, *g_invalid_ctx;
 
 static const struct {
   PyObject **obj;
@@ -491,6 +492,13 @@ static const struct {
     {&s_message, "message"},
     {&s_response_start, "http.response.start"},
     {&s_forks, "_forks"},
+    {&s_cur_set, "_cur_set"},
+    {&s_cur_reset, "_cur_reset"},
+    {&s_cur_get, "_cur_get"},
+    {&s_native_record, "_native_record"},
+    {&s_native_context, "_native_context"},
+    {&s_kind, "kind"},
+    {&s_attributes, "attributes"},
     {&s_span_key, "otelagent.server_span"},
     {&s_empty, ""},
     {&s_slash, "/"},
@@ -543,12 +551,15 @@ static int make_strings(void) {
     if (*k_strings[i].obj == NULL) return -1;
   }
   g_kind_server = PyLong_FromLong(2);
+  g_kind_internal = PyLong_FromLong(1);
   g_zero = PyLong_FromLong(0);
   g_port_80 = PyLong_FromLong(80);
   g_port_443 = PyLong_FromLong(443);
   static const char zeros[32] = {0};
   g_invalid_ctx = PyBytes_FromStringAndSize(zeros, 32);
-  return g_kind_server && g_zero && g_port_80 && g_port_443 && g_invalid_ctx ? 0 : -1;
+  return g_kind_server && g_kind_internal && g_zero && g_port_80 && g_port_443 && g_invalid_ctx
+             ? 0
+             : -1;
 }
 
 /* getattr(o, name, None) that lets only AttributeError through as "absent":
@@ -624,39 +635,49 @@ static int decide(const unsigned char *parent, PyObject *tracestate, unsigned ch
   return *span ? 0 : -1;
 }
 
-/* The recording server span of context ctx[] under `parent` (NULL for a
-   root), as _tracing._make_span makes it. */
-static PyObject *new_span(const unsigned char *parent, const unsigned char *ctx_raw,
-                          PyObject *tracestate, PyObject *name, PyObject *scope_entries) {
-  PyObject *ctx = PyBytes_FromStringAndSize((const char *)ctx_raw, 32);
-  PyObject *parent_ctx = !ctx     ? NULL
-                         : parent ? PyBytes_FromStringAndSize((const char *)parent, 32)
-                                  : Py_NewRef(Py_None);
-  PyObject *forks = parent_ctx ? PyDict_GetItemWithError(g_tracing_dict, s_forks) : NULL;
+/* A recording Span of context ctx[] under parent_ctx (its 32-byte bytes,
+   or None for a root), as _tracing._make_span makes it, with its own dict
+   attrs (stolen, even on failure) and `token` in its _token slot. */
+static PyObject *make_span(PyObject *name, const unsigned char *ctx_raw, PyObject *parent_ctx,
+                           PyObject *tracestate, PyObject *kind, PyObject *scope_entries,
+                           PyObject *attrs, PyObject *token) {
+  PyObject *ctx = attrs ? PyBytes_FromStringAndSize((const char *)ctx_raw, 32) : NULL;
+  PyObject *forks = ctx ? PyDict_GetItemWithError(g_tracing_dict, s_forks) : NULL;
   PyObject *start = forks ? now_ns() : NULL;
-  PyObject *attrs = start ? PyDict_New() : NULL;
-  PyObject *o = attrs ? g_span_type->tp_alloc(g_span_type, 0) : NULL;
+  PyObject *o = start ? g_span_type->tp_alloc(g_span_type, 0) : NULL;
   if (o != NULL) {
     slot_set(o, g_off[SLOT_NAME], name);
     slot_set(o, g_off[SLOT_CTX], ctx);
     slot_set(o, g_off[SLOT_PARENT], parent_ctx);
     slot_set(o, g_off[SLOT_TRACESTATE], tracestate);
-    slot_set(o, g_off[SLOT_KIND], g_kind_server);
+    slot_set(o, g_off[SLOT_KIND], kind);
     slot_set(o, g_off[SLOT_START], start);
     slot_set(o, g_off[SLOT_SCOPE], scope_entries);
     slot_set(o, g_off[SLOT_ATTRS], attrs);
     slot_set(o, g_off[SLOT_STATUS], g_zero);
     slot_set(o, g_off[SLOT_ENDED], Py_False);
     slot_set(o, g_off[SLOT_X], Py_None);
-    slot_set(o, g_off[SLOT_TOKEN], Py_None);
+    slot_set(o, g_off[SLOT_TOKEN], token);
     slot_set(o, g_off[SLOT_FORKS], forks);
-  } else if (parent_ctx != NULL && forks == NULL && !PyErr_Occurred()) {
+  } else if (ctx != NULL && forks == NULL && !PyErr_Occurred()) {
     PyErr_SetString(PyExc_RuntimeError, "_native: _tracing._forks is missing");
   }
   Py_XDECREF(ctx);
-  Py_XDECREF(parent_ctx);
   Py_XDECREF(start);
   Py_XDECREF(attrs);
+  return o;
+}
+
+/* The recording server span of context ctx[] under `parent` (NULL for a
+   root). */
+static PyObject *new_span(const unsigned char *parent, const unsigned char *ctx_raw,
+                          PyObject *tracestate, PyObject *name, PyObject *scope_entries) {
+  PyObject *parent_ctx =
+      parent ? PyBytes_FromStringAndSize((const char *)parent, 32) : Py_NewRef(Py_None);
+  if (parent_ctx == NULL) return NULL;
+  PyObject *o = make_span(name, ctx_raw, parent_ctx, tracestate, g_kind_server, scope_entries,
+                          PyDict_New(), Py_None);
+  Py_DECREF(parent_ctx);
   return o;
 }
 
@@ -708,6 +729,330 @@ static void reset_var(PyObject *var, PyObject **token) {
   if (*token == NULL) return;
   if (PyContextVar_Reset(var, *token) != 0) PyErr_Clear();
   Py_CLEAR(*token);
+}
+
+/* --- Span methods: the common case of `with start_as_current_span(...)` -- */
+
+/* _tracing.Span's __enter__, __exit__ and set_attribute, as method
+   descriptors bind_spans() makes for that class: the Python methods cost a
+   frame each, about a tenth of a span's whole cost apiece. They do what the
+   Python ones do; an exception leaving the block, a span of another class
+   (the OpenTelemetry bridge's subclass), or a current-span store replaced
+   (the bridge's) go to the Python methods. */
+
+static PyObject *g_activate;      /* _tracing._ACTIVATE */
+static PyObject *g_cur_set0;      /* _tracing._cur_set as bound: _current.set */
+static PyObject *g_cur_reset0;    /* _tracing._cur_reset as bound: _current.reset */
+static PyObject *g_py_exit;       /* the Python Span.__exit__ */
+static PyObject *g_cur_get0;      /* _tracing._cur_get as bound: _current.get */
+static PyObject *g_py_start;      /* the Python Tracer.start_as_current_span */
+static PyObject *g_scope_class;   /* _tracing._Scope */
+static PyObject *g_cur_parent;    /* _tracing._CURRENT_PARENT */
+static Py_ssize_t g_tracer_scope; /* Tracer's _scope slot offset */
+
+/* A slot's value (borrowed), or NULL with AttributeError set, as reading an
+   unset slot in Python raises. */
+static PyObject *slot_read(PyObject *o, int slot) {
+  PyObject *v = slot_get(o, g_off[slot]);
+  if (v == NULL) PyErr_SetString(PyExc_AttributeError, k_slot_names[slot]);
+  return v;
+}
+
+/* _tracing's function `name` when it is still `original` (then 1): the
+   contextvar's own method can be called directly. 0 with *fn (borrowed)
+   the replacement; -1 with an exception set. */
+static int original_fn(PyObject *name, PyObject *original, PyObject **fn) {
+  *fn = PyDict_GetItemWithError(g_tracing_dict, name);
+  if (*fn == NULL) {
+    if (!PyErr_Occurred()) PyErr_SetObject(PyExc_NameError, name);
+    return -1;
+  }
+  return *fn == original;
+}
+
+static PyObject *span_set_attribute(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+  if (nargs != 2) {
+    PyErr_SetString(PyExc_TypeError, "set_attribute(key, value) takes 2 arguments");
+    return NULL;
+  }
+  PyObject *ended = slot_read(self, SLOT_ENDED);
+  int done = ended ? PyObject_IsTrue(ended) : -1;
+  if (done < 0) return NULL;
+  if (!done) {
+    PyObject *attrs = slot_read(self, SLOT_ATTRS);
+    if (attrs == NULL || PyObject_SetItem(attrs, args[0], args[1]) != 0) return NULL;
+  }
+  Py_RETURN_NONE;
+}
+
+static PyObject *span_enter(PyObject *self, PyObject *unused) {
+  (void)unused;
+  PyObject *token = slot_read(self, SLOT_TOKEN);
+  if (token == NULL) return NULL;
+  if (token == g_activate) {
+    PyObject *set;
+    int orig = original_fn(s_cur_set, g_cur_set0, &set);
+    if (orig < 0) return NULL;
+    token = orig ? PyContextVar_Set(g_current, self) : PyObject_CallOneArg(set, self);
+    if (token == NULL) return NULL;
+    slot_set(self, g_off[SLOT_TOKEN], token);
+    Py_DECREF(token);
+  }
+  return Py_NewRef(self);
+}
+
+static PyObject *span_exit(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+  if (nargs != 3) {
+    PyErr_SetString(PyExc_TypeError, "__exit__(exc_type, exc, traceback) takes 3 arguments");
+    return NULL;
+  }
+  PyObject *packer = PyDict_GetItemWithError(g_tracing_dict, s_native_record);
+  if (packer == NULL && PyErr_Occurred()) return NULL;
+  if (args[1] != Py_None || Py_TYPE(self) != g_span_type || packer == NULL || packer == Py_None)
+    return PyObject_Vectorcall(g_py_exit, (PyObject *[]){self, args[0], args[1], args[2]}, 4, NULL);
+  PyObject *token = slot_read(self, SLOT_TOKEN);
+  if (token == NULL) return NULL;
+  if (token != Py_None && token != g_activate) {
+    Py_INCREF(token);
+    slot_set(self, g_off[SLOT_TOKEN], Py_None);
+    PyObject *reset;
+    int orig = original_fn(s_cur_reset, g_cur_reset0, &reset);
+    int rc = orig < 0 ? -1 : orig ? PyContextVar_Reset(g_current, token) : 0;
+    if (orig == 0) {
+      PyObject *r = PyObject_CallOneArg(reset, token);
+      rc = r ? 0 : -1;
+      Py_XDECREF(r);
+    }
+    Py_DECREF(token);
+    /* Exited in another context than it was entered in (a generator
+       resumed elsewhere): that context is left alone, as in Python. */
+    if (rc != 0) {
+      if (!PyErr_ExceptionMatches(PyExc_ValueError)) return NULL;
+      PyErr_Clear();
+    }
+  }
+  if (end_span(self) != 0) return NULL;
+  Py_RETURN_FALSE;
+}
+
+/* fn(self, *args, **kwnames): the Python method, for what the C one does
+   not take. */
+static PyObject *call_python(PyObject *fn, PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                             PyObject *kwnames) {
+  Py_ssize_t total = nargs + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0);
+  PyObject *small[16];
+  PyObject **v = total < 16 ? small : PyMem_New(PyObject *, (size_t)total + 1);
+  if (v == NULL) return PyErr_NoMemory();
+  v[0] = self;
+  memcpy(v + 1, args, (size_t)total * sizeof *v);
+  PyObject *r = PyObject_Vectorcall(fn, v, (size_t)nargs + 1, kwnames);
+  if (v != small) PyMem_Free(v);
+  return r;
+}
+
+/* The parent's context and tracestate (borrowed) when the current span is
+   one of _tracing's own (*pctx NULL when there is none, or when it is
+   invalid: a new root); 1, or 0 when it is something else (the Python
+   method decides), -1 with an exception set. *cur: a new reference to the
+   current span, or NULL. */
+static int current_parent(PyObject **cur, PyObject **pctx, PyObject **ts) {
+  *pctx = NULL;
+  *ts = s_empty;
+  if (PyContextVar_Get(g_current, NULL, cur) != 0) return -1;
+  if (*cur == NULL || *cur == Py_None) return 1;
+  Py_ssize_t off_ctx, off_ts;
+  if (Py_TYPE(*cur) == g_span_type) {
+    off_ctx = g_off[SLOT_CTX];
+    off_ts = g_off[SLOT_TRACESTATE];
+  } else if (Py_TYPE(*cur) == g_nonrec_type) {
+    off_ctx = g_nr_ctx;
+    off_ts = g_nr_ts;
+  } else {
+    return 0;
+  }
+  PyObject *c = slot_get(*cur, off_ctx), *t = slot_get(*cur, off_ts);
+  if (c == NULL || t == NULL || !PyBytes_CheckExact(c) || PyBytes_GET_SIZE(c) != 32) return 0;
+  static const char zero8[8];
+  *ts = t;
+  if (memcmp(PyBytes_AS_STRING(c) + 16, zero8, 8) != 0) *pctx = c;
+  return 1;
+}
+
+/* Tracer.start_as_current_span(name, kind=..., attributes=...) under the
+   current span, the common call, as the Python method makes it: a
+   recording Span (made current when entered), or a _Scope around the span
+   that records nothing. Any other argument, attributes that are not a dict,
+   a current span of another class, the OpenTelemetry bridge, or a replaced
+   current-span store or sampler call: the Python method, before anything is
+   decided. */
+static PyObject *tracer_start(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                              PyObject *kwnames) {
+  PyObject *kind = g_kind_internal, *attributes = Py_None;
+  int simple = nargs == 1 && PyList_GET_SIZE(g_classes) == 2 &&
+               PyList_GET_ITEM(g_classes, 0) == (PyObject *)g_span_type &&
+               PyList_GET_ITEM(g_classes, 1) == (PyObject *)g_nonrec_type;
+  for (Py_ssize_t i = 0; simple && kwnames && i < PyTuple_GET_SIZE(kwnames); i++) {
+    PyObject *k = PyTuple_GET_ITEM(kwnames, i);
+    if (k == s_kind)
+      kind = args[nargs + i];
+    else if (k == s_attributes)
+      attributes = args[nargs + i];
+    else
+      simple = 0;
+  }
+  if (simple && attributes != Py_None && !PyDict_CheckExact(attributes)) simple = 0;
+  if (simple) {
+    PyObject *get, *ctx_fn;
+    int orig = original_fn(s_cur_get, g_cur_get0, &get);
+    if (orig < 0) return NULL;
+    ctx_fn = PyDict_GetItemWithError(g_tracing_dict, s_native_context);
+    if (ctx_fn == NULL && PyErr_Occurred()) return NULL;
+    simple = orig && ctx_fn != NULL && ctx_fn != Py_None;
+  }
+  PyObject *cur = NULL, *pctx = NULL, *ts = NULL;
+  if (simple) {
+    int rc = current_parent(&cur, &pctx, &ts);
+    if (rc < 0) return NULL;
+    simple = rc;
+  }
+  PyObject *scope = simple ? slot_get(self, g_tracer_scope) : NULL;
+  if (scope == NULL) {
+    Py_XDECREF(cur);
+    return call_python(g_py_start, self, args, nargs, kwnames);
+  }
+  PyObject *name = args[0], *out = NULL;
+  unsigned char ctx[32];
+  int made = g_context(pctx ? PyBytes_AS_STRING(pctx) : NULL, ctx) == 0;
+  if (made && (ctx[24] & 1)) {
+    PyObject *attrs = attributes != Py_None && PyDict_GET_SIZE(attributes) > 0
+                          ? PyDict_Copy(attributes)
+                          : PyDict_New();
+    out = make_span(name, ctx, pctx ? pctx : Py_None, ts, kind, scope, attrs, g_activate);
+  } else {
+    /* Sampled out (ctx[] is its context), or no context made (not started,
+       disabled: the parent's, if any, still propagates). */
+    PyObject *own = made ? PyBytes_FromStringAndSize((const char *)ctx, 32)
+                         : Py_NewRef(pctx ? pctx : g_invalid_ctx);
+    PyObject *span = own ? new_nonrecording(own, ts) : NULL;
+    if (span != NULL) {
+      PyObject *a[] = {scope,   name,    g_cur_parent, kind,    attributes, Py_None,
+                       Py_None, Py_True, Py_True,      Py_True, span};
+      out = PyObject_Vectorcall(g_scope_class, a, 11, NULL);
+    }
+    Py_XDECREF(own);
+    Py_XDECREF(span);
+  }
+  Py_XDECREF(cur);
+  return out;
+}
+
+static PyMethodDef k_span_defs[] = {
+    {"set_attribute", (PyCFunction)(void (*)(void))span_set_attribute, METH_FASTCALL,
+     "Sets an attribute (nothing once the span has ended)."},
+    {"__enter__", span_enter, METH_NOARGS, "Makes the span current (once)."},
+    {"__exit__", (PyCFunction)(void (*)(void))span_exit, METH_FASTCALL,
+     "Resets the current span, records an escaping exception, ends the span."},
+};
+
+static PyMethodDef k_tracer_start_def = {
+    "start_as_current_span", (PyCFunction)(void (*)(void))tracer_start,
+    METH_FASTCALL | METH_KEYWORDS,
+    "A context manager (with / async with) and decorator: starts a span, makes it current, "
+    "ends it on exit; an exception escaping it is recorded as an event and sets the status "
+    "to ERROR."};
+
+/* Reads the slot offsets of the Span and NonRecordingSpan classes into the
+   globals; 0, or -1 with an exception set. */
+static int read_offsets(PyTypeObject *span, PyTypeObject *nonrec) {
+  Py_ssize_t off[N_SLOTS];
+  for (int i = 0; i < N_SLOTS; i++)
+    if ((off[i] = slot_offset(span, k_slot_names[i])) < 0) return -1;
+  Py_ssize_t nr_ctx = slot_offset(nonrec, "_ctx"), nr_ts = slot_offset(nonrec, "_tracestate");
+  if (nr_ctx < 0 || nr_ts < 0) return -1;
+  memcpy(g_off, off, sizeof off);
+  g_nr_ctx = nr_ctx;
+  g_nr_ts = nr_ts;
+  return 0;
+}
+
+/* A Python function a class defines (new reference), or NULL with an
+   exception set: the C methods call the Python ones they replace. */
+static PyObject *python_method(PyTypeObject *type, const char *name) {
+  PyObject *fn = PyDict_GetItemString(type->tp_dict, name);
+  if (fn == NULL || !PyFunction_Check(fn)) {
+    PyErr_Format(PyExc_TypeError, "_native.bind_spans: %s.%s is not a Python function",
+                 type->tp_name, name);
+    return NULL;
+  }
+  return Py_NewRef(fn);
+}
+
+/* A module global of _tracing (new reference), or NULL with an exception. */
+static PyObject *tracing_global(PyObject *globals, const char *name) {
+  PyObject *v = PyDict_GetItemString(globals, name);
+  if (v == NULL) PyErr_Format(PyExc_ValueError, "_native.bind_spans: _tracing.%s is missing", name);
+  return Py_XNewRef(v);
+}
+
+/* bind_spans(Span, NonRecordingSpan, Tracer, _Scope, _current, _tracing's
+   globals): the method descriptors (Span.set_attribute, Span.__enter__,
+   Span.__exit__, Tracer.start_as_current_span) for _tracing to set on the
+   classes, or None in an interpreter that did not bind the module. Called
+   while the classes still have their Python methods. */
+static PyObject *native_bind_spans(PyObject *self, PyObject *args) {
+  (void)self;
+  PyTypeObject *span, *nonrec, *tracer, *scope_class;
+  PyObject *current, *globals;
+  if (!PyArg_ParseTuple(args, "O!O!O!O!O!O!", &PyType_Type, &span, &PyType_Type, &nonrec,
+                        &PyType_Type, &tracer, &PyType_Type, &scope_class, &PyContextVar_Type,
+                        &current, &PyDict_Type, &globals))
+    return NULL;
+  if (g_interp != PyInterpreterState_GetID(PyInterpreterState_Get()))
+    Py_RETURN_NONE; /* see native_bind */
+  Py_ssize_t scope_off = slot_offset(tracer, "_scope");
+  if (scope_off < 0 || read_offsets(span, nonrec) != 0) return NULL;
+  PyObject *v[9] = {python_method(span, "__exit__"),
+                    python_method(tracer, "start_as_current_span"),
+                    tracing_global(globals, "_ACTIVATE"),
+                    tracing_global(globals, "_CURRENT_PARENT"),
+                    tracing_global(globals, "_classes"),
+                    tracing_global(globals, "_cur_get"),
+                    tracing_global(globals, "_cur_set"),
+                    tracing_global(globals, "_cur_reset"),
+                    PyTuple_New(4)};
+  int ok = 1;
+  for (int i = 0; i < 9; i++) ok &= v[i] != NULL;
+  if (ok && !PyList_Check(v[4])) {
+    PyErr_SetString(PyExc_TypeError, "_native.bind_spans: _tracing._classes is not a list");
+    ok = 0;
+  }
+  for (Py_ssize_t i = 0; ok && i < 4; i++) {
+    PyObject *d = i < 3 ? PyDescr_NewMethod(span, &k_span_defs[i])
+                        : PyDescr_NewMethod(tracer, &k_tracer_start_def);
+    if (d == NULL)
+      ok = 0;
+    else
+      PyTuple_SET_ITEM(v[8], i, d);
+  }
+  if (!ok) {
+    for (int i = 0; i < 9; i++) Py_XDECREF(v[i]);
+    return NULL;
+  }
+  Py_XSETREF(g_py_exit, v[0]);
+  Py_XSETREF(g_py_start, v[1]);
+  Py_XSETREF(g_activate, v[2]);
+  Py_XSETREF(g_cur_parent, v[3]);
+  Py_XSETREF(g_classes, v[4]);
+  Py_XSETREF(g_cur_get0, v[5]);
+  Py_XSETREF(g_cur_set0, v[6]);
+  Py_XSETREF(g_cur_reset0, v[7]);
+  Py_XSETREF(g_span_type, (PyTypeObject *)Py_NewRef((PyObject *)span));
+  Py_XSETREF(g_nonrec_type, (PyTypeObject *)Py_NewRef((PyObject *)nonrec));
+  Py_XSETREF(g_scope_class, Py_NewRef((PyObject *)scope_class));
+  Py_XSETREF(g_current, Py_NewRef(current));
+  Py_XSETREF(g_tracing_dict, Py_NewRef(globals));
+  g_tracer_scope = scope_off;
+  return v[8];
 }
 
 /* --- Server: one middleware's settings ----------------------------------- */
@@ -1895,14 +2240,7 @@ static PyObject *native_bind_server(PyObject *self, PyObject *args) {
   }
   if (g_interp != PyInterpreterState_GetID(PyInterpreterState_Get()))
     Py_RETURN_FALSE; /* see native_bind */
-  Py_ssize_t off[N_SLOTS];
-  for (int i = 0; i < N_SLOTS; i++)
-    if ((off[i] = slot_offset(span, k_slot_names[i])) < 0) return NULL;
-  Py_ssize_t nr_ctx = slot_offset(nonrec, "_ctx"), nr_ts = slot_offset(nonrec, "_tracestate");
-  if (nr_ctx < 0 || nr_ts < 0) return NULL;
-  memcpy(g_off, off, sizeof off);
-  g_nr_ctx = nr_ctx;
-  g_nr_ts = nr_ts;
+  if (read_offsets(span, nonrec) != 0) return NULL;
   Py_XSETREF(g_span_type, (PyTypeObject *)Py_NewRef((PyObject *)span));
   Py_XSETREF(g_nonrec_type, (PyTypeObject *)Py_NewRef((PyObject *)nonrec));
   Py_XSETREF(g_classes, Py_NewRef(classes));
@@ -1939,6 +2277,9 @@ static PyMethodDef k_methods[] = {
     {"traceparent", native_traceparent, METH_O, "traceparent(value) -> context or None"},
     {"xray", native_xray, METH_O, "xray(value) -> context or None"},
     {"context", native_context, METH_O, "context(parent) -> 32-byte context or None"},
+    {"bind_spans", native_bind_spans, METH_VARARGS,
+     "bind_spans(Span, NonRecordingSpan, Tracer, _Scope, _current, globals) -> "
+     "(set_attribute, __enter__, __exit__, start_as_current_span) descriptors, or None"},
     {"record", (PyCFunction)(void (*)(void))native_record, METH_FASTCALL,
      "record(scope, name, ctx, parent, tracestate, kind, status, start, end, attrs)"},
     {"pack", (PyCFunction)(void (*)(void))native_pack, METH_FASTCALL,
@@ -1973,7 +2314,7 @@ PyMODINIT_FUNC PyInit__native(void) {
      an older _native.c is not used. */
   Py_INCREF(&Server_Type);
   Py_INCREF(&ServerCall_Type);
-  if (PyModule_AddIntConstant(m, "INTERFACE", 5) != 0 ||
+  if (PyModule_AddIntConstant(m, "INTERFACE", 6) != 0 ||
       PyModule_AddObject(m, "Server", (PyObject *)&Server_Type) != 0 ||
       PyModule_AddObject(m, "ServerCall", (PyObject *)&ServerCall_Type) != 0)
     Py_CLEAR(m); /* a failed PyModule_AddObject leaves its reference: a type, kept */

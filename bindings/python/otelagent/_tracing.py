@@ -400,7 +400,7 @@ class Span:
         return f"Span({self._name!r}, {SpanContext(self._ctx, self._tracestate)!r})"
 
 
-_NATIVE_INTERFACE = 5  # the INTERFACE constant of the _native.c this module speaks to
+_NATIVE_INTERFACE = 6  # the INTERFACE constant of the _native.c this module speaks to
 
 
 def _load_native():
@@ -796,6 +796,18 @@ def attach(span):
 def detach(token):
     _cur_reset(token)
 
+
+if native is not None:
+    # The common `with start_as_current_span(...)` in C (_native.c,
+    # bind_spans): Span's __enter__, __exit__ and set_attribute and
+    # Tracer.start_as_current_span, a Python frame fewer each. The Python
+    # methods serve the pure-Python packer, and the C ones hand them every
+    # case they do not take.
+    _span_methods = native.bind_spans(Span, NonRecordingSpan, Tracer, _Scope, _current,
+                                      globals())
+    if _span_methods is not None:
+        (Span.set_attribute, Span.__enter__, Span.__exit__,
+         Tracer.start_as_current_span) = _span_methods
 
 _default_tracer = Tracer("otelagent")
 
