@@ -509,6 +509,84 @@ def test_an_app_replacing_the_outer_wsgi_app_does_not_free_the_running_one():
     assert p.stdout.splitlines() == ["raised app failed", "[b'new']"]
 
 
+CLOSE_WHILE_ITERATING = """
+import gc, threading
+import otelagent
+from otelagent.integrations.wsgi import OtelAgentWSGIMiddleware
+otelagent.start({"OTEL_TRACES_EXPORTER": "none"})
+inside, go_on = threading.Event(), threading.Event()
+def app(environ, start_response):
+    start_response("200 OK", [])
+    def body():
+        yield b"a"
+        inside.set()
+        go_on.wait(30)  # the other thread closes the body now
+        yield bytes(len([1, 2, 3]))
+    return body()
+env = {"REQUEST_METHOD": "GET", "PATH_INFO": "/t", "wsgi.url_scheme": "http",
+       "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000"}
+result = OtelAgentWSGIMiddleware(app)(env, lambda *a: None)
+it = iter(result)
+assert next(it) == b"a"
+out = {}
+def iterate():
+    out["chunk"] = next(it)
+t = threading.Thread(target=iterate)
+t.start()
+assert inside.wait(30)
+try:
+    result.close()
+except ValueError as e:  # the generator is running: it cannot be closed
+    out["close"] = str(e)
+del result
+gc.collect()
+go_on.set()
+t.join(30)
+print(out["chunk"], out["close"])
+"""
+
+
+def test_a_body_closed_by_another_thread_while_it_makes_a_chunk():
+    """The server closes a streamed body (another thread: a disconnect, a
+    watchdog) while the body is still making a chunk: the chunk's call keeps
+    the body alive (the close dropped the call's references, and the
+    running generator was freed under itself: a crash under the debug
+    allocator)."""
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, PYTHONMALLOC="debug")
+    p = subprocess.run([sys.executable, "-c", CLOSE_WHILE_ITERATING], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.splitlines() == ["b'\\x00\\x00\\x00' generator already executing"]
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_a_body_whose_close_is_none_has_no_close(agent, native):
+    """A body whose close attribute is None has no close(), on both paths
+    (natively, None was called: a TypeError from the server's close() and
+    the span marked as failed)."""
+    from otelagent.integrations.wsgi import SPAN_KEY, OtelAgentWSGIMiddleware
+
+    class Body:
+        close = None
+
+        def __iter__(self):
+            return iter([b"a"])
+
+    def app(environ, start_response):
+        start_response("200 OK", [])
+        return Body()
+    mw = OtelAgentWSGIMiddleware(app)
+    env = _environ("/n", HTTP_TRACEPARENT=TRACE_SAMPLED.format(uuid.uuid4().hex))
+    result = (mw if native else mw._python_path)(env, lambda *a: None)
+    assert list(result) == [b"a"]
+    result.close()
+    span = env[SPAN_KEY]
+    assert span._status == 0 and "error.type" not in span._attrs
+
+
 def test_a_subclass_defining_wsgi_app_is_served(agent):
     """A subclass whose class defines wsgi_app (a property, a class-level
     default) keeps the application out of the native slot: the C __call__

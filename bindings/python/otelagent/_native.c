@@ -1862,6 +1862,7 @@ static PyObject *close_app(ServerCall *c, int entered) {
   PyObject *r = NULL;
   if (optional_attr(result, s_close, &close) >= 0) {
     r = Py_NewRef(Py_None);
+    if (close == Py_None) Py_CLEAR(close); /* absent, as for the Python path's getattr */
     PyObject *token = NULL, *bag_token = NULL;
     if (close != NULL && !entered && request_enter(c, &token, &bag_token) != 0) {
       Py_CLEAR(r);
@@ -1943,7 +1944,11 @@ static PyObject *call_next(ServerCall *c) {
   }
   PyObject *token, *bag_token;
   if (request_enter(c, &token, &bag_token) != 0) return NULL;
-  PyObject *chunk = PyIter_Next(c->iter);
+  /* Held while it runs: a close() from another thread meanwhile (a server
+     giving up on the response) drops the call's references to the body. */
+  PyObject *it = Py_NewRef(c->iter);
+  PyObject *chunk = PyIter_Next(it);
+  Py_DECREF(it);
   if (chunk == NULL && !PyErr_Occurred()) {
     PyObject *r = close_app(c, 1);
     request_leave(&token, &bag_token);
