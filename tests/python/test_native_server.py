@@ -673,6 +673,55 @@ def test_a_copy_keeps_a_subclass_s_slots(agent):
         assert clone(_environ("/c"), lambda *a: None) == [b"p"]
 
 
+def test_a_copy_sets_slots_through_their_own_descriptors(agent):
+    """A subclass's property over a base's slot: a copy neither fails on a
+    read-only one nor runs a wrapping setter again (the slot was read and
+    set through whatever the most derived class had under its name)."""
+    import copy
+
+    class ReadOnly(_SlottedMiddleware):
+        @property
+        def tag(self):
+            return "computed"
+
+    class Wrapping(_SlottedMiddleware):
+        @property
+        def tag(self):
+            return _SlottedMiddleware.tag.__get__(self)
+
+        @tag.setter
+        def tag(self, value):
+            _SlottedMiddleware.tag.__set__(self, [value])
+
+    assert copy.copy(ReadOnly(_picklable_app)).tag == "computed"
+    mw = Wrapping(_picklable_app)
+    mw.tag = "h"
+    for clone in (copy.copy(mw), copy.deepcopy(mw)):
+        assert clone.tag == ["h"]
+
+
+def test_a_copy_keeps_reference_cycles_through_the_middleware(agent):
+    """An object that refers back to the middleware (the application that
+    holds it), from a slot or from __dict__: a deep copy or pickle keeps one
+    clone (two clones, or a RecursionError for a slot referring to the
+    middleware itself)."""
+    import copy
+    import pickle
+
+    for attr in ("tag", "other"):
+        mw = _SlottedMiddleware(_picklable_app)
+        holder = _Holder()
+        holder.mw = mw
+        setattr(mw, attr, holder)
+        for clone in (copy.deepcopy(mw), pickle.loads(pickle.dumps(mw))):
+            assert getattr(clone, attr).mw is clone
+            assert clone(_environ("/c"), lambda *a: None) == [b"p"]
+    mw = _SlottedMiddleware(_picklable_app)
+    mw.tag = mw
+    for clone in (copy.deepcopy(mw), pickle.loads(pickle.dumps(mw))):
+        assert clone.tag is clone
+
+
 def test_only_a_str_method_is_a_known_one(agent, exported):
     """A method of another type that hashes and compares as a known one (a
     UserString) is an unknown method natively too, as in Python: only a str
@@ -767,6 +816,10 @@ class _SlottedMiddleware(_WSGIMiddleware):  # module level: picklable by name
     def __init__(self, app):
         super().__init__(app)
         self.__secret = 7
+
+
+class _Holder:  # module level: picklable by name
+    pass
 
 
 def test_close_of_a_sampled_out_streamed_body(agent):

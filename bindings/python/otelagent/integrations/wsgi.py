@@ -9,8 +9,8 @@ attributes. The route template comes from the framework: with
 werkzeug matched, read when the response starts; without one the span is
 named after the method."""
 
-import copyreg
 import inspect
+import types
 
 from .. import _tracing as T
 from ..propagation import _baggage, extract_values
@@ -54,22 +54,25 @@ class OtelAgentWSGIMiddleware(_http.NativeServer or object):
             inspect.Parameter("start_response", inspect.Parameter.POSITIONAL_OR_KEYWORD)])
 
         def __reduce__(self):
-            # copy.copy / deepcopy (and pickle, for a picklable wsgi_app): the
-            # C base's state is made again from the attributes, and its
-            # wsgi_app slot read and set as it is (through a subclass's
-            # wsgi_app property, a wrapping setter would run again).
+            # copy.copy / deepcopy (and pickle, for a picklable wsgi_app): a
+            # blank instance first (copies and pickles remember it, so a
+            # reference cycle through the middleware comes back as one),
+            # then __setstate__ makes the C base's state again from the
+            # attributes. The wsgi_app slot, and a subclass's __slots__, are
+            # read and set through their own descriptors: through a property
+            # of a subclass over them, a wrapping setter would run again.
             try:
                 app = _http.NativeServer.wsgi_app.__get__(self)
             except AttributeError:
                 app = _NoApp
-            # A subclass's __slots__ hold values outside __dict__.
-            slots = {}
-            for name in copyreg._slotnames(type(self)):
-                try:
-                    slots[name] = object.__getattribute__(self, name)
-                except AttributeError:  # a slot never set
-                    pass
-            return _rebuild, (type(self), self.__dict__, app, slots)
+            return _blank, (type(self),), (self.__dict__, app, _slot_values(self))
+
+        def __setstate__(self, state):
+            attrs, app, slots = state
+            self.__dict__.update(attrs)
+            for owner, name, value in slots:
+                owner.__dict__[name].__set__(self, value)
+            _restore(self, app)
 
     def _python_path(self, environ, start_response):
         if SPAN_KEY in environ:  # another instance of this middleware is outside
@@ -200,23 +203,46 @@ class _NoApp:
     """A middleware's wsgi_app when it has none (pickled by reference)."""
 
 
-def _rebuild(cls, state, *slot):
-    """slot: the native slot's application (or _NoApp), apart from the
-    state, then the subclass's __slots__ values; none in a pickle made when
-    wsgi_app was an instance attribute (then it is in the state)."""
-    mw = cls.__new__(cls)
-    if slot:
-        app = slot[0]
-    else:
-        state = dict(state)
-        app = state.pop("wsgi_app", _NoApp)
-    mw.__dict__.update(state)
-    for name, value in (slot[1] if len(slot) > 1 else {}).items():
-        object.__setattr__(mw, name, value)
+def _blank(cls):
+    return cls.__new__(cls)
+
+
+def _slot_values(obj):
+    """(declaring class, slot name, value) of every __slots__ member of
+    obj's classes that is set."""
+    out = []
+    for owner in type(obj).__mro__:
+        names = owner.__dict__.get("__slots__", ())
+        for name in (names,) if isinstance(names, str) else names:
+            if name.startswith("__") and not name.endswith("__"):  # private: mangled
+                name = f"_{owner.__name__.lstrip('_')}{name}"
+            member = owner.__dict__.get(name)
+            if type(member) is not types.MemberDescriptorType:  # __dict__, __weakref__
+                continue
+            try:
+                out.append((owner, name, member.__get__(obj, owner)))
+            except AttributeError:  # never set
+                pass
+    return out
+
+
+def _restore(mw, app):
     if app is not _NoApp:
         _http.NativeServer.wsgi_app.__set__(mw, app)
     _http.NativeServer.__init__(mw, True, mw.scope, mw.excluded, _full_url,
                                 _http.request_failed, mw.werkzeug_route)
+
+
+def _rebuild(cls, state, app=_NoApp):
+    """What __reduce__ made before __setstate__ (pickles of earlier
+    versions): the application apart from the state, or in it when wsgi_app
+    was an instance attribute."""
+    mw = cls.__new__(cls)
+    state = dict(state)
+    if app is _NoApp:
+        app = state.pop("wsgi_app", _NoApp)
+    mw.__dict__.update(state)
+    _restore(mw, app)
     return mw
 
 
