@@ -25,6 +25,16 @@ class Route:
     path_format = "/items/{item_id}"
 
 
+class BrokenRoute:
+    @property
+    def path_format(self):
+        raise RuntimeError("no template")
+
+
+class ListRoute:
+    path_format = ["/items", "{item_id}"]  # not hashable
+
+
 def _handler_view(seen):
     import otelagent
     from otelagent.propagation import get_baggage
@@ -204,6 +214,8 @@ ASGI_CASES = {
     "no host header": ([], {}, {"host": False}),
     "no host header, no server": ([], {}, {"host": False, "server": False}),
     "websocket": ([], {"route": Route()}, {"typ": "websocket"}),
+    "a route whose lookup raises": ([], {"route": BrokenRoute()}, {}),
+    "a route template that is not hashable": ([], {"route": ListRoute()}, {}),
     "send(message=...) with a 503": ([], {"status": 503, "by_keyword": True}, {}),
     "query string as a bytearray": ([], {}, {"query": bytearray(b"a=1&token=t")}),
 }
@@ -225,6 +237,10 @@ def test_asgi_native_and_python_paths_export_the_same(agent, exported, case):
         assert exc is KeyError
     if case == "renamed in the handler":
         assert shape["name"] == "custom name"  # the application's name is kept
+    if case == "a route whose lookup raises":  # ignored: the span ends as without one
+        assert exc is type(None) and shape["name"] == "GET" and "http.route" not in shape["attrs"]
+    if case == "a route template that is not hashable":
+        assert exc is type(None) and shape["name"] == "GET ['/items', '{item_id}']"
     if case == "503 and route":
         assert shape["name"] == "GET /items/{item_id}"
         assert shape["attrs"]["error.type"] == "503" and shape["status"][0] == 2

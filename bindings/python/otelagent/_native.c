@@ -1693,23 +1693,27 @@ static PyTypeObject Server_Type = {
 
 /* The ASGI span's name and route, then its status, as asgi.py's Python path
    sets them at the end. */
+/* The route template the framework reports in scope["route"] (new
+   reference), or NULL, also when looking it up raises (as
+   asgi._route_template: the request's own outcome stands). */
+static PyObject *route_template(PyObject *scope) {
+  PyObject *route = PyDict_GetItemWithError(scope, s_route), *template = NULL;
+  if (route != NULL && optional_attr(route, s_path_format, &template) >= 0) {
+    int t = template ? PyObject_IsTrue(template) : 0;
+    if (t == 0) {
+      Py_CLEAR(template);
+      if (optional_attr(route, s_path, &template) >= 0)
+        t = template ? PyObject_IsTrue(template) : 0;
+    }
+    if (t <= 0) Py_CLEAR(template);
+  }
+  PyErr_Clear();
+  return template;
+}
+
 static int asgi_conclude(ServerCall *c) {
   PyObject *span = c->span, *attrs = slot_get(span, g_off[SLOT_ATTRS]);
-  PyObject *route = PyDict_GetItemWithError(c->scope, s_route);
-  PyObject *template = NULL;
-  if (route != NULL) {
-    if (optional_attr(route, s_path_format, &template) < 0) return -1;
-    int t = template ? PyObject_IsTrue(template) : 0;
-    if (t <= 0) {
-      Py_CLEAR(template);
-      if (t < 0 || optional_attr(route, s_path, &template) < 0) return -1;
-      t = template ? PyObject_IsTrue(template) : 0;
-      if (t <= 0) Py_CLEAR(template);
-      if (t < 0) return -1;
-    }
-  } else if (PyErr_Occurred()) {
-    return -1;
-  }
+  PyObject *template = route_template(c->scope);
   /* A name the application set (update_name) is kept. */
   int rename = slot_get(span, g_off[SLOT_NAME]) == c->first_name;
   if (template != NULL) {
@@ -1717,9 +1721,9 @@ static int asgi_conclude(ServerCall *c) {
     if (rc == 0 && rename) {
       PyObject *name =
           PyUnicode_FromFormat("%S %S", c->websocket ? s_WEBSOCKET : c->method, template);
-      if (name == NULL)
-        rc = -1;
-      else {
+      if (name == NULL) {
+        PyErr_Clear(); /* a template without a text: the name stays */
+      } else {
         slot_set(span, g_off[SLOT_NAME], name);
         Py_DECREF(name);
       }
@@ -1793,9 +1797,13 @@ static int call_end(ServerCall *c) {
   if (c->ended) return 0;
   c->ended = 1;
   if (!c->recording) return 0;
-  if (!c->wsgi) {
-    if (asgi_conclude(c) != 0) return -1;
-    if (c->status != NULL && note_status(c, c->status) != 0) return -1;
+  if (!c->wsgi && (asgi_conclude(c) != 0 || (c->status && note_status(c, c->status) != 0))) {
+    /* Still ended (recorded without what failed), and the error passed on. */
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    if (end_span(c->span) != 0) PyErr_Clear();
+    PyErr_Restore(type, value, tb);
+    return -1;
   }
   return end_span(c->span);
 }

@@ -156,7 +156,10 @@ class PackedCache:
         self.entries = {}
 
     def __call__(self, value):
-        e = self.entries.get(value)
+        try:
+            e = self.entries.get(value)
+        except TypeError:  # not hashable: packed at the end like any value
+            return value
         if e is None:
             raw = entry(TAG_ATTR, self.key, value)
             if raw is None or len(self.entries) >= 256:

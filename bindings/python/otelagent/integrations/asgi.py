@@ -132,15 +132,14 @@ class OtelAgentMiddleware:
         finally:
             _http.reset_request(token, bag_token)
             if recording:
-                route = scope.get("route")
-                template = getattr(route, "path_format", None) or getattr(route, "path", None)
+                template, text = _route_template(scope)
                 # A name the application set (update_name) is kept.
                 rename = span._name is first_name
-                if template:
+                if template is not None:
                     span._attrs["http.route"] = P_ROUTE(template)
-                    if rename:
-                        span._name = (f"{method} {template}" if typ == "http"
-                                      else f"WEBSOCKET {template}")
+                    if rename and text is not None:
+                        span._name = (f"{method} {text}" if typ == "http"
+                                      else f"WEBSOCKET {text}")
                 elif typ == "websocket" and rename:
                     span._name = "WEBSOCKET"
                 code = send_wrapper.status
@@ -151,6 +150,24 @@ class OtelAgentMiddleware:
                             span.set_status(2)
                         span._attrs.setdefault("error.type", str(code))
                 span.end()
+
+
+def _route_template(scope):
+    """(template, its text) of the route the framework reports in
+    scope["route"], (None, None) when there is none. A route whose lookup
+    or text raises is ignored: the request's own outcome stands (the span
+    is still ended)."""
+    try:
+        route = scope.get("route")
+        template = getattr(route, "path_format", None) or getattr(route, "path", None)
+        if not template:
+            return None, None
+    except Exception:
+        return None, None
+    try:
+        return template, str(template)
+    except Exception:
+        return template, None
 
 
 def _failed(span, exc, call):
