@@ -462,7 +462,8 @@ static PyObject *s_type, *s_http, *s_websocket, *s_path, *s_headers, *s_method, 
     *a_method, *a_method_original, *a_other, *a_url_path, *a_url_scheme, *a_url_query,
     *a_server_address, *a_server_port, *a_client_address, *a_user_agent, *a_protocol, *a_route,
     *a_status_code, *a_error_type, *s_werkzeug_request, *s_url_rule, *s_rule, *s_map, *s_cur_set,
-    *s_cur_reset, *s_cur_get, *s_native_record, *s_native_context, *s_kind, *s_attributes;
+    *s_cur_reset, *s_cur_get, *s_native_record, *s_native_context, *s_make_span, *s_kind,
+    *s_attributes;
 static PyObject *g_kind_server, *g_kind_internal, *g_zero, *g_port_80, *g_port_443, *g_invalid_ctx;
 
 static const struct {
@@ -497,6 +498,7 @@ static const struct {
     {&s_cur_get, "_cur_get"},
     {&s_native_record, "_native_record"},
     {&s_native_context, "_native_context"},
+    {&s_make_span, "_make_span"},
     {&s_kind, "kind"},
     {&s_attributes, "attributes"},
     {&s_span_key, "otelagent.server_span"},
@@ -733,96 +735,196 @@ static void reset_var(PyObject *var, PyObject **token) {
 
 /* --- Span methods: the common case of `with start_as_current_span(...)` -- */
 
-/* _tracing.Span's __enter__, __exit__ and set_attribute, as method
-   descriptors bind_spans() makes for that class: the Python methods cost a
-   frame each, about a tenth of a span's whole cost apiece. They do what the
-   Python ones do; an exception leaving the block, a span of another class
-   (the OpenTelemetry bridge's subclass), or a current-span store replaced
-   (the bridge's) go to the Python methods. */
+/* Tracer.start_as_current_span and Span's __enter__, __exit__ and
+   set_attribute in C: the Python methods cost a frame each, together about
+   half of a span's cost. Each is a NativeMethod that keeps the Python
+   function it stands in for (its __wrapped__: signatures, docs and mocks
+   see that one) and calls it for every case it does not take itself: other
+   arguments (keywords included), an exception leaving the block, a span or
+   tracer of a subclass, the OpenTelemetry bridge, and any of the module's
+   functions it would bypass (the current-span store, the sampler call, the
+   packer, Span.end) replaced. It decides nothing before it knows it takes
+   the call. */
 
+typedef PyObject *(*fast_fn)(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                             int *taken);
+
+typedef struct {
+  PyObject ob_base; /* PyObject_HEAD */
+  vectorcallfunc vectorcall;
+  PyObject *wrapped; /* the Python function */
+  fast_fn fast;
+} NativeMethod;
+
+/* Called as the Python function is, self first (a method's self is
+   prepended by the interpreter or by the bound method). */
+static PyObject *nm_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
+                               PyObject *kwnames) {
+  NativeMethod *m = (NativeMethod *)callable;
+  int taken = 0;
+  PyObject *r = m->fast(args, PyVectorcall_NARGS(nargsf), kwnames, &taken);
+  if (taken) return r;
+  return PyObject_Vectorcall(m->wrapped, args, nargsf, kwnames);
+}
+
+static PyObject *nm_get(PyObject *self, PyObject *obj, PyObject *type) {
+  (void)type;
+  if (obj == NULL || obj == Py_None) return Py_NewRef(self);
+  return PyMethod_New(self, obj);
+}
+
+/* __wrapped__ is the Python function; its name, doc and module are read
+   from it. */
+static PyObject *nm_getattro(PyObject *self, PyObject *name) {
+  PyObject *wrapped = ((NativeMethod *)self)->wrapped;
+  if (PyUnicode_Check(name)) {
+    if (PyUnicode_CompareWithASCIIString(name, "__wrapped__") == 0) return Py_NewRef(wrapped);
+    static const char *const k_from_wrapped[] = {"__doc__", "__name__", "__qualname__",
+                                                 "__module__", "__annotations__"};
+    for (size_t i = 0; i < sizeof k_from_wrapped / sizeof k_from_wrapped[0]; i++)
+      if (PyUnicode_CompareWithASCIIString(name, k_from_wrapped[i]) == 0)
+        return PyObject_GetAttr(wrapped, name);
+  }
+  return PyObject_GenericGetAttr(self, name);
+}
+
+static PyObject *nm_repr(PyObject *self) {
+  return PyUnicode_FromFormat("<native %R>", ((NativeMethod *)self)->wrapped);
+}
+
+static int nm_traverse(PyObject *self, visitproc visit, void *arg) {
+  Py_VISIT(((NativeMethod *)self)->wrapped);
+  return 0;
+}
+
+static int nm_clear(PyObject *self) {
+  Py_CLEAR(((NativeMethod *)self)->wrapped);
+  return 0;
+}
+
+static void nm_dealloc(PyObject *self) {
+  PyObject_GC_UnTrack(self);
+  nm_clear(self);
+  PyObject_GC_Del(self);
+}
+
+static PyTypeObject NativeMethod_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "otelagent._native.NativeMethod",
+    .tp_basicsize = sizeof(NativeMethod),
+    .tp_dealloc = nm_dealloc,
+    .tp_vectorcall_offset = offsetof(NativeMethod, vectorcall),
+    .tp_repr = nm_repr,
+    .tp_call = PyVectorcall_Call,
+    .tp_getattro = nm_getattro,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL |
+                Py_TPFLAGS_METHOD_DESCRIPTOR,
+    .tp_doc = "A method in C that stands in for the Python function in __wrapped__.",
+    .tp_traverse = nm_traverse,
+    .tp_clear = nm_clear,
+    .tp_descr_get = nm_get,
+};
+
+static PyObject *new_method(PyObject *wrapped, fast_fn fast) {
+  NativeMethod *m = PyObject_GC_New(NativeMethod, &NativeMethod_Type);
+  if (m == NULL) return NULL;
+  m->vectorcall = nm_vectorcall;
+  m->wrapped = Py_NewRef(wrapped);
+  m->fast = fast;
+  PyObject_GC_Track((PyObject *)m);
+  return (PyObject *)m;
+}
+
+static PyTypeObject *g_tracer_type;
+static Py_ssize_t g_tracer_scope; /* Tracer's _scope slot offset */
 static PyObject *g_activate;      /* _tracing._ACTIVATE */
-static PyObject *g_cur_set0;      /* _tracing._cur_set as bound: _current.set */
-static PyObject *g_cur_reset0;    /* _tracing._cur_reset as bound: _current.reset */
-static PyObject *g_py_exit;       /* the Python Span.__exit__ */
-static PyObject *g_cur_get0;      /* _tracing._cur_get as bound: _current.get */
-static PyObject *g_py_start;      /* the Python Tracer.start_as_current_span */
 static PyObject *g_scope_class;   /* _tracing._Scope */
 static PyObject *g_cur_parent;    /* _tracing._CURRENT_PARENT */
-static Py_ssize_t g_tracer_scope; /* Tracer's _scope slot offset */
+static PyObject *g_py_end;        /* the Python Span.end */
+
+/* The module's functions the C methods stand in for or call around, as
+   bind_spans() found them. */
+enum { F_CUR_GET, F_CUR_SET, F_CUR_RESET, F_CONTEXT, F_RECORD, F_MAKE_SPAN, N_FNS };
+static PyObject **const k_fn_name[N_FNS] = {&s_cur_get,        &s_cur_set,       &s_cur_reset,
+                                            &s_native_context, &s_native_record, &s_make_span};
+static PyObject *g_fn0[N_FNS];
+
+/* 1 when _tracing's function `i` is still what bind_spans() found, 0 when
+   it was replaced (or removed); -1 with an exception set. */
+static int unchanged(int i) {
+  PyObject *fn = PyDict_GetItemWithError(g_tracing_dict, *k_fn_name[i]);
+  if (fn == NULL && PyErr_Occurred()) return -1;
+  return fn == g_fn0[i];
+}
 
 /* A slot's value (borrowed), or NULL with AttributeError set, as reading an
    unset slot in Python raises. */
 static PyObject *slot_read(PyObject *o, int slot) {
   PyObject *v = slot_get(o, g_off[slot]);
-  if (v == NULL) PyErr_SetString(PyExc_AttributeError, k_slot_names[slot]);
+  if (v == NULL)
+    PyErr_Format(PyExc_AttributeError, "'%.100s' object has no attribute '%s'", Py_TYPE(o)->tp_name,
+                 k_slot_names[slot]);
   return v;
 }
 
-/* _tracing's function `name` when it is still `original` (then 1): the
-   contextvar's own method can be called directly. 0 with *fn (borrowed)
-   the replacement; -1 with an exception set. */
-static int original_fn(PyObject *name, PyObject *original, PyObject **fn) {
-  *fn = PyDict_GetItemWithError(g_tracing_dict, name);
-  if (*fn == NULL) {
-    if (!PyErr_Occurred()) PyErr_SetObject(PyExc_NameError, name);
-    return -1;
-  }
-  return *fn == original;
-}
-
-static PyObject *span_set_attribute(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-  if (nargs != 2) {
-    PyErr_SetString(PyExc_TypeError, "set_attribute(key, value) takes 2 arguments");
-    return NULL;
-  }
-  PyObject *ended = slot_read(self, SLOT_ENDED);
+/* Span.set_attribute(self, key, value). */
+static PyObject *fast_set_attribute(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                                    int *taken) {
+  if (nargs != 3 || kwnames != NULL || !PyObject_TypeCheck(args[0], g_span_type)) return NULL;
+  *taken = 1;
+  PyObject *ended = slot_read(args[0], SLOT_ENDED);
   int done = ended ? PyObject_IsTrue(ended) : -1;
   if (done < 0) return NULL;
   if (!done) {
-    PyObject *attrs = slot_read(self, SLOT_ATTRS);
-    if (attrs == NULL || PyObject_SetItem(attrs, args[0], args[1]) != 0) return NULL;
+    /* Held: storing may run Python code (a key's __eq__) that replaces it. */
+    PyObject *attrs = Py_XNewRef(slot_read(args[0], SLOT_ATTRS));
+    int rc = attrs ? PyObject_SetItem(attrs, args[1], args[2]) : -1;
+    Py_XDECREF(attrs);
+    if (rc != 0) return NULL;
   }
   Py_RETURN_NONE;
 }
 
-static PyObject *span_enter(PyObject *self, PyObject *unused) {
-  (void)unused;
-  PyObject *token = slot_read(self, SLOT_TOKEN);
-  if (token == NULL) return NULL;
+/* Span.__enter__(self). */
+static PyObject *fast_enter(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                            int *taken) {
+  if (nargs != 1 || kwnames != NULL || !PyObject_TypeCheck(args[0], g_span_type)) return NULL;
+  PyObject *self = args[0], *token = slot_get(self, g_off[SLOT_TOKEN]);
+  if (token == NULL) return NULL; /* the Python method raises */
   if (token == g_activate) {
-    PyObject *set;
-    int orig = original_fn(s_cur_set, g_cur_set0, &set);
-    if (orig < 0) return NULL;
-    token = orig ? PyContextVar_Set(g_current, self) : PyObject_CallOneArg(set, self);
-    if (token == NULL) return NULL;
+    int same = unchanged(F_CUR_SET);
+    if (same <= 0) {
+      *taken = same < 0;
+      return NULL;
+    }
+    *taken = 1;
+    if ((token = PyContextVar_Set(g_current, self)) == NULL) return NULL;
     slot_set(self, g_off[SLOT_TOKEN], token);
     Py_DECREF(token);
   }
+  *taken = 1;
   return Py_NewRef(self);
 }
 
-static PyObject *span_exit(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-  if (nargs != 3) {
-    PyErr_SetString(PyExc_TypeError, "__exit__(exc_type, exc, traceback) takes 3 arguments");
+/* Span.__exit__(self, None, None, None), for a Span of the class itself. */
+static PyObject *fast_exit(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, int *taken) {
+  if (nargs != 4 || kwnames != NULL || args[2] != Py_None || Py_TYPE(args[0]) != g_span_type)
+    return NULL;
+  int same = 1;
+  for (int i = F_CUR_RESET; same > 0 && i <= F_RECORD; i++)
+    if (i != F_CONTEXT) same = unchanged(i);
+  PyObject *end = same > 0 ? PyDict_GetItemWithError(g_span_type->tp_dict, s_end) : NULL;
+  if (same < 0 || (end == NULL && PyErr_Occurred())) {
+    *taken = 1;
     return NULL;
   }
-  PyObject *packer = PyDict_GetItemWithError(g_tracing_dict, s_native_record);
-  if (packer == NULL && PyErr_Occurred()) return NULL;
-  if (args[1] != Py_None || Py_TYPE(self) != g_span_type || packer == NULL || packer == Py_None)
-    return PyObject_Vectorcall(g_py_exit, (PyObject *[]){self, args[0], args[1], args[2]}, 4, NULL);
-  PyObject *token = slot_read(self, SLOT_TOKEN);
+  if (end != g_py_end) return NULL;
+  *taken = 1;
+  PyObject *self = args[0], *token = slot_read(self, SLOT_TOKEN);
   if (token == NULL) return NULL;
   if (token != Py_None && token != g_activate) {
     Py_INCREF(token);
     slot_set(self, g_off[SLOT_TOKEN], Py_None);
-    PyObject *reset;
-    int orig = original_fn(s_cur_reset, g_cur_reset0, &reset);
-    int rc = orig < 0 ? -1 : orig ? PyContextVar_Reset(g_current, token) : 0;
-    if (orig == 0) {
-      PyObject *r = PyObject_CallOneArg(reset, token);
-      rc = r ? 0 : -1;
-      Py_XDECREF(r);
-    }
+    int rc = PyContextVar_Reset(g_current, token);
     Py_DECREF(token);
     /* Exited in another context than it was entered in (a generator
        resumed elsewhere): that context is left alone, as in Python. */
@@ -835,92 +937,73 @@ static PyObject *span_exit(PyObject *self, PyObject *const *args, Py_ssize_t nar
   Py_RETURN_FALSE;
 }
 
-/* fn(self, *args, **kwnames): the Python method, for what the C one does
-   not take. */
-static PyObject *call_python(PyObject *fn, PyObject *self, PyObject *const *args, Py_ssize_t nargs,
-                             PyObject *kwnames) {
-  Py_ssize_t total = nargs + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0);
-  PyObject *small[16];
-  PyObject **v = total < 16 ? small : PyMem_New(PyObject *, (size_t)total + 1);
-  if (v == NULL) return PyErr_NoMemory();
-  v[0] = self;
-  memcpy(v + 1, args, (size_t)total * sizeof *v);
-  PyObject *r = PyObject_Vectorcall(fn, v, (size_t)nargs + 1, kwnames);
-  if (v != small) PyMem_Free(v);
-  return r;
-}
-
-/* The parent's context and tracestate (borrowed) when the current span is
-   one of _tracing's own (*pctx NULL when there is none, or when it is
-   invalid: a new root); 1, or 0 when it is something else (the Python
-   method decides), -1 with an exception set. *cur: a new reference to the
-   current span, or NULL. */
-static int current_parent(PyObject **cur, PyObject **pctx, PyObject **ts) {
+/* The parent's context and tracestate (new references) when the current
+   span is one of _tracing's own (*pctx NULL when there is none, or when it
+   is invalid: a new root); 1, or 0 when it is something else (the Python
+   method decides), -1 with an exception set. */
+static int current_parent(PyObject **pctx, PyObject **ts) {
+  PyObject *cur;
   *pctx = NULL;
-  *ts = s_empty;
-  if (PyContextVar_Get(g_current, NULL, cur) != 0) return -1;
-  if (*cur == NULL || *cur == Py_None) return 1;
-  Py_ssize_t off_ctx, off_ts;
-  if (Py_TYPE(*cur) == g_span_type) {
-    off_ctx = g_off[SLOT_CTX];
-    off_ts = g_off[SLOT_TRACESTATE];
-  } else if (Py_TYPE(*cur) == g_nonrec_type) {
-    off_ctx = g_nr_ctx;
-    off_ts = g_nr_ts;
-  } else {
-    return 0;
+  *ts = NULL;
+  if (PyContextVar_Get(g_current, NULL, &cur) != 0) return -1;
+  int rc = 1;
+  if (cur != NULL && cur != Py_None) {
+    int span = Py_TYPE(cur) == g_span_type;
+    PyObject *c = span                            ? slot_get(cur, g_off[SLOT_CTX])
+                  : Py_TYPE(cur) == g_nonrec_type ? slot_get(cur, g_nr_ctx)
+                                                  : NULL;
+    PyObject *t = c == NULL ? NULL : slot_get(cur, span ? g_off[SLOT_TRACESTATE] : g_nr_ts);
+    static const char zero8[8];
+    if (t == NULL || !PyBytes_CheckExact(c) || PyBytes_GET_SIZE(c) != 32) {
+      rc = 0;
+    } else {
+      *ts = Py_NewRef(t);
+      if (memcmp(PyBytes_AS_STRING(c) + 16, zero8, 8) != 0) *pctx = Py_NewRef(c);
+    }
   }
-  PyObject *c = slot_get(*cur, off_ctx), *t = slot_get(*cur, off_ts);
-  if (c == NULL || t == NULL || !PyBytes_CheckExact(c) || PyBytes_GET_SIZE(c) != 32) return 0;
-  static const char zero8[8];
-  *ts = t;
-  if (memcmp(PyBytes_AS_STRING(c) + 16, zero8, 8) != 0) *pctx = c;
-  return 1;
+  if (rc == 1 && *ts == NULL) *ts = Py_NewRef(s_empty);
+  Py_XDECREF(cur);
+  return rc;
 }
 
-/* Tracer.start_as_current_span(name, kind=..., attributes=...) under the
-   current span, the common call, as the Python method makes it: a
+/* Tracer.start_as_current_span(self, name, kind=..., attributes=...) under
+   the current span, the common call, as the Python method makes it: a
    recording Span (made current when entered), or a _Scope around the span
-   that records nothing. Any other argument, attributes that are not a dict,
-   a current span of another class, the OpenTelemetry bridge, or a replaced
-   current-span store or sampler call: the Python method, before anything is
-   decided. */
-static PyObject *tracer_start(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
-                              PyObject *kwnames) {
+   that records nothing. */
+static PyObject *fast_start(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                            int *taken) {
+  if (nargs != 2 || Py_TYPE(args[0]) != g_tracer_type || PyList_GET_SIZE(g_classes) != 2 ||
+      PyList_GET_ITEM(g_classes, 0) != (PyObject *)g_span_type ||
+      PyList_GET_ITEM(g_classes, 1) != (PyObject *)g_nonrec_type)
+    return NULL;
   PyObject *kind = g_kind_internal, *attributes = Py_None;
-  int simple = nargs == 1 && PyList_GET_SIZE(g_classes) == 2 &&
-               PyList_GET_ITEM(g_classes, 0) == (PyObject *)g_span_type &&
-               PyList_GET_ITEM(g_classes, 1) == (PyObject *)g_nonrec_type;
-  for (Py_ssize_t i = 0; simple && kwnames && i < PyTuple_GET_SIZE(kwnames); i++) {
+  for (Py_ssize_t i = 0; kwnames && i < PyTuple_GET_SIZE(kwnames); i++) {
     PyObject *k = PyTuple_GET_ITEM(kwnames, i);
     if (k == s_kind)
       kind = args[nargs + i];
     else if (k == s_attributes)
       attributes = args[nargs + i];
     else
-      simple = 0;
+      return NULL;
   }
-  if (simple && attributes != Py_None && !PyDict_CheckExact(attributes)) simple = 0;
-  if (simple) {
-    PyObject *get, *ctx_fn;
-    int orig = original_fn(s_cur_get, g_cur_get0, &get);
-    if (orig < 0) return NULL;
-    ctx_fn = PyDict_GetItemWithError(g_tracing_dict, s_native_context);
-    if (ctx_fn == NULL && PyErr_Occurred()) return NULL;
-    simple = orig && ctx_fn != NULL && ctx_fn != Py_None;
+  if (attributes != Py_None && !PyDict_CheckExact(attributes)) return NULL;
+  int same = 1;
+  for (int i = F_CUR_GET; same > 0 && i < N_FNS; i++)
+    if (i != F_CUR_SET && i != F_CUR_RESET && i != F_RECORD) same = unchanged(i);
+  PyObject *scope = same > 0 ? slot_get(args[0], g_tracer_scope) : NULL;
+  if (same < 0) *taken = 1;
+  if (scope == NULL) return NULL;
+  PyObject *pctx, *ts;
+  int rc = current_parent(&pctx, &ts);
+  if (rc <= 0) {
+    *taken = rc < 0;
+    return NULL;
   }
-  PyObject *cur = NULL, *pctx = NULL, *ts = NULL;
-  if (simple) {
-    int rc = current_parent(&cur, &pctx, &ts);
-    if (rc < 0) return NULL;
-    simple = rc;
-  }
-  PyObject *scope = simple ? slot_get(self, g_tracer_scope) : NULL;
-  if (scope == NULL) {
-    Py_XDECREF(cur);
-    return call_python(g_py_start, self, args, nargs, kwnames);
-  }
-  PyObject *name = args[0], *out = NULL;
+  *taken = 1;
+  /* Held: copying the attributes may run Python code (a key's __eq__)
+     that replaces the tracer's or the parent's slots. */
+  Py_INCREF(scope);
+  PyObject *name = args[1], *out = NULL;
   unsigned char ctx[32];
   int made = g_context(pctx ? PyBytes_AS_STRING(pctx) : NULL, ctx) == 0;
   if (made && (ctx[24] & 1)) {
@@ -942,24 +1025,11 @@ static PyObject *tracer_start(PyObject *self, PyObject *const *args, Py_ssize_t 
     Py_XDECREF(own);
     Py_XDECREF(span);
   }
-  Py_XDECREF(cur);
+  Py_DECREF(scope);
+  Py_XDECREF(pctx);
+  Py_DECREF(ts);
   return out;
 }
-
-static PyMethodDef k_span_defs[] = {
-    {"set_attribute", (PyCFunction)(void (*)(void))span_set_attribute, METH_FASTCALL,
-     "Sets an attribute (nothing once the span has ended)."},
-    {"__enter__", span_enter, METH_NOARGS, "Makes the span current (once)."},
-    {"__exit__", (PyCFunction)(void (*)(void))span_exit, METH_FASTCALL,
-     "Resets the current span, records an escaping exception, ends the span."},
-};
-
-static PyMethodDef k_tracer_start_def = {
-    "start_as_current_span", (PyCFunction)(void (*)(void))tracer_start,
-    METH_FASTCALL | METH_KEYWORDS,
-    "A context manager (with / async with) and decorator: starts a span, makes it current, "
-    "ends it on exit; an exception escaping it is recorded as an event and sets the status "
-    "to ERROR."};
 
 /* Reads the slot offsets of the Span and NonRecordingSpan classes into the
    globals; 0, or -1 with an exception set. */
@@ -975,30 +1045,21 @@ static int read_offsets(PyTypeObject *span, PyTypeObject *nonrec) {
   return 0;
 }
 
-/* A Python function a class defines (new reference), or NULL with an
-   exception set: the C methods call the Python ones they replace. */
+/* A Python function a class defines (borrowed), or NULL with an exception
+   set. */
 static PyObject *python_method(PyTypeObject *type, const char *name) {
   PyObject *fn = PyDict_GetItemString(type->tp_dict, name);
-  if (fn == NULL || !PyFunction_Check(fn)) {
+  if (fn == NULL || !PyFunction_Check(fn))
     PyErr_Format(PyExc_TypeError, "_native.bind_spans: %s.%s is not a Python function",
                  type->tp_name, name);
-    return NULL;
-  }
-  return Py_NewRef(fn);
-}
-
-/* A module global of _tracing (new reference), or NULL with an exception. */
-static PyObject *tracing_global(PyObject *globals, const char *name) {
-  PyObject *v = PyDict_GetItemString(globals, name);
-  if (v == NULL) PyErr_Format(PyExc_ValueError, "_native.bind_spans: _tracing.%s is missing", name);
-  return Py_XNewRef(v);
+  return fn != NULL && PyFunction_Check(fn) ? fn : NULL;
 }
 
 /* bind_spans(Span, NonRecordingSpan, Tracer, _Scope, _current, _tracing's
-   globals): the method descriptors (Span.set_attribute, Span.__enter__,
+   globals): the C methods (Span.set_attribute, Span.__enter__,
    Span.__exit__, Tracer.start_as_current_span) for _tracing to set on the
    classes, or None in an interpreter that did not bind the module. Called
-   while the classes still have their Python methods. */
+   while the classes and the module still have their Python functions. */
 static PyObject *native_bind_spans(PyObject *self, PyObject *args) {
   (void)self;
   PyTypeObject *span, *nonrec, *tracer, *scope_class;
@@ -1011,48 +1072,50 @@ static PyObject *native_bind_spans(PyObject *self, PyObject *args) {
     Py_RETURN_NONE; /* see native_bind */
   Py_ssize_t scope_off = slot_offset(tracer, "_scope");
   if (scope_off < 0 || read_offsets(span, nonrec) != 0) return NULL;
-  PyObject *v[9] = {python_method(span, "__exit__"),
-                    python_method(tracer, "start_as_current_span"),
-                    tracing_global(globals, "_ACTIVATE"),
-                    tracing_global(globals, "_CURRENT_PARENT"),
-                    tracing_global(globals, "_classes"),
-                    tracing_global(globals, "_cur_get"),
-                    tracing_global(globals, "_cur_set"),
-                    tracing_global(globals, "_cur_reset"),
-                    PyTuple_New(4)};
-  int ok = 1;
-  for (int i = 0; i < 9; i++) ok &= v[i] != NULL;
-  if (ok && !PyList_Check(v[4])) {
-    PyErr_SetString(PyExc_TypeError, "_native.bind_spans: _tracing._classes is not a list");
-    ok = 0;
-  }
-  for (Py_ssize_t i = 0; ok && i < 4; i++) {
-    PyObject *d = i < 3 ? PyDescr_NewMethod(span, &k_span_defs[i])
-                        : PyDescr_NewMethod(tracer, &k_tracer_start_def);
-    if (d == NULL)
-      ok = 0;
-    else
-      PyTuple_SET_ITEM(v[8], i, d);
-  }
-  if (!ok) {
-    for (int i = 0; i < 9; i++) Py_XDECREF(v[i]);
+  static const char *const k_methods_of[4][2] = {{"span", "set_attribute"},
+                                                 {"span", "__enter__"},
+                                                 {"span", "__exit__"},
+                                                 {"tracer", "start_as_current_span"}};
+  static const fast_fn k_fast[4] = {fast_set_attribute, fast_enter, fast_exit, fast_start};
+  PyObject *fns[N_FNS], *end = python_method(span, "end");
+  PyObject *activate = PyDict_GetItemString(globals, "_ACTIVATE");
+  PyObject *cur_parent = PyDict_GetItemString(globals, "_CURRENT_PARENT");
+  PyObject *classes = PyDict_GetItemString(globals, "_classes");
+  int ok = end != NULL;
+  for (int i = 0; i < N_FNS; i++) ok &= (fns[i] = PyDict_GetItem(globals, *k_fn_name[i])) != NULL;
+  if (ok && (activate == NULL || cur_parent == NULL || classes == NULL || !PyList_Check(classes))) {
+    PyErr_SetString(PyExc_ValueError, "_native.bind_spans: _tracing is not the one expected");
     return NULL;
   }
-  Py_XSETREF(g_py_exit, v[0]);
-  Py_XSETREF(g_py_start, v[1]);
-  Py_XSETREF(g_activate, v[2]);
-  Py_XSETREF(g_cur_parent, v[3]);
-  Py_XSETREF(g_classes, v[4]);
-  Py_XSETREF(g_cur_get0, v[5]);
-  Py_XSETREF(g_cur_set0, v[6]);
-  Py_XSETREF(g_cur_reset0, v[7]);
+  if (!ok) {
+    if (!PyErr_Occurred())
+      PyErr_SetString(PyExc_ValueError, "_native.bind_spans: a _tracing function is missing");
+    return NULL;
+  }
+  PyObject *out = PyTuple_New(4);
+  for (Py_ssize_t i = 0; out != NULL && i < 4; i++) {
+    PyTypeObject *owner = k_methods_of[i][0][0] == 's' ? span : tracer;
+    PyObject *py = python_method(owner, k_methods_of[i][1]);
+    PyObject *m = py ? new_method(py, k_fast[i]) : NULL;
+    if (m == NULL)
+      Py_CLEAR(out);
+    else
+      PyTuple_SET_ITEM(out, i, m);
+  }
+  if (out == NULL) return NULL;
+  for (int i = 0; i < N_FNS; i++) Py_XSETREF(g_fn0[i], Py_NewRef(fns[i]));
+  Py_XSETREF(g_py_end, Py_NewRef(end));
+  Py_XSETREF(g_activate, Py_NewRef(activate));
+  Py_XSETREF(g_cur_parent, Py_NewRef(cur_parent));
+  Py_XSETREF(g_classes, Py_NewRef(classes));
   Py_XSETREF(g_span_type, (PyTypeObject *)Py_NewRef((PyObject *)span));
   Py_XSETREF(g_nonrec_type, (PyTypeObject *)Py_NewRef((PyObject *)nonrec));
+  Py_XSETREF(g_tracer_type, (PyTypeObject *)Py_NewRef((PyObject *)tracer));
   Py_XSETREF(g_scope_class, Py_NewRef((PyObject *)scope_class));
   Py_XSETREF(g_current, Py_NewRef(current));
   Py_XSETREF(g_tracing_dict, Py_NewRef(globals));
   g_tracer_scope = scope_off;
-  return v[8];
+  return out;
 }
 
 /* --- Server: one middleware's settings ----------------------------------- */
@@ -2292,7 +2355,7 @@ static PyMethodDef k_methods[] = {
     {"context", native_context, METH_O, "context(parent) -> 32-byte context or None"},
     {"bind_spans", native_bind_spans, METH_VARARGS,
      "bind_spans(Span, NonRecordingSpan, Tracer, _Scope, _current, globals) -> "
-     "(set_attribute, __enter__, __exit__, start_as_current_span) descriptors, or None"},
+     "(set_attribute, __enter__, __exit__, start_as_current_span) in C, or None"},
     {"record", (PyCFunction)(void (*)(void))native_record, METH_FASTCALL,
      "record(scope, name, ctx, parent, tracestate, kind, status, start, end, attrs)"},
     {"pack", (PyCFunction)(void (*)(void))native_pack, METH_FASTCALL,
@@ -2319,7 +2382,8 @@ static struct PyModuleDef k_module = {
 };
 
 PyMODINIT_FUNC PyInit__native(void) {
-  if (make_strings() != 0 || PyType_Ready(&Server_Type) != 0 || PyType_Ready(&ServerCall_Type) != 0)
+  if (make_strings() != 0 || PyType_Ready(&Server_Type) != 0 ||
+      PyType_Ready(&ServerCall_Type) != 0 || PyType_Ready(&NativeMethod_Type) != 0)
     return NULL;
   PyObject *m = PyModule_Create(&k_module);
   if (m == NULL) return NULL;
