@@ -164,3 +164,49 @@ def test_the_per_span_bench_floor_still_captures_the_python_record(mode):
                        timeout=120)
     assert p.returncode == 0, p.stderr[-2000:]
     assert p.stdout.split() == ["1"]
+
+
+def test_a_replaced_clock_is_read(agent, exported):
+    """A test's frozen clock (freezegun replaces _tracing._time_ns): spans
+    started and ended by the C methods, and server spans, read it as the
+    Python methods do (they read the real clock: negative durations)."""
+    from otelagent import _tracing as T
+    from otelagent.integrations.wsgi import SPAN_KEY, OtelAgentWSGIMiddleware
+    real = T._time_ns
+    T._time_ns = lambda: 1326542400000000000
+    try:
+        tracer = T.Tracer("clock")
+        with tracer.start_as_current_span("with") as a:
+            pass
+        b = tracer.start_as_current_span("explicit")
+        b.end()
+        c = tracer.start_span("start_span")
+        with c:
+            pass
+        env = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "wsgi.url_scheme": "http",
+               "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000",
+               "HTTP_TRACEPARENT": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
+        OtelAgentWSGIMiddleware(lambda e, s: s("200 OK", []) or [b"x"])(env, lambda *a: None)
+    finally:
+        T._time_ns = real
+    for name, span in (("with", a), ("explicit", b), ("start_span", c), ("GET", env[SPAN_KEY])):
+        got = exported.wait([name], span._ctx[0:16])[name][0]
+        assert got.start_time_unix_nano == got.end_time_unix_nano == 1326542400000000000
+
+
+def test_the_methods_copy_pickle_and_take_weak_references(agent):
+    import copy
+    import pickle
+    import weakref
+
+    from otelagent import _tracing as T
+    for owner, name in ((T.Span, "set_attribute"), (T.Span, "__exit__"),
+                        (T.Tracer, "start_as_current_span")):
+        method = owner.__dict__[name]
+        assert copy.copy(method) is method and copy.deepcopy(method) is method
+        assert pickle.loads(pickle.dumps(method)) is method
+        assert weakref.ref(method)() is method
+    with T.Tracer("weak").start_as_current_span("w") as span:
+        bound = weakref.WeakMethod(span.set_attribute)
+        bound()("k", "v")
+    assert span._attrs == {"k": "v"} if span._records else True

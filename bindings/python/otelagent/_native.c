@@ -463,7 +463,7 @@ static PyObject *s_type, *s_http, *s_websocket, *s_path, *s_headers, *s_method, 
     *a_server_address, *a_server_port, *a_client_address, *a_user_agent, *a_protocol, *a_route,
     *a_status_code, *a_error_type, *s_werkzeug_request, *s_url_rule, *s_rule, *s_map, *s_cur_set,
     *s_cur_reset, *s_cur_get, *s_native_record, *s_native_context, *s_make_span, *s_kind,
-    *s_attributes;
+    *s_attributes, *s_time_ns;
 static PyObject *g_kind_server, *g_kind_internal, *g_zero, *g_port_80, *g_port_443, *g_invalid_ctx;
 
 static const struct {
@@ -499,6 +499,7 @@ static const struct {
     {&s_native_record, "_native_record"},
     {&s_native_context, "_native_context"},
     {&s_make_span, "_make_span"},
+    {&s_time_ns, "_time_ns"},
     {&s_kind, "kind"},
     {&s_attributes, "attributes"},
     {&s_span_key, "otelagent.server_span"},
@@ -603,7 +604,16 @@ static Py_ssize_t slot_offset(PyTypeObject *type, const char *name) {
   return off;
 }
 
+static PyObject *g_time_ns0; /* _tracing._time_ns as bind_spans() found it: time.time_ns */
+
+/* time.time_ns(), or what replaced _tracing._time_ns (a test's frozen
+   clock: freezegun replaces it), as the Python methods read it. */
 static PyObject *now_ns(void) {
+  if (g_time_ns0 != NULL) {
+    PyObject *fn = PyDict_GetItemWithError(g_tracing_dict, s_time_ns);
+    if (fn == NULL && PyErr_Occurred()) return NULL;
+    if (fn != NULL && fn != g_time_ns0) return PyObject_CallNoArgs(fn);
+  }
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts); /* what time.time_ns() reads */
   return PyLong_FromUnsignedLongLong((unsigned long long)ts.tv_sec * 1000000000ULL +
@@ -754,6 +764,9 @@ typedef struct {
   vectorcallfunc vectorcall;
   PyObject *wrapped; /* the Python function */
   fast_fn fast;
+  PyObject *owner; /* the class it is set on, and its name there (copies, pickles) */
+  PyObject *name;
+  PyObject *weakrefs; /* (signal libraries hold bound methods weakly) */
 } NativeMethod;
 
 /* Called as the Python function is, self first (a method's self is
@@ -779,8 +792,9 @@ static PyObject *nm_getattro(PyObject *self, PyObject *name) {
   PyObject *wrapped = ((NativeMethod *)self)->wrapped;
   if (PyUnicode_Check(name)) {
     if (PyUnicode_CompareWithASCIIString(name, "__wrapped__") == 0) return Py_NewRef(wrapped);
-    static const char *const k_from_wrapped[] = {"__doc__", "__name__", "__qualname__",
-                                                 "__module__", "__annotations__"};
+    static const char *const k_from_wrapped[] = {
+        "__doc__",      "__name__",       "__qualname__", "__module__", "__annotations__",
+        "__defaults__", "__kwdefaults__", "__code__",     "__globals__"};
     for (size_t i = 0; i < sizeof k_from_wrapped / sizeof k_from_wrapped[0]; i++)
       if (PyUnicode_CompareWithASCIIString(name, k_from_wrapped[i]) == 0)
         return PyObject_GetAttr(wrapped, name);
@@ -792,18 +806,39 @@ static PyObject *nm_repr(PyObject *self) {
   return PyUnicode_FromFormat("<native %R>", ((NativeMethod *)self)->wrapped);
 }
 
+/* Copied and pickled as the class attribute it is (as a function is). */
+static PyObject *nm_reduce(PyObject *self, PyObject *unused) {
+  (void)unused;
+  NativeMethod *m = (NativeMethod *)self;
+  PyObject *getattr = PyDict_GetItemString(PyEval_GetBuiltins(), "getattr");
+  if (getattr == NULL) return NULL;
+  return Py_BuildValue("O(OO)", getattr, m->owner, m->name);
+}
+
+static PyMethodDef k_nm_methods[] = {
+    {"__reduce__", nm_reduce, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
 static int nm_traverse(PyObject *self, visitproc visit, void *arg) {
-  Py_VISIT(((NativeMethod *)self)->wrapped);
+  NativeMethod *m = (NativeMethod *)self;
+  Py_VISIT(m->wrapped);
+  Py_VISIT(m->owner);
+  Py_VISIT(m->name);
   return 0;
 }
 
 static int nm_clear(PyObject *self) {
-  Py_CLEAR(((NativeMethod *)self)->wrapped);
+  NativeMethod *m = (NativeMethod *)self;
+  Py_CLEAR(m->wrapped);
+  Py_CLEAR(m->owner);
+  Py_CLEAR(m->name);
   return 0;
 }
 
 static void nm_dealloc(PyObject *self) {
   PyObject_GC_UnTrack(self);
+  if (((NativeMethod *)self)->weakrefs != NULL) PyObject_ClearWeakRefs(self);
   nm_clear(self);
   PyObject_GC_Del(self);
 }
@@ -822,14 +857,24 @@ static PyTypeObject NativeMethod_Type = {
     .tp_traverse = nm_traverse,
     .tp_clear = nm_clear,
     .tp_descr_get = nm_get,
+    .tp_weaklistoffset = offsetof(NativeMethod, weakrefs),
+    .tp_methods = k_nm_methods,
 };
 
-static PyObject *new_method(PyObject *wrapped, fast_fn fast) {
-  NativeMethod *m = PyObject_GC_New(NativeMethod, &NativeMethod_Type);
-  if (m == NULL) return NULL;
+static PyObject *new_method(PyObject *wrapped, fast_fn fast, PyTypeObject *owner,
+                            const char *name) {
+  PyObject *n = PyUnicode_InternFromString(name);
+  NativeMethod *m = n ? PyObject_GC_New(NativeMethod, &NativeMethod_Type) : NULL;
+  if (m == NULL) {
+    Py_XDECREF(n);
+    return NULL;
+  }
   m->vectorcall = nm_vectorcall;
   m->wrapped = Py_NewRef(wrapped);
   m->fast = fast;
+  m->owner = Py_NewRef((PyObject *)owner);
+  m->name = n;
+  m->weakrefs = NULL;
   PyObject_GC_Track((PyObject *)m);
   return (PyObject *)m;
 }
@@ -1071,7 +1116,7 @@ static PyObject *native_bind_spans(PyObject *self, PyObject *args) {
   if (g_interp != PyInterpreterState_GetID(PyInterpreterState_Get()))
     Py_RETURN_NONE; /* see native_bind */
   Py_ssize_t scope_off = slot_offset(tracer, "_scope");
-  if (scope_off < 0 || read_offsets(span, nonrec) != 0) return NULL;
+  if (scope_off < 0) return NULL;
   static const char *const k_methods_of[4][2] = {{"span", "set_attribute"},
                                                  {"span", "__enter__"},
                                                  {"span", "__exit__"},
@@ -1081,9 +1126,11 @@ static PyObject *native_bind_spans(PyObject *self, PyObject *args) {
   PyObject *activate = PyDict_GetItemString(globals, "_ACTIVATE");
   PyObject *cur_parent = PyDict_GetItemString(globals, "_CURRENT_PARENT");
   PyObject *classes = PyDict_GetItemString(globals, "_classes");
+  PyObject *time_ns = PyDict_GetItemString(globals, "_time_ns");
   int ok = end != NULL;
   for (int i = 0; i < N_FNS; i++) ok &= (fns[i] = PyDict_GetItem(globals, *k_fn_name[i])) != NULL;
-  if (ok && (activate == NULL || cur_parent == NULL || classes == NULL || !PyList_Check(classes))) {
+  if (ok && (activate == NULL || cur_parent == NULL || classes == NULL || time_ns == NULL ||
+             !PyList_Check(classes))) {
     PyErr_SetString(PyExc_ValueError, "_native.bind_spans: _tracing is not the one expected");
     return NULL;
   }
@@ -1096,14 +1143,18 @@ static PyObject *native_bind_spans(PyObject *self, PyObject *args) {
   for (Py_ssize_t i = 0; out != NULL && i < 4; i++) {
     PyTypeObject *owner = k_methods_of[i][0][0] == 's' ? span : tracer;
     PyObject *py = python_method(owner, k_methods_of[i][1]);
-    PyObject *m = py ? new_method(py, k_fast[i]) : NULL;
+    PyObject *m = py ? new_method(py, k_fast[i], owner, k_methods_of[i][1]) : NULL;
     if (m == NULL)
       Py_CLEAR(out);
     else
       PyTuple_SET_ITEM(out, i, m);
   }
-  if (out == NULL) return NULL;
+  if (out == NULL || read_offsets(span, nonrec) != 0) {
+    Py_XDECREF(out);
+    return NULL;
+  }
   for (int i = 0; i < N_FNS; i++) Py_XSETREF(g_fn0[i], Py_NewRef(fns[i]));
+  Py_XSETREF(g_time_ns0, Py_NewRef(time_ns));
   Py_XSETREF(g_py_end, Py_NewRef(end));
   Py_XSETREF(g_activate, Py_NewRef(activate));
   Py_XSETREF(g_cur_parent, Py_NewRef(cur_parent));
