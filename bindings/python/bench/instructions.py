@@ -1,8 +1,13 @@
-"""CPU instructions per Flask request that otelagent's integration adds,
-counted by valgrind's callgrind: steadier than CPU time on a shared machine,
-whose speed drifts more than the figures sought.
+"""CPU instructions per Flask request that otelagent's integration adds, or
+per span, counted by valgrind's callgrind: steadier than CPU time on a
+shared machine, whose speed drifts more than the figures sought.
 
     .venv/bin/python bindings/python/bench/instructions.py [--runs N] [--mode otelagent/unsampled]
+    .venv/bin/python bindings/python/bench/instructions.py --mode span   # bench.py's span
+
+In span mode the "bare" threads run an empty loop and the configured ones
+bench.py's span (`with start_as_current_span()` + 4 attributes, through
+otelagent's API), so the figure is the instructions of one such span.
 
 Each run is one process under callgrind holding a bare Flask app and the
 configured copy (the apps of bench.py). Four threads serve in turn: bare 500
@@ -28,24 +33,49 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
 
 
+def span_plan():
+    """(bare, configured) for span mode: each run(k) k times."""
+    import otelagent
+    start = otelagent.get_tracer("bench").start_as_current_span
+
+    def empty(k):
+        for _ in range(k):
+            pass
+
+    def spans(k):
+        for _ in range(k):
+            with start("op") as span:
+                span.set_attribute("http.method", "GET")
+                span.set_attribute("peer", "db1")
+                span.set_attribute("count", 42)
+                span.set_attribute("ok", True)
+    return empty, spans
+
+
 def child(mode):
     base, _, variant = mode.partition("/")
     os.environ["OTEL_PYTHON_EXCLUDED_URLS"] = "healthz"
     import otelagent
     otelagent.start({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
                      "OTEL_SERVICE_NAME": "bench", "OTEL_BSP_SCHEDULE_DELAY": "100000"})
-    import apps
-    from bench import request_target, wsgi_driver
-    from werkzeug.test import EnvironBuilder
-    path, headers = request_target(variant)
-    environ = EnvironBuilder(path=path, headers=headers).get_environ()
+    if mode == "span":
+        bare, configured = span_plan()
 
-    def start_response(status, hdrs, exc_info=None):
-        pass
+        def serve(run, k):
+            run(k)
+    else:
+        import apps
+        from bench import request_target, wsgi_driver
+        from werkzeug.test import EnvironBuilder
+        path, headers = request_target(variant)
+        environ = EnvironBuilder(path=path, headers=headers).get_environ()
 
-    def serve(app, k):
-        wsgi_driver(app, environ, start_response)(k)
-    bare, configured = apps.make_flask("bare"), apps.make_flask(base)
+        def start_response(status, hdrs, exc_info=None):
+            pass
+
+        def serve(app, k):
+            wsgi_driver(app, environ, start_response)(k)
+        bare, configured = apps.make_flask("bare"), apps.make_flask(base)
     serve(bare, 300)
     serve(configured, 300)
     # The threads live together (valgrind numbers a thread after one that
@@ -80,7 +110,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--mode", default="otelagent/unsampled",
-                    help="otelagent, otelagent/unsampled or otelagent/excluded")
+                    help="otelagent, otelagent/unsampled, otelagent/excluded (a Flask "
+                         "request) or span")
     ap.add_argument("--child", action="store_true")
     args = ap.parse_args()
     if args.child:
@@ -99,11 +130,15 @@ def main():
             b5, c5, b15, c15 = thread_totals(prefix)
             overheads.append(((c15 - c5) - (b15 - b5)) / 1000)
             bare = (b15 - b5) / 1000
-            print(f"run {run + 1}: bare {bare:,.0f} instructions/request, "
+            unit = "iteration of an empty loop" if args.mode == "span" else "request"
+            print(f"run {run + 1}: bare {bare:,.0f} instructions/{unit}, "
                   f"{args.mode} {overheads[-1]:+,.0f}", flush=True)
     sd = statistics.stdev(overheads) if len(overheads) > 1 else 0.0
-    print(f"flask {args.mode}: {statistics.mean(overheads):+,.0f} ± {sd:,.0f} instructions "
-          f"per request over bare (mean ± sd of {len(overheads)} runs)")
+    what = ("instructions per span (with start_as_current_span + 4 attributes)"
+            if args.mode == "span" else "instructions per request over bare")
+    print(f"{'' if args.mode == 'span' else 'flask '}{args.mode}: "
+          f"{statistics.mean(overheads):+,.0f} ± {sd:,.0f} {what} "
+          f"(mean ± sd of {len(overheads)} runs)")
 
 
 if __name__ == "__main__":
