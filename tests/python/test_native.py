@@ -121,11 +121,24 @@ def test_spans_the_native_packer_cannot_take_are_left_whole(agent):
         s._ended = True
 
 
+def test_times_over_int64_pack_as_the_python_packer_does(agent):
+    """Times are unsigned 64-bit: values past int64 (the C packer's quick
+    conversion stops there) and an int subclass pack as in Python."""
+    s = _span(agent)
+    for start, end in ((s._start, 1 << 63), (s._start, (1 << 64) - 1),
+                       ((1 << 63) + 5, (1 << 64) - 1), (True, 2)):
+        args = list(_args(s, end))
+        args[7] = start
+        s._start = start
+        assert _native.pack(*args) == s._pack(end)
+    s._ended = True
+
+
 def test_wrong_arguments_fall_back_or_raise_instead_of_crashing(agent):
     s = _span(agent)
     good = list(_args(s, s._start + 1))
     for index, bad in ((0, "scope"), (2, b"short"), (3, b"x" * 31), (4, None), (5, "x"),
-                       (6, -1), (7, None), (8, 1 << 70), (9, [])):
+                       (6, -1), (7, None), (7, -1), (8, 1 << 70), (8, 1 << 64), (9, [])):
         args = list(good)
         args[index] = bad
         assert _native.pack(*args) is None  # left to the Python packer

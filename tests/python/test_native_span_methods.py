@@ -194,6 +194,66 @@ def test_a_replaced_clock_is_read(agent, exported):
         assert got.start_time_unix_nano == got.end_time_unix_nano == 1326542400000000000
 
 
+def test_changes_between_spans_are_seen_and_undone(agent, exported):
+    """The C methods read _tracing's functions, clock and fork counter once
+    per change of the module's globals (their dictionary's version or a
+    watcher), not per span: a replacement made between two spans is seen by
+    the second, and once it is undone the C methods take the spans again."""
+    import otelagent
+    from otelagent import _tracing as T
+    tracer = T.Tracer("between")
+
+    def python_frames(fn):
+        """The _tracing functions fn runs in Python (the C methods run none)."""
+        seen = []
+
+        def profile(frame, event, arg):
+            if event == "call" and frame.f_code.co_filename == T.__file__:
+                seen.append(frame.f_code.co_name)
+        sys.setprofile(profile)
+        try:
+            fn()
+        finally:
+            sys.setprofile(None)
+        return seen
+
+    def span():
+        with tracer.start_as_current_span("between", attributes={"k": 1}):
+            pass
+    native = T.native is not None
+    assert (python_frames(span) == []) == native
+    real_get, real_clock, forks = T._cur_get, T._time_ns, T._forks
+    calls = []
+    T._cur_get = lambda: calls.append(1) or real_get()
+    try:
+        frames = python_frames(span)
+    finally:
+        T._cur_get = real_get
+    assert "start_as_current_span" in frames and calls
+    assert (python_frames(span) == []) == native
+    T._time_ns = lambda: 1326542400000000000
+    try:
+        with tracer.start_as_current_span("frozen") as frozen:
+            pass
+    finally:
+        T._time_ns = real_clock
+    # A fork (the counter moved) after a span started: ended by Span.end,
+    # which leaves it unrecorded (it belongs to the parent process).
+    orphan = tracer.start_as_current_span("orphan").__enter__()
+    T._forks = forks + 1
+    try:
+        frames = python_frames(lambda: orphan.__exit__(None, None, None))
+    finally:
+        T._forks = forks
+    assert "end" in frames
+    with tracer.start_as_current_span("after") as after:
+        pass
+    got = exported.wait(["frozen"], frozen._ctx[0:16])
+    assert got["frozen"][0].start_time_unix_nano == 1326542400000000000
+    assert exported.wait(["after"], after._ctx[0:16])["after"][0].end_time_unix_nano > 0
+    assert not exported.spans(orphan._ctx[0:16]) and otelagent.get_current_span() is T.INVALID_SPAN
+
+
 def test_the_methods_copy_pickle_and_take_weak_references(agent):
     import copy
     import pickle

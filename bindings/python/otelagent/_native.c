@@ -186,6 +186,18 @@ static int put_attr(Cursor *c, PyObject *key, PyObject *value) {
   return 1;
 }
 
+/* An int as an unsigned 64-bit value (-1 with an exception set, as
+   PyLong_AsUnsignedLongLong): that function converts through a byte array
+   any value above 2^60 (every timestamp), at several times this cost. */
+static unsigned long long as_u64(PyObject *v) {
+  if (PyLong_CheckExact(v)) {
+    int overflow = 0;
+    long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (overflow == 0 && x >= 0) return (unsigned long long)x;
+  }
+  return PyLong_AsUnsignedLongLong(v);
+}
+
 /* Packs the span into g_buf; returns its length, or 0 when the Python
    packer must take over (including span fields of types it does not expect:
    the Python packer decides what they mean, as it did before this module). */
@@ -199,8 +211,8 @@ static Py_ssize_t pack(PyObject *const *args) {
     return 0;
   unsigned long kind = PyLong_AsUnsignedLong(args[5]);
   unsigned long status = PyLong_AsUnsignedLong(args[6]);
-  unsigned long long start = PyLong_AsUnsignedLongLong(args[7]);
-  unsigned long long end = PyLong_AsUnsignedLongLong(args[8]);
+  unsigned long long start = as_u64(args[7]);
+  unsigned long long end = as_u64(args[8]);
   if (PyErr_Occurred() || kind > 255 || status > 255) {
     /* Out of range or not ints: the Python packer decides what they mean. */
     PyErr_Clear();
@@ -606,13 +618,107 @@ static Py_ssize_t slot_offset(PyTypeObject *type, const char *name) {
 
 static PyObject *g_time_ns0; /* _tracing._time_ns as bind_spans() found it: time.time_ns */
 
+/* The module's functions the C methods stand in for or call around, as
+   bind_spans() found them. */
+enum { F_CUR_GET, F_CUR_SET, F_CUR_RESET, F_CONTEXT, F_RECORD, F_MAKE_SPAN, N_FNS };
+static PyObject **const k_fn_name[N_FNS] = {&s_cur_get,        &s_cur_set,       &s_cur_reset,
+                                            &s_native_context, &s_native_record, &s_make_span};
+static PyObject *g_fn0[N_FNS];
+
+/* What the C paths read in _tracing's globals: whether each function above
+   is still the one bind_spans() found, the clock (_time_ns) and the fork
+   counter (_forks). Looked up on every use, they cost about a tenth of a
+   span's instructions (eleven dictionary lookups); they are read again only
+   after that dictionary changed, which its version tag tells before 3.12
+   and a dictionary watcher from 3.12 (without a free watcher, on every
+   use). */
+static struct {
+  int valid;
+#if PY_VERSION_HEX < 0x030C0000
+  uint64_t version;
+#endif
+  char same[N_FNS];
+  PyObject *clock; /* what replaced _time_ns, or NULL (strong) */
+  PyObject *forks; /* _forks, or NULL when it is missing (strong) */
+} g_glob;
+
+#if PY_VERSION_HEX >= 0x030C0000
+static int g_watcher = -1;
+
+static int globals_changed(PyDict_WatchEvent event, PyObject *dict, PyObject *key,
+                           PyObject *new_value) {
+  (void)event;
+  (void)dict;
+  (void)key;
+  (void)new_value;
+  g_glob.valid = 0;
+  return 0;
+}
+#endif
+
+/* _tracing's globals, from bind_spans() and bind_server(): 0, or -1 with an
+   exception set. */
+static int set_tracing_dict(PyObject *globals) {
+#if PY_VERSION_HEX >= 0x030C0000
+  if (g_watcher < 0 && (g_watcher = PyDict_AddWatcher(globals_changed)) < 0)
+    PyErr_Clear(); /* none free: read on every use */
+  if (g_watcher >= 0 && globals != g_tracing_dict) {
+    if (g_tracing_dict != NULL && PyDict_Unwatch(g_watcher, g_tracing_dict) != 0) PyErr_Clear();
+    if (PyDict_Watch(g_watcher, globals) != 0) return -1;
+  }
+#endif
+  Py_XSETREF(g_tracing_dict, Py_NewRef(globals));
+  g_glob.valid = 0;
+  return 0;
+}
+
+static int glob_read(void) {
+  PyObject *found[N_FNS + 2];
+  static PyObject **const extra[2] = {&s_time_ns, &s_forks};
+  for (int i = 0; i < N_FNS + 2; i++) {
+    found[i] =
+        PyDict_GetItemWithError(g_tracing_dict, i < N_FNS ? *k_fn_name[i] : *extra[i - N_FNS]);
+    if (found[i] == NULL && PyErr_Occurred()) return -1;
+  }
+  for (int i = 0; i < N_FNS; i++) g_glob.same[i] = found[i] == g_fn0[i];
+  PyObject *clock = found[N_FNS] != NULL && found[N_FNS] != g_time_ns0 ? found[N_FNS] : NULL;
+  /* Released last: freeing what they held may run Python code. */
+  PyObject *old_clock = g_glob.clock, *old_forks = g_glob.forks;
+  g_glob.clock = Py_XNewRef(clock);
+  g_glob.forks = Py_XNewRef(found[N_FNS + 1]);
+#if PY_VERSION_HEX < 0x030C0000
+  g_glob.version = ((PyDictObject *)g_tracing_dict)->ma_version_tag;
+  g_glob.valid = 1;
+#else
+  g_glob.valid = g_watcher >= 0;
+#endif
+  Py_XDECREF(old_clock);
+  Py_XDECREF(old_forks);
+  return 0;
+}
+
+/* g_glob up to date: 0, or -1 with an exception set. */
+static inline int glob_fresh(void) {
+#if PY_VERSION_HEX < 0x030C0000
+  if (g_glob.valid && ((PyDictObject *)g_tracing_dict)->ma_version_tag == g_glob.version) return 0;
+#else
+  if (g_glob.valid) return 0;
+#endif
+  return glob_read();
+}
+
 /* time.time_ns(), or what replaced _tracing._time_ns (a test's frozen
    clock: freezegun replaces it), as the Python methods read it. */
 static PyObject *now_ns(void) {
   if (g_time_ns0 != NULL) {
-    PyObject *fn = PyDict_GetItemWithError(g_tracing_dict, s_time_ns);
-    if (fn == NULL && PyErr_Occurred()) return NULL;
-    if (fn != NULL && fn != g_time_ns0) return PyObject_CallNoArgs(fn);
+    if (glob_fresh() != 0) return NULL;
+    if (g_glob.clock != NULL) {
+      /* Held: the call may replace it (and the cache's reference). */
+      PyObject *fn = Py_NewRef(g_glob.clock);
+      PyObject *r = PyObject_CallNoArgs(fn);
+      Py_DECREF(fn);
+      return r;
+    }
   }
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts); /* what time.time_ns() reads */
@@ -654,7 +760,8 @@ static PyObject *make_span(PyObject *name, const unsigned char *ctx_raw, PyObjec
                            PyObject *tracestate, PyObject *kind, PyObject *scope_entries,
                            PyObject *attrs, PyObject *token) {
   PyObject *ctx = attrs ? PyBytes_FromStringAndSize((const char *)ctx_raw, 32) : NULL;
-  PyObject *forks = ctx ? PyDict_GetItemWithError(g_tracing_dict, s_forks) : NULL;
+  /* Held: the clock below may be Python code that changes _forks. */
+  PyObject *forks = ctx && glob_fresh() == 0 ? Py_XNewRef(g_glob.forks) : NULL;
   PyObject *start = forks ? now_ns() : NULL;
   PyObject *o = start ? g_span_type->tp_alloc(g_span_type, 0) : NULL;
   if (o != NULL) {
@@ -675,6 +782,7 @@ static PyObject *make_span(PyObject *name, const unsigned char *ctx_raw, PyObjec
     PyErr_SetString(PyExc_RuntimeError, "_native: _tracing._forks is missing");
   }
   Py_XDECREF(ctx);
+  Py_XDECREF(forks);
   Py_XDECREF(start);
   Py_XDECREF(attrs);
   return o;
@@ -699,13 +807,15 @@ static PyObject *new_span(const unsigned char *parent, const unsigned char *ctx_
    0, or -1 with an exception set. */
 static int end_span(PyObject *span) {
   if (slot_get(span, g_off[SLOT_ENDED]) == Py_True) return 0;
-  PyObject *forks = PyDict_GetItemWithError(g_tracing_dict, s_forks);
-  if (forks == NULL) return PyErr_Occurred() ? -1 : 0;
-  PyObject *end = now_ns();
+  if (glob_fresh() != 0) return -1;
+  if (g_glob.forks == NULL) return 0;
+  /* Held: the clock may be Python code that changes _forks. */
+  PyObject *forks = Py_NewRef(g_glob.forks), *end = now_ns();
+  int same_process = slot_get(span, g_off[SLOT_FORKS]) == forks;
+  Py_DECREF(forks);
   if (end == NULL) return -1;
   Py_ssize_t len = 0;
-  if (!g_busy && slot_get(span, g_off[SLOT_X]) == Py_None &&
-      slot_get(span, g_off[SLOT_FORKS]) == forks) {
+  if (!g_busy && slot_get(span, g_off[SLOT_X]) == Py_None && same_process) {
     PyObject *args[10] = {slot_get(span, g_off[SLOT_SCOPE]),
                           slot_get(span, g_off[SLOT_NAME]),
                           slot_get(span, g_off[SLOT_CTX]),
@@ -886,19 +996,11 @@ static PyObject *g_scope_class;   /* _tracing._Scope */
 static PyObject *g_cur_parent;    /* _tracing._CURRENT_PARENT */
 static PyObject *g_py_end;        /* the Python Span.end */
 
-/* The module's functions the C methods stand in for or call around, as
-   bind_spans() found them. */
-enum { F_CUR_GET, F_CUR_SET, F_CUR_RESET, F_CONTEXT, F_RECORD, F_MAKE_SPAN, N_FNS };
-static PyObject **const k_fn_name[N_FNS] = {&s_cur_get,        &s_cur_set,       &s_cur_reset,
-                                            &s_native_context, &s_native_record, &s_make_span};
-static PyObject *g_fn0[N_FNS];
-
 /* 1 when _tracing's function `i` is still what bind_spans() found, 0 when
    it was replaced (or removed); -1 with an exception set. */
 static int unchanged(int i) {
-  PyObject *fn = PyDict_GetItemWithError(g_tracing_dict, *k_fn_name[i]);
-  if (fn == NULL && PyErr_Occurred()) return -1;
-  return fn == g_fn0[i];
+  if (glob_fresh() != 0) return -1;
+  return g_glob.same[i];
 }
 
 /* A slot's value (borrowed), or NULL with AttributeError set, as reading an
@@ -1164,8 +1266,8 @@ static PyObject *native_bind_spans(PyObject *self, PyObject *args) {
   Py_XSETREF(g_tracer_type, (PyTypeObject *)Py_NewRef((PyObject *)tracer));
   Py_XSETREF(g_scope_class, Py_NewRef((PyObject *)scope_class));
   Py_XSETREF(g_current, Py_NewRef(current));
-  Py_XSETREF(g_tracing_dict, Py_NewRef(globals));
   g_tracer_scope = scope_off;
+  if (set_tracing_dict(globals) != 0) Py_CLEAR(out);
   return out;
 }
 
@@ -2367,13 +2469,12 @@ static PyObject *native_bind_server(PyObject *self, PyObject *args) {
   }
   if (g_interp != PyInterpreterState_GetID(PyInterpreterState_Get()))
     Py_RETURN_FALSE; /* see native_bind */
-  if (read_offsets(span, nonrec) != 0) return NULL;
+  if (read_offsets(span, nonrec) != 0 || set_tracing_dict(globals) != 0) return NULL;
   Py_XSETREF(g_span_type, (PyTypeObject *)Py_NewRef((PyObject *)span));
   Py_XSETREF(g_nonrec_type, (PyTypeObject *)Py_NewRef((PyObject *)nonrec));
   Py_XSETREF(g_classes, Py_NewRef(classes));
   Py_XSETREF(g_current, Py_NewRef(current));
   Py_XSETREF(g_baggage_var, Py_NewRef(baggage));
-  Py_XSETREF(g_tracing_dict, Py_NewRef(globals));
   Py_XSETREF(g_hosts, Py_NewRef(hosts));
   Py_XSETREF(g_server_host, Py_NewRef(server_host));
   Py_XSETREF(g_redact, Py_NewRef(redact));
