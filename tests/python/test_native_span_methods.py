@@ -254,6 +254,80 @@ def test_changes_between_spans_are_seen_and_undone(agent, exported):
     assert not exported.spans(orphan._ctx[0:16]) and otelagent.get_current_span() is T.INVALID_SPAN
 
 
+# A change of _tracing's globals made while the C code reads them (Python
+# code run by a lookup: a key whose hash collides with "_forks") must not be
+# cached as seen (the version was taken after the lookups).
+CHANGED_WHILE_READ = r"""
+import otelagent
+from otelagent import _tracing as T
+otelagent.start({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"})
+FROZEN = 1326542400000000000
+armed, fired = [], []
+
+class Colliding:
+    def __hash__(self):
+        return hash("_forks")
+    def __eq__(self, other):
+        if armed and not fired and other == "_forks":
+            fired.append(1)
+            T._time_ns = lambda: FROZEN
+        return False
+
+g = vars(T)
+forks = g.pop("_forks")
+g[Colliding()] = None  # first on the probe chain of "_forks"
+g["_forks"] = forks
+tracer = T.Tracer("x")
+armed.append(1)
+with tracer.start_as_current_span("first"):  # reads the globals: the clock changes
+    pass
+with tracer.start_as_current_span("second") as s:
+    pass
+print(bool(fired), s._start == FROZEN)
+"""
+
+# 3.12 on: the globals are watched by a dict watcher; with none free when
+# _tracing was imported they are read on every use, and one freed later
+# must watch them before the cache is trusted (it was trusted unwatched).
+WATCHER_FREED_LATER = r"""
+import _testcapi
+ids = []
+while True:
+    try:
+        ids.append(_testcapi.add_dict_watcher(0))
+    except RuntimeError:
+        break
+import otelagent
+from otelagent import _tracing as T
+otelagent.start({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"})
+_testcapi.clear_dict_watcher(ids[-1])
+from otelagent.integrations import _http  # binds the server path: takes the watcher
+tracer = T.Tracer("x")
+with tracer.start_as_current_span("warm"):
+    pass
+T._time_ns = lambda: 1326542400000000000
+with tracer.start_as_current_span("frozen") as s:
+    pass
+print(s._start == 1326542400000000000)
+"""
+
+
+def test_a_change_made_while_the_globals_are_read_is_seen():
+    p = subprocess.run([sys.executable, "-c", CHANGED_WHILE_READ], capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.split() == ["True", "True"]
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="dict watchers are 3.12's")
+def test_a_dict_watcher_freed_after_import_is_used_only_once_it_watches():
+    pytest.importorskip("_testcapi")
+    p = subprocess.run([sys.executable, "-c", WATCHER_FREED_LATER], capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.split() == ["True"]
+
+
 def test_the_methods_copy_pickle_and_take_weak_references(agent):
     import copy
     import pickle

@@ -629,21 +629,22 @@ static PyObject *g_fn0[N_FNS];
    is still the one bind_spans() found, the clock (_time_ns) and the fork
    counter (_forks). Looked up on every use, they cost about a tenth of a
    span's instructions (eleven dictionary lookups); they are read again only
-   after that dictionary changed, which its version tag tells before 3.12
-   and a dictionary watcher from 3.12 (without a free watcher, on every
-   use). */
+   after that dictionary changed, which its version tag tells before 3.12,
+   and a dictionary watcher's count of changes from 3.12 (without a watcher
+   on the dictionary, they are read on every use). */
 static struct {
   int valid;
-#if PY_VERSION_HEX < 0x030C0000
-  uint64_t version;
-#endif
+  uint64_t version; /* the dictionary's version when they were read */
   char same[N_FNS];
   PyObject *clock; /* what replaced _time_ns, or NULL (strong) */
   PyObject *forks; /* _forks, or NULL when it is missing (strong) */
 } g_glob;
 
 #if PY_VERSION_HEX >= 0x030C0000
-static int g_watcher = -1;
+static int g_watcher = -1;            /* our dict watcher's ID, or -1 */
+static int64_t g_watcher_interp = -1; /* the interpreter it belongs to */
+static PyObject *g_watched;           /* the dictionary it watches (g_tracing_dict), or NULL */
+static uint64_t g_changes;            /* changes the watcher saw */
 
 static int globals_changed(PyDict_WatchEvent event, PyObject *dict, PyObject *key,
                            PyObject *new_value) {
@@ -651,59 +652,98 @@ static int globals_changed(PyDict_WatchEvent event, PyObject *dict, PyObject *ke
   (void)dict;
   (void)key;
   (void)new_value;
-  g_glob.valid = 0;
+  g_changes++;
   return 0;
+}
+
+/* Watches `globals` when a watcher can be had (they are few per
+   interpreter); without one the cache is not trusted. Never fails: the
+   host's import goes on either way. */
+static void watch(PyObject *globals) {
+  int64_t me = PyInterpreterState_GetID(PyInterpreterState_Get());
+  if (g_watcher >= 0 && g_watcher_interp != me) { /* another interpreter's ID */
+    g_watcher = -1;
+    g_watched = NULL;
+  }
+  if (g_watcher < 0) {
+    if ((g_watcher = PyDict_AddWatcher(globals_changed)) < 0) {
+      PyErr_Clear();
+      return;
+    }
+    g_watcher_interp = me;
+  }
+  if (g_watched == globals) return;
+  if (g_watched != NULL && PyDict_Unwatch(g_watcher, g_watched) != 0) PyErr_Clear();
+  g_watched = NULL;
+  if (PyDict_Watch(g_watcher, globals) == 0)
+    g_watched = globals;
+  else
+    PyErr_Clear();
 }
 #endif
 
-/* _tracing's globals, from bind_spans() and bind_server(): 0, or -1 with an
-   exception set. */
-static int set_tracing_dict(PyObject *globals) {
+static uint64_t glob_version(void) {
+#if PY_VERSION_HEX < 0x030C0000
+  return ((PyDictObject *)g_tracing_dict)->ma_version_tag;
+#else
+  return g_changes;
+#endif
+}
+
+/* _tracing's globals, from bind_spans() and bind_server(). */
+static void set_tracing_dict(PyObject *globals) {
 #if PY_VERSION_HEX >= 0x030C0000
-  if (g_watcher < 0 && (g_watcher = PyDict_AddWatcher(globals_changed)) < 0)
-    PyErr_Clear(); /* none free: read on every use */
-  if (g_watcher >= 0 && globals != g_tracing_dict) {
-    if (g_tracing_dict != NULL && PyDict_Unwatch(g_watcher, g_tracing_dict) != 0) PyErr_Clear();
-    if (PyDict_Watch(g_watcher, globals) != 0) return -1;
-  }
+  watch(globals); /* first: the dictionary watched until now is still held */
 #endif
   Py_XSETREF(g_tracing_dict, Py_NewRef(globals));
   g_glob.valid = 0;
-  return 0;
 }
 
+/* Reads the globals into g_glob: 0, or -1 with an exception set. The
+   version is taken first: a change made while they are read (Python code
+   run by a lookup) leaves the cache older than the dictionary. */
 static int glob_read(void) {
-  PyObject *found[N_FNS + 2];
   static PyObject **const extra[2] = {&s_time_ns, &s_forks};
+  uint64_t version = glob_version();
+  PyObject *found[N_FNS + 2] = {NULL};
+  g_glob.valid = 0;
+  int rc = 0;
   for (int i = 0; i < N_FNS + 2; i++) {
-    found[i] =
-        PyDict_GetItemWithError(g_tracing_dict, i < N_FNS ? *k_fn_name[i] : *extra[i - N_FNS]);
-    if (found[i] == NULL && PyErr_Occurred()) return -1;
+    /* Held: a later lookup may run Python code that replaces this one. */
+    found[i] = Py_XNewRef(
+        PyDict_GetItemWithError(g_tracing_dict, i < N_FNS ? *k_fn_name[i] : *extra[i - N_FNS]));
+    if (found[i] == NULL && PyErr_Occurred()) {
+      rc = -1;
+      break;
+    }
   }
-  for (int i = 0; i < N_FNS; i++) g_glob.same[i] = found[i] == g_fn0[i];
-  PyObject *clock = found[N_FNS] != NULL && found[N_FNS] != g_time_ns0 ? found[N_FNS] : NULL;
-  /* Released last: freeing what they held may run Python code. */
-  PyObject *old_clock = g_glob.clock, *old_forks = g_glob.forks;
-  g_glob.clock = Py_XNewRef(clock);
-  g_glob.forks = Py_XNewRef(found[N_FNS + 1]);
+  PyObject *old_clock = NULL, *old_forks = NULL;
+  if (rc == 0) {
+    for (int i = 0; i < N_FNS; i++) g_glob.same[i] = found[i] == g_fn0[i];
+    old_clock = g_glob.clock;
+    old_forks = g_glob.forks;
+    /* The references taken above move into the cache. */
+    g_glob.clock = found[N_FNS] != g_time_ns0 ? found[N_FNS] : NULL;
+    if (g_glob.clock != NULL) found[N_FNS] = NULL;
+    g_glob.forks = found[N_FNS + 1];
+    found[N_FNS + 1] = NULL;
+    g_glob.version = version;
 #if PY_VERSION_HEX < 0x030C0000
-  g_glob.version = ((PyDictObject *)g_tracing_dict)->ma_version_tag;
-  g_glob.valid = 1;
+    g_glob.valid = 1;
 #else
-  g_glob.valid = g_watcher >= 0;
+    g_glob.valid = g_watcher >= 0 && g_watched == g_tracing_dict;
 #endif
+  }
+  /* Released last: freeing may run Python code (that changes the version). */
+  for (int i = 0; i < N_FNS + 2; i++) Py_XDECREF(found[i]);
   Py_XDECREF(old_clock);
   Py_XDECREF(old_forks);
-  return 0;
+  return rc;
 }
 
 /* g_glob up to date: 0, or -1 with an exception set. */
 static inline int glob_fresh(void) {
-#if PY_VERSION_HEX < 0x030C0000
-  if (g_glob.valid && ((PyDictObject *)g_tracing_dict)->ma_version_tag == g_glob.version) return 0;
-#else
-  if (g_glob.valid) return 0;
-#endif
+  if (g_glob.valid && g_glob.version == glob_version()) return 0;
   return glob_read();
 }
 
@@ -1255,6 +1295,7 @@ static PyObject *native_bind_spans(PyObject *self, PyObject *args) {
     Py_XDECREF(out);
     return NULL;
   }
+  g_glob.valid = 0; /* read against the functions below */
   for (int i = 0; i < N_FNS; i++) Py_XSETREF(g_fn0[i], Py_NewRef(fns[i]));
   Py_XSETREF(g_time_ns0, Py_NewRef(time_ns));
   Py_XSETREF(g_py_end, Py_NewRef(end));
@@ -1267,7 +1308,7 @@ static PyObject *native_bind_spans(PyObject *self, PyObject *args) {
   Py_XSETREF(g_scope_class, Py_NewRef((PyObject *)scope_class));
   Py_XSETREF(g_current, Py_NewRef(current));
   g_tracer_scope = scope_off;
-  if (set_tracing_dict(globals) != 0) Py_CLEAR(out);
+  set_tracing_dict(globals);
   return out;
 }
 
@@ -2469,7 +2510,8 @@ static PyObject *native_bind_server(PyObject *self, PyObject *args) {
   }
   if (g_interp != PyInterpreterState_GetID(PyInterpreterState_Get()))
     Py_RETURN_FALSE; /* see native_bind */
-  if (read_offsets(span, nonrec) != 0 || set_tracing_dict(globals) != 0) return NULL;
+  if (read_offsets(span, nonrec) != 0) return NULL;
+  set_tracing_dict(globals);
   Py_XSETREF(g_span_type, (PyTypeObject *)Py_NewRef((PyObject *)span));
   Py_XSETREF(g_nonrec_type, (PyTypeObject *)Py_NewRef((PyObject *)nonrec));
   Py_XSETREF(g_classes, Py_NewRef(classes));
@@ -2534,6 +2576,15 @@ static struct PyModuleDef k_module = {
 };
 
 PyMODINIT_FUNC PyInit__native(void) {
+  /* Run once per initialisation of the runtime (an interpreter importing
+     it again gets a copy of the module): after a Py_Finalize(), what the
+     globals cache holds and the watcher's ID are the ended runtime's, so
+     they are forgotten, not released. */
+  memset(&g_glob, 0, sizeof g_glob);
+#if PY_VERSION_HEX >= 0x030C0000
+  g_watcher = -1;
+  g_watched = NULL;
+#endif
   if (make_strings() != 0 || PyType_Ready(&Server_Type) != 0 ||
       PyType_Ready(&ServerCall_Type) != 0 || PyType_Ready(&NativeMethod_Type) != 0)
     return NULL;
