@@ -441,17 +441,20 @@ def section_shared(sink, rounds, seconds, connections):
     The core's slow swings (other tenants, frequency) then reach every
     configuration alike within a round, and each round's figure over the
     same round's bare one moves by a few percent where separate runs move by
-    ten or twenty. A second bare server (bare-copy) is the control: how far
-    it lands from 100% is the method's own error. What it measures is the
-    cost per request on a core shared with the other servers, whose caches
-    they also share: each server's throughput alone would be about its
-    req/s times the number of servers."""
+    ten or twenty. Two bare servers, started first and last, are the
+    reference: each configuration is divided by their mean in the same
+    round, and their own rows (each over that mean) show the method's error;
+    the wrk processes start in a rotated order each round. What it measures
+    is the cost per request on a core shared with the other servers, whose
+    caches they also share (bare Flask costs about half as much again per
+    request there as alone): a proxy for the throughput of one worker
+    alone, not that throughput."""
     cpus = sorted(os.sched_getaffinity(0))
     if len(cpus) < 2:
         print("\n(shared-core load section skipped: it needs two CPUs)")
         return
     driver_cpu, server_cpu = cpus[0], cpus[-1]
-    modes = ["bare", "bare-copy", "otelagent", "otelagent-instrument", "sdk"]
+    modes = ["bare", "otelagent", "otelagent-instrument", "sdk", "bare-copy"]
     for fw in ("fastapi", "flask"):
         procs = {}
         try:
@@ -459,27 +462,20 @@ def section_shared(sink, rounds, seconds, connections):
                 procs[m] = start_server(fw, m, sink, server_cpu)
             res = {m: [] for m in modes}
             for r in range(rounds + 1):  # the first round warms up
-                cpu0 = {m: tree_cpu(p.pid) for m, (p, _) in procs.items()}
-                runs = {m: subprocess.Popen(wrk_argv(port, seconds if r else 1, connections),
-                                            stdout=subprocess.PIPE, text=True,
-                                            preexec_fn=pinned(driver_cpu))
-                        for m, (_, port) in procs.items()}
-                out = {m: w.communicate()[0] for m, w in runs.items()}
-                cpu1 = {m: tree_cpu(p.pid) for m, (p, _) in procs.items()}
-                if r == 0:
-                    continue
-                for m in modes:
-                    reqs, rps, p50, p99 = wrk_figures(out[m])
-                    res[m].append({"rps": rps, "p50_ms": p50, "p99_ms": p99,
-                                   "cpu_us_per_req": (cpu1[m] - cpu0[m]) / max(reqs, 1) * 1e6})
+                order = modes[r % len(modes):] + modes[:r % len(modes)]
+                out = shared_round(procs, order, seconds if r else 1, connections, driver_cpu)
+                if r:
+                    for m in modes:
+                        res[m].append(out[m])
         finally:
             for p, _ in procs.values():
                 stop_server(p)
         server = "uvicorn" if fw == "fastapi" else "gunicorn"
         print(f"\n### Under load on one shared core, {fw} on {server} (1 worker each; the "
               f"{len(modes)} servers pinned to one CPU, driven at the same time by wrk -t1 "
-              f"-c{connections} -d{seconds}s each from another; medians of {rounds} rounds)\n")
-        print("| configuration | req/s | of bare, same round (quartiles) | p50 ms | p99 ms | "
+              f"-c{connections} -d{seconds}s each from another; medians of {rounds} rounds; "
+              "\"of bare\": over the mean of the two bare servers in the same round)\n")
+        print("| configuration | req/s | of bare (quartiles) | p50 ms | p99 ms | "
               "server CPU µs/req | bare's CPU over this one (quartiles) |")
         print("|---|---:|---:|---:|---:|---:|---:|")
 
@@ -487,13 +483,46 @@ def section_shared(sink, rounds, seconds, connections):
             v = sorted(values)
             return (f"{statistics.median(v):.1%} ({v[len(v) // 4]:.1%}-"
                     f"{v[(3 * len(v)) // 4]:.1%})")
+        bare = [{k: (a[k] + b[k]) / 2 for k in ("rps", "cpu_us_per_req")}
+                for a, b in zip(res["bare"], res["bare-copy"])]
         for m in modes:
-            ratio = spread(x["rps"] / b["rps"] for x, b in zip(res[m], res["bare"]))
-            cpu = spread(b["cpu_us_per_req"] / x["cpu_us_per_req"]
-                         for x, b in zip(res[m], res["bare"]))
+            ratio = spread(x["rps"] / b["rps"] for x, b in zip(res[m], bare))
+            cpu = spread(b["cpu_us_per_req"] / x["cpu_us_per_req"] for x, b in zip(res[m], bare))
             print(f"| {m} | {median_of(res[m], 'rps'):.0f} | {ratio} | "
                   f"{median_of(res[m], 'p50_ms'):.2f} | {median_of(res[m], 'p99_ms'):.2f} | "
                   f"{median_of(res[m], 'cpu_us_per_req'):.0f} | {cpu} |")
+        errors = {m: sum(x["socket_errors"] for x in res[m]) for m in modes}
+        if any(errors.values()):
+            print(f"\nwrk socket errors over the rounds: {errors}")
+
+
+def shared_round(procs, order, seconds, connections, cpu):
+    """One round of section_shared: every server's wrk at once, started in
+    `order`; each configuration's figures."""
+    cpu0 = {m: tree_cpu(p.pid) for m, (p, _) in procs.items()}
+    runs = {}
+    try:
+        for m in order:
+            runs[m] = subprocess.Popen(wrk_argv(procs[m][1], seconds, connections),
+                                       stdout=subprocess.PIPE, text=True, preexec_fn=pinned(cpu))
+        out = {m: w.communicate()[0] for m, w in runs.items()}
+    finally:
+        for w in runs.values():
+            if w.poll() is None:
+                w.kill()
+                w.wait()
+    cpu1 = {m: tree_cpu(p.pid) for m, (p, _) in procs.items()}
+    figures = {}
+    for m, (p, _) in procs.items():
+        if p.poll() is not None:
+            raise RuntimeError(f"the {m} server exited with {p.returncode} during the load")
+        reqs, rps, p50, p99 = wrk_figures(out[m])
+        errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), "
+                           r"timeout (\d+)", out[m])
+        figures[m] = {"rps": rps, "p50_ms": p50, "p99_ms": p99,
+                      "cpu_us_per_req": (cpu1[m] - cpu0[m]) / max(reqs, 1) * 1e6,
+                      "socket_errors": sum(map(int, errors.groups())) if errors else 0}
+    return figures
 
 
 def main():
