@@ -901,11 +901,61 @@ def test_close_of_a_sampled_out_streamed_body(agent):
     assert seen == [()]
 
 
+class _LegacyInterpreters:
+    """Sub-interpreters made as Py_NewInterpreter makes them (uWSGI's
+    --mount apps; they load single-phase extension modules such as _ctypes):
+    _xxsubinterpreters.create() up to 3.11, create(isolated=False) on 3.12,
+    _interpreters.create("legacy") from 3.13. Skips where there is none."""
+
+    def __init__(self):
+        try:
+            import _interpreters as mod
+            self._create = lambda: mod.create("legacy")
+        except ImportError:
+            mod = pytest.importorskip("_xxsubinterpreters")
+            import sys
+            self._create = ((lambda: mod.create(isolated=False)) if sys.version_info >= (3, 12)
+                            else mod.create)
+        self._mod = mod
+
+    def create(self):
+        return self._create()
+
+    def run_string(self, interp, code):
+        failed = self._mod.run_string(interp, code)  # 3.13 returns what failed
+        if failed is not None:
+            raise AssertionError(getattr(failed, "formatted", failed))
+
+    def destroy(self, interp):
+        self._mod.destroy(interp)
+
+    @staticmethod
+    def source(body):
+        """A program for a fresh process that makes such interpreters as
+        `i` (i.create(), i.run_string(s, src), i.destroy(s)), then runs body."""
+        return ("import sys\n"
+                "try:\n"
+                "    import _interpreters as m\n"
+                "    new = lambda: m.create('legacy')\n"
+                "except ImportError:\n"
+                "    import _xxsubinterpreters as m\n"
+                "    new = (lambda: m.create(isolated=False)) if sys.version_info >= (3, 12) "
+                "else m.create\n"
+                "class i:\n"
+                "    create = staticmethod(new)\n"
+                "    destroy = staticmethod(m.destroy)\n"
+                "    @staticmethod\n"
+                "    def run_string(s, src):\n"
+                "        failed = m.run_string(s, src)\n"
+                "        assert failed is None, getattr(failed, 'formatted', failed)\n"
+                + body)
+
+
 def test_a_second_interpreter_uses_the_python_path(agent):
     """uWSGI runs --mount apps in sub-interpreters, each importing the
     package: the native module serves only the interpreter that bound it
     first (a later one used to bind its own classes over it)."""
-    interpreters = pytest.importorskip("_xxsubinterpreters")
+    interpreters = _LegacyInterpreters()
     import sys
 
     from otelagent.integrations.wsgi import OtelAgentWSGIMiddleware
@@ -1049,9 +1099,8 @@ def test_a_dead_binding_interpreter_does_not_hand_its_objects_to_the_next(tmp_pa
     the dead one's objects."""
     import subprocess
     import sys
-    pytest.importorskip("_xxsubinterpreters")
-    code = (
-        "import sys, _xxsubinterpreters as i\n"
+    _LegacyInterpreters()  # skips where there are none
+    code = _LegacyInterpreters.source(
         f"sys.path[:] = {sys.path!r}\n"
         "src = 'import sys; sys.path[:] = %r\\n' % (sys.path,) + (\n"
         "    'import otelagent.integrations.wsgi as w, otelagent._tracing as t\\n'\n"
