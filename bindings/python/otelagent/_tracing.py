@@ -400,7 +400,7 @@ class Span:
         return f"Span({self._name!r}, {SpanContext(self._ctx, self._tracestate)!r})"
 
 
-_NATIVE_INTERFACE = 6  # the INTERFACE constant of the _native.c this module speaks to
+_NATIVE_INTERFACE = 7  # the INTERFACE constant of the _native.c this module speaks to
 
 
 def _load_native():

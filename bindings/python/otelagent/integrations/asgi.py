@@ -25,8 +25,9 @@ class OtelAgentMiddleware:
         excluded = _http.ExcludedUrls(excluded_urls_var, excluded_urls)
         self.excluded = excluded if excluded else None  # None: no pattern to try
         # The native request path (_native.c), or None: the Python one below.
-        self._begin = (_http.NativeServer(False, _SCOPE, self.excluded, _full_url).begin
-                       if _http.NativeServer is not None else None)
+        self._server = (_http.NativeServer(False, _SCOPE, self.excluded, _full_url)
+                        if _http.NativeServer is not None else None)
+        self._begin = self._server.begin if self._server is not None else None
 
     async def __call__(self, scope, receive, send):
         if self._begin is not None:
@@ -217,3 +218,15 @@ def _full_url(scope):
     q = scope.get("query_string") or b""
     url = f"{scope.get('scheme', 'http')}://{host}{scope.get('root_path', '')}{scope['path']}"
     return url + ("?" + q.decode("latin-1") if q else "")
+
+
+if _http.NativeServer is not None:
+    # From 3.10, __call__ in C (_native.c's AsgiRun: the same steps as the
+    # Python __call__ above, without a Python frame per request). It shows
+    # the Python function's name, signature and code (so that servers
+    # telling ASGI 3 from ASGI 2 by inspect.iscoroutinefunction see a
+    # coroutine function).
+    _native_call = T.native.bind_asgi(OtelAgentMiddleware, _flushing_lifespan_send, _failed)
+    if _native_call is not None:
+        OtelAgentMiddleware.__call__ = _native_call
+    del _native_call
