@@ -903,9 +903,11 @@ def test_close_of_a_sampled_out_streamed_body(agent):
 
 class _LegacyInterpreters:
     """Sub-interpreters made as Py_NewInterpreter makes them (uWSGI's
-    --mount apps; they load single-phase extension modules such as _ctypes):
-    _xxsubinterpreters.create() up to 3.11, create(isolated=False) on 3.12,
-    _interpreters.create("legacy") from 3.13. Skips where there is none."""
+    --mount apps: they load single-phase extension modules such as _ctypes,
+    and may start threads and subprocesses):
+    _xxsubinterpreters.create(isolated=False) up to 3.12 (its default is an
+    isolated interpreter), _interpreters.create("legacy") from 3.13. Skips
+    where there is none."""
 
     def __init__(self):
         try:
@@ -913,9 +915,7 @@ class _LegacyInterpreters:
             self._create = lambda: mod.create("legacy")
         except ImportError:
             mod = pytest.importorskip("_xxsubinterpreters")
-            import sys
-            self._create = ((lambda: mod.create(isolated=False)) if sys.version_info >= (3, 12)
-                            else mod.create)
+            self._create = lambda: mod.create(isolated=False)
         self._mod = mod
 
     def create(self):
@@ -939,8 +939,7 @@ class _LegacyInterpreters:
                 "    new = lambda: m.create('legacy')\n"
                 "except ImportError:\n"
                 "    import _xxsubinterpreters as m\n"
-                "    new = (lambda: m.create(isolated=False)) if sys.version_info >= (3, 12) "
-                "else m.create\n"
+                "    new = lambda: m.create(isolated=False)\n"
                 "class i:\n"
                 "    create = staticmethod(new)\n"
                 "    destroy = staticmethod(m.destroy)\n"
