@@ -85,6 +85,7 @@ def test_servers_asyncio_and_anyio_see_a_coroutine_function(agent):
     run = mw(scope("/a"), receive, send)
     assert type(run).__name__ == "AsgiRun"
     assert asyncio.iscoroutine(run) and inspect.isawaitable(run)
+    assert run.__qualname__ == "OtelAgentMiddleware.__call__"  # what a task's repr shows
     run.close()  # never started: nothing to end, nothing warned
 
     async def main():

@@ -2872,6 +2872,18 @@ static PyMethodDef k_run_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+/* The Python coroutine's names (asyncio's task repr shows them). */
+static PyObject *run_get_name(PyObject *self, void *qualified) {
+  (void)self;
+  return PyUnicode_FromString(qualified ? "OtelAgentMiddleware.__call__" : "__call__");
+}
+
+static PyGetSetDef k_run_getset[] = {
+    {"__name__", run_get_name, NULL, NULL, NULL},
+    {"__qualname__", run_get_name, NULL, NULL, "q"},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
 static PyTypeObject AsgiRun_Type = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "otelagent._native.AsgiRun",
     .tp_basicsize = sizeof(AsgiRun),
@@ -2881,6 +2893,7 @@ static PyTypeObject AsgiRun_Type = {
     .tp_iter = PyObject_SelfIter,
     .tp_iternext = run_iternext,
     .tp_methods = k_run_methods,
+    .tp_getset = k_run_getset,
     .tp_traverse = run_traverse,
     .tp_clear = run_clear,
     .tp_dealloc = run_dealloc,
