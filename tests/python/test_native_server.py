@@ -1426,3 +1426,134 @@ def test_werkzeug_route_takes_a_map_not_a_flag(agent):
     from otelagent.integrations.wsgi import OtelAgentWSGIMiddleware
     with pytest.raises(TypeError, match="werkzeug_route"):
         OtelAgentWSGIMiddleware(lambda e, s: [], werkzeug_route=True)
+
+
+def _streaming_app(first, log):
+    """A WSGI app whose body's first chunk is `first` (bytes, or an exception
+    to raise making it, or None: an empty body); the body logs what it does
+    and which span was current then."""
+    import otelagent
+
+    def app(environ, start_response):
+        start_response("200 OK", [])
+
+        def body():
+            try:
+                log.append(("first", otelagent.get_current_span()))
+                if isinstance(first, BaseException):
+                    raise first
+                if first is not None:
+                    yield first
+                    log.append(("second", otelagent.get_current_span()))
+                    yield b"b"
+            finally:
+                log.append(("closed", otelagent.get_current_span()))
+        return body()
+    return app
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_an_error_making_the_first_chunk_reaches_the_servers_first_next(agent, exported, native):
+    """Raised where the server sees it without the middleware (its first
+    next()), and recorded once."""
+    import otelagent
+    from otelagent.integrations.wsgi import OtelAgentWSGIMiddleware
+    log = []
+    mw = OtelAgentWSGIMiddleware(_streaming_app(OSError("disk gone"), log))
+    trace = uuid.uuid4().hex
+    env = _environ(f"/first-error/{trace[:8]}", HTTP_TRACEPARENT=TRACE_SAMPLED.format(trace))
+    result = (mw if native else mw._python_path)(env, lambda *a: None)
+    assert log == []
+    it = iter(result)
+    with pytest.raises(OSError, match="disk gone") as info:
+        next(it)
+    assert [what for what, _ in log] == ["first", "closed"]
+    assert "body" in [f.name for f in info.traceback]  # the application's frame
+    result.close()
+    assert otelagent.get_current_span() is otelagent.INVALID_SPAN
+    (server,) = exported.wait(["GET"], bytes.fromhex(trace))["GET"]
+    assert server.status.code == 2
+    assert [e.name for e in server.events] == ["exception"]
+    assert attrs(server.events[0])["exception.type"] == "OSError"
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_iter_of_a_result_that_is_not_iterable_fails_in_the_servers_iter(agent, native):
+    import otelagent
+    from otelagent.integrations.wsgi import OtelAgentWSGIMiddleware
+
+    class NotIterable:
+        def __iter__(self):
+            raise ValueError("no iterator here")
+
+    def app(environ, start_response):
+        start_response("200 OK", [])
+        return NotIterable()
+    mw = OtelAgentWSGIMiddleware(app)
+    for parent in (TRACE_SAMPLED, TRACE_UNSAMPLED):
+        env = _environ(HTTP_TRACEPARENT=parent.format(uuid.uuid4().hex))
+        result = (mw if native else mw._python_path)(env, lambda *a: None)
+        with pytest.raises(ValueError, match="no iterator here"):
+            iter(result)
+        result.close()
+        assert otelagent.get_current_span() is otelagent.INVALID_SPAN
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_a_file_in_the_servers_wrapper_is_handed_back_for_sendfile(agent, exported, native):
+    """gunicorn and uWSGI send a file with sendfile only when the body is
+    their own wsgi.file_wrapper (Flask's send_file returns one): the
+    middleware hands it back as it is, its span ended."""
+    import io
+
+    from otelagent.integrations.wsgi import SPAN_KEY, OtelAgentWSGIMiddleware
+
+    class FileWrapper:
+        def __init__(self, f, block=8192):
+            self.f = f
+
+        def __iter__(self):
+            return iter(lambda: self.f.read(4), b"")
+
+        def close(self):
+            self.f.close()
+
+    class Subclass(FileWrapper):
+        pass
+    for wrap in (FileWrapper, Subclass):  # the server's class, or a class of its own
+        def app(environ, start_response, wrap=wrap):
+            start_response("200 OK", [])
+            return wrap(io.BytesIO(b"file body"))
+        mw = OtelAgentWSGIMiddleware(app)
+        trace = uuid.uuid4().hex
+        env = _environ(f"/file/{trace[:8]}", HTTP_TRACEPARENT=TRACE_SAMPLED.format(trace))
+        env["wsgi.file_wrapper"] = FileWrapper
+        result = (mw if native else mw._python_path)(env, lambda *a: None)
+        assert type(result) is wrap and not env[SPAN_KEY].is_recording()
+        assert b"".join(result) == b"file body"
+        result.close()
+        exported.wait(["GET"], bytes.fromhex(trace))
+    # uWSGI's wsgi.file_wrapper is a function returning the file it was given
+    # (it sends with sendfile when it gets that very object back).
+    for open_file in (lambda: io.BytesIO(b"file body"), lambda: open(__file__, "rb")):
+        f = open_file()
+
+        def app(environ, start_response, f=f):
+            start_response("200 OK", [])
+            return environ["wsgi.file_wrapper"](f, 4096)
+        mw = OtelAgentWSGIMiddleware(app)
+        env = _environ(HTTP_TRACEPARENT=TRACE_SAMPLED.format(uuid.uuid4().hex))
+        env["wsgi.file_wrapper"] = lambda f, block=8192: f
+        result = (mw if native else mw._python_path)(env, lambda *a: None)
+        assert result is f and not env[SPAN_KEY].is_recording()
+        result.close()
+    # Another wrapper's object (a factory's, not the server's class): streamed.
+    mw = OtelAgentWSGIMiddleware(lambda environ, start_response: environ["wsgi.file_wrapper"](
+        io.BytesIO(b"file body")))
+    env = _environ(HTTP_TRACEPARENT=TRACE_SAMPLED.format(uuid.uuid4().hex))
+    env["wsgi.file_wrapper"] = lambda f, block=8192: FileWrapper(f, block)
+    result = (mw if native else mw._python_path)(env, lambda *a: None)
+    assert not isinstance(result, FileWrapper) and env[SPAN_KEY].is_recording()
+    assert b"".join(result) == b"file body"
+    result.close()
+    assert not env[SPAN_KEY].is_recording()

@@ -77,8 +77,8 @@ def _bind_args(server, port):
 class Server:
     """A server process (its master) under test, with its log."""
 
-    def __init__(self, name, launcher, endpoint, log, **env_extra):
-        argv, self.workers, self.preloads = SERVERS[name]
+    def __init__(self, name, launcher, endpoint, log, spec=None, **env_extra):
+        argv, self.workers, self.preloads = spec or SERVERS[name]
         prefix, launcher_env = LAUNCHERS[launcher]
         self.port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL")}
@@ -387,3 +387,44 @@ def test_sigterm_with_the_receiver_hanging_is_bounded(server, launcher, tmp_path
         srv.kill()
         hole.close()
 
+
+
+# One worker each: the count of sendfile calls is the worker's.
+SENDFILE_SERVERS = {
+    "gunicorn-sync": (["gunicorn", "-w", "1", "procapp:wsgi"], 1, False),
+    "gunicorn-gthread": (["gunicorn", "-k", "gthread", "--threads", "2", "-w", "1",
+                          "procapp:wsgi"], 1, False),
+    "uwsgi": (["uwsgi", "--home", sys.prefix, "--master", "--processes", "1", "--die-on-term",
+               "--module", "procapp:wsgi"], 1, False),
+}
+
+
+@pytest.mark.parametrize("server", sorted(SENDFILE_SERVERS))
+def test_a_file_body_is_sent_with_sendfile(server, launcher, tmp_path):
+    """A body in the server's wsgi.file_wrapper (Flask's send_file) reaches
+    the server as it is, so the server still sends it with sendfile; its
+    request's span ends with the status."""
+    sink = Sink()
+    srv = Server(server, launcher, sink.endpoint, tmp_path / "server.log",
+                 spec=SENDFILE_SERVERS[server], OTEL_BSP_SCHEDULE_DELAY=100,
+                 PROCAPP_COUNT_SENDFILE=1)
+    try:
+        with open(os.path.join(APPS, "procapp.py"), "rb") as f:
+            expected = f.read()
+        for _ in range(3):
+            r = requests.get(f"http://127.0.0.1:{srv.port}/file", timeout=30)
+            assert r.status_code == 200 and r.content == expected
+        if server.startswith("gunicorn"):
+            count = requests.get(f"http://127.0.0.1:{srv.port}/sendfiles", timeout=30).json()
+            assert count["sendfiles"] == 3, count
+        else:  # uWSGI's request log says how it sent the body
+            wait_for(lambda: srv.output().count("GET /file => ") == 3, 30, "uWSGI's log lines")
+            lines = [ln for ln in srv.output().splitlines() if "GET /file => " in ln]
+            assert all("via sendfile()" in ln for ln in lines), lines
+        wait_for(lambda: len([s for s in sink.spans() if s.kind == 2]) >= 3, 30, "server spans")
+        spans = [s for s in sink.spans() if s.kind == 2 and attrs(s).get("url.path") == "/file"]
+        assert len(spans) == 3
+        assert all(attrs(s)["http.response.status_code"] == 200 for s in spans)
+    finally:
+        srv.kill()
+        sink.close()

@@ -475,8 +475,11 @@ static PyObject *s_type, *s_http, *s_websocket, *s_path, *s_headers, *s_method, 
     *a_server_address, *a_server_port, *a_client_address, *a_user_agent, *a_protocol, *a_route,
     *a_status_code, *a_error_type, *s_werkzeug_request, *s_url_rule, *s_rule, *s_map, *s_cur_set,
     *s_cur_reset, *s_cur_get, *s_native_record, *s_native_context, *s_make_span, *s_kind,
-    *s_attributes, *s_time_ns, *s_server_attr, *s_app, *s_lifespan, *s_throw;
+    *s_attributes, *s_time_ns, *s_server_attr, *s_app, *s_lifespan, *s_throw, *s_file_wrapper;
 static PyObject *g_kind_server, *g_kind_internal, *g_zero, *g_port_80, *g_port_443, *g_invalid_ctx;
+/* _io._IOBase: the base class of every file object (compared as a pointer
+   only: with sub-interpreters it may be another interpreter's). */
+static PyTypeObject *g_iobase;
 
 static const struct {
   PyObject **obj;
@@ -520,6 +523,7 @@ static const struct {
     {&s_set_status, "set_status"},
     {&s_end, "end"},
     {&s_close, "close"},
+    {&s_file_wrapper, "wsgi.file_wrapper"},
     {&s_server_attr, "_server"},
     {&s_app, "app"},
     {&s_lifespan, "lifespan"},
@@ -576,6 +580,17 @@ static int make_strings(void) {
   g_port_443 = PyLong_FromLong(443);
   static const char zeros[32] = {0};
   g_invalid_ctx = PyBytes_FromStringAndSize(zeros, 32);
+  PyObject *io = PyImport_ImportModule("_io");
+  if (io == NULL) return -1;
+  PyObject *base = PyObject_GetAttrString(io, "_IOBase");
+  Py_DECREF(io);
+  if (base == NULL) return -1;
+  if (!PyType_Check(base)) {
+    Py_DECREF(base);
+    PyErr_SetString(PyExc_TypeError, "_io._IOBase is not a type");
+    return -1;
+  }
+  g_iobase = (PyTypeObject *)base;
   return g_kind_server && g_kind_internal && g_zero && g_port_80 && g_port_443 && g_invalid_ctx
              ? 0
              : -1;
@@ -2077,15 +2092,33 @@ static PyObject *call_finish(ServerCall *c, PyObject *unused) {
   Py_RETURN_NONE;
 }
 
-/* closing(result) (WSGI): what to return to the server. A body given whole
-   ends the span at once; a streamed one when the server closes it. */
+/* Whether result is a file the server sends as it is: a file object (what
+   uWSGI's wsgi.file_wrapper returns, the file it was given) or an instance
+   of the server's wsgi.file_wrapper class (gunicorn's, waitress's). A
+   server uses sendfile only when it gets that object back, and reading it
+   runs none of the application's code. */
+static int is_server_file(ServerCall *c, PyObject *result) {
+  if (PyObject_TypeCheck(result, g_iobase)) return 1;
+  if (c->scope == NULL || !PyDict_Check(c->scope)) return 0;
+  PyObject *wrapper = PyDict_GetItemWithError(c->scope, s_file_wrapper); /* borrowed */
+  if (wrapper == NULL) {
+    PyErr_Clear();
+    return 0;
+  }
+  return PyType_Check(wrapper) && PyObject_TypeCheck(result, (PyTypeObject *)wrapper);
+}
+
+/* closing(result) (WSGI): what to return to the server. A body given whole,
+   or a file the server sends itself, ends the span at once; a streamed one
+   when it ends or the server closes it. */
 static PyObject *call_closing(ServerCall *c, PyObject *result) {
   reset_var(g_current, &c->token);
   reset_var(g_baggage_var, &c->bag_token);
   if (c->ended) return Py_NewRef(result);
   /* A body given whole, or the call itself (not an iterable of the
      application's: iterating it would recurse), ends the span now. */
-  if (PyList_CheckExact(result) || PyTuple_CheckExact(result) || result == (PyObject *)c) {
+  if (PyList_CheckExact(result) || PyTuple_CheckExact(result) || result == (PyObject *)c ||
+      is_server_file(c, result)) {
     if (call_end(c) != 0) return NULL;
     return Py_NewRef(result);
   }

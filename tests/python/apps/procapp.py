@@ -11,6 +11,9 @@ Environment:
   an unmodified app (otelagent-instrument, LD_PRELOAD).
 - PROCAPP_IMPORT_SPANS=K: end K spans named "import" while the module is
   imported (in a pre-fork master that is before the workers are forked).
+- PROCAPP_COUNT_SENDFILE=1: count the calls of socket.sendfile (GET
+  /sendfiles answers how many; GET /file sends this file through the
+  server's wsgi.file_wrapper).
 - PROCAPP_INFLIGHT=1: then wait until the export of those spans has been
   sent and not answered (the test's sink delays its answer) so that the
   server forks its workers with an export in flight; prints
@@ -62,7 +65,35 @@ def _work(query):
     return json.dumps({"pid": os.getpid(), "rid": rid}).encode()
 
 
+# Calls of socket.sendfile in this process (gunicorn's way to send a body
+# that is its wsgi.file_wrapper), for /file and /sendfiles.
+_sendfiles = []
+
+
+def _count_sendfile():
+    import socket
+    sendfile = socket.socket.sendfile
+
+    def counted(self, file, *args, **kwargs):
+        _sendfiles.append(1)
+        return sendfile(self, file, *args, **kwargs)
+    socket.socket.sendfile = counted
+
+
+if os.environ.get("PROCAPP_COUNT_SENDFILE") == "1":
+    _count_sendfile()
+
+
 def _wsgi(environ, start_response):
+    path = environ.get("PATH_INFO", "")
+    if path == "/file":  # this file, through the server's file wrapper (Flask's send_file)
+        start_response("200 OK", [("Content-Type", "text/plain"),
+                                  ("Content-Length", str(os.path.getsize(__file__)))])
+        return environ["wsgi.file_wrapper"](open(__file__, "rb"), 8192)
+    if path == "/sendfiles":
+        body = json.dumps({"pid": os.getpid(), "sendfiles": len(_sendfiles)}).encode()
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [body]
     body = _work(environ.get("QUERY_STRING", ""))
     start_response("200 OK", [("Content-Type", "application/json"),
                               ("Content-Length", str(len(body)))])

@@ -10,6 +10,7 @@ werkzeug matched, read when the response starts; without one the span is
 named after the method."""
 
 import inspect
+import io
 import types
 
 from .. import _tracing as T
@@ -102,7 +103,7 @@ class OtelAgentWSGIMiddleware(_http.NativeServer or object):
                 result = self.wsgi_app(environ, start_response)
             finally:
                 _http.reset_request(token, bag_token)
-            if type(result) is list or type(result) is tuple:
+            if type(result) is list or type(result) is tuple or _server_file(result, environ):
                 return result
             # Streamed: spans the body makes are children of the sampled-out
             # span (sampled out with it), not new roots.
@@ -139,12 +140,23 @@ class OtelAgentWSGIMiddleware(_http.NativeServer or object):
             _http.reset_request(token, bag_token)
             raise
         _http.reset_request(token, bag_token)
-        if type(result) is list or type(result) is tuple:
+        if type(result) is list or type(result) is tuple or _server_file(result, environ):
             span.end()
             return result
         # A streamed body: the span ends with the body (its last chunk, or
         # the server's close() if that comes first).
         return _ClosingIterable(result, span, baggage)
+
+
+def _server_file(result, environ):
+    """Whether the body is a file the server sends as it is (see _native.c's
+    is_server_file): a file object, what uWSGI's wsgi.file_wrapper returns,
+    or an instance of the server's wsgi.file_wrapper class (gunicorn's). The
+    server uses sendfile only when it gets that object back."""
+    if isinstance(result, io.IOBase):
+        return True
+    wrapper = environ.get("wsgi.file_wrapper")
+    return isinstance(wrapper, type) and isinstance(result, wrapper)
 
 
 def name_after_werkzeug_rule(span, first_name, environ, url_map):
