@@ -1557,3 +1557,51 @@ def test_a_file_in_the_servers_wrapper_is_handed_back_for_sendfile(agent, export
     assert b"".join(result) == b"file body"
     result.close()
     assert not env[SPAN_KEY].is_recording()
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_the_file_check_runs_no_code_of_the_application(agent, native):
+    """Whether a body is the server's file is decided on real subclasses, the
+    same in C and in Python: no __instancecheck__ or __eq__ of the
+    application's runs (a failing one would otherwise fail the request), and
+    a class registered with io.IOBase is not taken for a file."""
+    import abc
+    import io
+
+    import otelagent
+    from otelagent.integrations.wsgi import SPAN_KEY, OtelAgentWSGIMiddleware
+
+    class Meta(type):
+        def __instancecheck__(cls, obj):
+            raise RuntimeError("__instancecheck__ ran")
+
+    class Wrapper(metaclass=Meta):
+        pass
+
+    class BadKey(str):
+        def __hash__(self):
+            return hash("wsgi.file_wrapper")
+
+        def __eq__(self, other):
+            raise ValueError("__eq__ ran")
+
+    class Virtual(abc.ABC):
+        def __iter__(self):
+            return iter([b"v"])
+    io.IOBase.register(Virtual)
+
+    for body, extra in ((lambda: iter([b"v"]), {"wsgi.file_wrapper": Wrapper}),
+                        (lambda: iter([b"v"]), {BadKey("wsgi.file_wrapper"): 1}),
+                        (Virtual, {})):
+        def app(environ, start_response, body=body):
+            start_response("200 OK", [])
+            return body()
+        mw = OtelAgentWSGIMiddleware(app)
+        env = _environ(HTTP_TRACEPARENT=TRACE_SAMPLED.format(uuid.uuid4().hex))
+        env.update(extra)
+        result = (mw if native else mw._python_path)(env, lambda *a: None)
+        assert env[SPAN_KEY].is_recording()  # streamed: not taken for a file
+        assert b"".join(result) == b"v"
+        result.close()
+        assert not env[SPAN_KEY].is_recording()
+        assert otelagent.get_current_span() is otelagent.INVALID_SPAN

@@ -2102,7 +2102,7 @@ static int is_server_file(ServerCall *c, PyObject *result) {
   if (c->scope == NULL || !PyDict_Check(c->scope)) return 0;
   PyObject *wrapper = PyDict_GetItemWithError(c->scope, s_file_wrapper); /* borrowed */
   if (wrapper == NULL) {
-    PyErr_Clear();
+    if (PyErr_Occurred()) PyErr_Clear(); /* a key's __eq__ failed: not the server's file */
     return 0;
   }
   return PyType_Check(wrapper) && PyObject_TypeCheck(result, (PyTypeObject *)wrapper);

@@ -10,8 +10,8 @@ werkzeug matched, read when the response starts; without one the span is
 named after the method."""
 
 import inspect
-import io
 import types
+from _io import _IOBase
 
 from .. import _tracing as T
 from ..propagation import _baggage, extract_values
@@ -152,11 +152,16 @@ def _server_file(result, environ):
     """Whether the body is a file the server sends as it is (see _native.c's
     is_server_file): a file object, what uWSGI's wsgi.file_wrapper returns,
     or an instance of the server's wsgi.file_wrapper class (gunicorn's). The
-    server uses sendfile only when it gets that object back."""
-    if isinstance(result, io.IOBase):
-        return True
-    wrapper = environ.get("wsgi.file_wrapper")
-    return isinstance(wrapper, type) and isinstance(result, wrapper)
+    server uses sendfile only when it gets that object back. Real subclasses
+    only, as in C: no __instancecheck__ of the application's runs here."""
+    try:
+        mro = type(result).__mro__
+        if _IOBase in mro:
+            return True
+        wrapper = environ.get("wsgi.file_wrapper")
+        return isinstance(wrapper, type) and wrapper in mro
+    except Exception:  # an environ key's or a metaclass's __eq__ failed: not the server's file
+        return False
 
 
 def name_after_werkzeug_rule(span, first_name, environ, url_map):
